@@ -1,0 +1,257 @@
+//! The trainer: AdamW (no weight decay on norms, biases and embeddings), linear warm-up
+//! then cosine decay, clipping by global norm, atomic checkpoints with exact resume,
+//! a progress bar and JSONL metrics.
+//!
+//! Determinism: every random draw of step `s` comes from `Rng::new(seed).fork("step-s")`,
+//! and the data source is asked for batch `s` by number, so a run stopped and resumed
+//! at any checkpoint produces the same bytes as an uninterrupted one (same thread count).
+
+pub mod checkpoint;
+pub mod optim;
+pub mod schedule;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tessera_core::{CoreError, ParamStore};
+use tessera_recipes::{Batch, Recipe};
+use tessera_tokens::Rng;
+
+pub use checkpoint::{latest_checkpoint, Checkpoint};
+pub use optim::AdamW;
+
+/// The train crate's one error enum.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("non-finite {what} ({value}) at step {step}; stopped, the last good checkpoint is left in place")]
+    NonFinite { what: String, value: f64, step: u64 },
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+pub(crate) fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::File { path: path.to_path_buf(), reason: e.to_string() }
+}
+
+/// Optimisation hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    #[serde(default)]
+    pub min_lr: f64,
+    #[serde(default)]
+    pub warmup_steps: u64,
+    #[serde(default = "default_wd")]
+    pub weight_decay: f64,
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    #[serde(default = "default_adam_eps")]
+    pub eps: f64,
+    /// Clip gradients to this global L2 norm (0 = off).
+    #[serde(default = "default_clip")]
+    pub clip_norm: f64,
+    /// Write a checkpoint every this many steps (and always at the end).
+    #[serde(default = "default_ckpt")]
+    pub checkpoint_every: u64,
+    /// How many checkpoints to keep.
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    #[serde(default = "default_log")]
+    pub log_every: u64,
+    /// Stop early (with a checkpoint) after this many seconds; the schedule is unchanged.
+    #[serde(default)]
+    pub time_limit_s: Option<f64>,
+}
+
+fn default_wd() -> f64 {
+    0.05
+}
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.95]
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_ckpt() -> u64 {
+    500
+}
+fn default_keep() -> usize {
+    2
+}
+fn default_log() -> u64 {
+    10
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            lr: 1.5e-4,
+            min_lr: 0.0,
+            warmup_steps: 100,
+            weight_decay: default_wd(),
+            betas: default_betas(),
+            eps: default_adam_eps(),
+            clip_norm: default_clip(),
+            checkpoint_every: default_ckpt(),
+            keep_checkpoints: default_keep(),
+            log_every: default_log(),
+            time_limit_s: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 || self.batch_size == 0 {
+            return Err(TrainError::Config("steps and batch_size must be positive".into()));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 {
+            return Err(TrainError::Config(format!("lr must be positive (got {}), min_lr non-negative", self.lr)));
+        }
+        if self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
+            return Err(TrainError::Config("checkpoint_every and keep_checkpoints must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Supplies batch number `step` (1-based). Must be a pure function of `step` and `rng`
+/// for exact resume.
+pub trait BatchSource {
+    fn batch(&mut self, step: u64, batch_size: usize, views: usize, rng: &mut Rng) -> Result<Batch>;
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepLog {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub samples_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+/// What a finished (or time-limited) run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub first_step: u64,
+    pub last_step: u64,
+    pub losses: Vec<f64>,
+    pub elapsed_s: f64,
+    pub samples_per_s: f64,
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Options that are not hyperparameters.
+pub struct RunOptions<'a> {
+    pub run_dir: &'a Path,
+    pub seed: u64,
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    /// The resolved configuration, saved verbatim with every checkpoint.
+    pub config_toml: String,
+    pub progress: bool,
+}
+
+/// Trains `recipe` (whose parameters live in `store`) on batches from `source`.
+pub fn train(recipe: &mut dyn Recipe, store: &ParamStore, source: &mut dyn BatchSource, cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
+    cfg.validate()?;
+    std::fs::create_dir_all(opts.run_dir).map_err(|e| io_err(opts.run_dir, e))?;
+    let mut opt = AdamW::new(store, cfg);
+    let mut start = 1u64;
+    if opts.resume {
+        let ck = latest_checkpoint(opts.run_dir)?
+            .ok_or_else(|| io_err(opts.run_dir, "--resume given but the run directory has no checkpoint"))?;
+        let step = ck.load(store, &mut opt)?;
+        start = step + 1;
+    }
+    let metrics_path = opts.run_dir.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| io_err(&metrics_path, e))?;
+    let bar = if opts.progress && start <= cfg.steps {
+        let b = ProgressBar::new(cfg.steps);
+        b.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b.set_position(start - 1);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let root = Rng::new(opts.seed);
+    let t0 = Instant::now();
+    let mut losses = Vec::new();
+    let mut last_ckpt = None;
+    let mut step = start;
+    let mut window = (Instant::now(), 0usize);
+    while step <= cfg.steps {
+        let mut rng = root.fork(&format!("step-{step}"));
+        let batch = source.batch(step, cfg.batch_size, recipe.views(), &mut rng)?;
+        let n_samples = batch.views.first().map(|t| t.b).unwrap_or(0);
+        let out = recipe.loss(&batch, &mut rng)?;
+        let loss = out.loss.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            bar.abandon();
+            return Err(TrainError::NonFinite { what: "loss".into(), value: loss, step });
+        }
+        let grads = out.loss.backward()?;
+        let lr = schedule::lr_at(cfg, step);
+        let grad_norm = opt.step(store, &grads, lr, step)?;
+        recipe.after_step(store, step)?;
+        losses.push(loss);
+        window.1 += n_samples;
+        if step % cfg.log_every == 0 || step == cfg.steps {
+            let dt = window.0.elapsed().as_secs_f64().max(1e-9);
+            let log = StepLog { step, loss, lr, grad_norm, samples_per_s: window.1 as f64 / dt, elapsed_s: t0.elapsed().as_secs_f64() };
+            let line = serde_json::to_string(&log).map_err(|e| io_err(&metrics_path, e))?;
+            writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
+            bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {:.1} samples/s", log.samples_per_s));
+            window = (Instant::now(), 0);
+        }
+        bar.set_position(step);
+        let out_of_time = cfg.time_limit_s.is_some_and(|t| t0.elapsed().as_secs_f64() >= t);
+        if step % cfg.checkpoint_every == 0 || step == cfg.steps || out_of_time {
+            last_ckpt = Some(checkpoint::save(opts.run_dir, step, store, &opt, &opts.config_toml, cfg.keep_checkpoints)?);
+        }
+        if out_of_time {
+            break;
+        }
+        step += 1;
+    }
+    bar.finish_and_clear();
+    let elapsed_s = t0.elapsed().as_secs_f64();
+    let done = losses.len();
+    Ok(TrainSummary {
+        first_step: start,
+        last_step: start + done as u64 - 1,
+        samples_per_s: (done * cfg.batch_size) as f64 / elapsed_s.max(1e-9),
+        losses,
+        elapsed_s,
+        checkpoint: last_ckpt,
+    })
+}

@@ -1,0 +1,123 @@
+//! Trainer behaviour on synthetic tokens: loss falls, resume is bit-exact, NaN stops the
+//! run and keeps the last good checkpoint.
+
+use candle_core::Device;
+use tessera_core::{EncoderConfig, ParamStore};
+use tessera_recipes::mae::MaeConfig;
+use tessera_recipes::{Batch, RecipeConfig};
+use tessera_tokens::{Rng, SampleTokens, Tokens};
+use tessera_train::{latest_checkpoint, train, BatchSource, Result, RunOptions, TrainConfig, TrainError};
+
+/// Smooth 1-D signals cut into 8-value tokens: learnable structure.
+struct Sines {
+    poison_at: Option<u64>,
+}
+
+impl BatchSource for Sines {
+    fn batch(&mut self, step: u64, batch_size: usize, _views: usize, rng: &mut Rng) -> Result<Batch> {
+        let samples: Vec<SampleTokens> = (0..batch_size)
+            .map(|_| {
+                let f = 0.05 + 0.2 * rng.uniform() as f32;
+                let ph = rng.uniform() as f32 * 6.28;
+                let n = 16;
+                let mut v: Vec<f32> = (0..n * 8).map(|t| (f * t as f32 + ph).sin()).collect();
+                if self.poison_at == Some(step) {
+                    v[0] = f32::NAN;
+                }
+                let c = (0..n).map(|i| i as f32).collect();
+                SampleTokens::new(v, c, n, 8, 1).unwrap()
+            })
+            .collect();
+        Ok(Batch { views: vec![Tokens::from_samples(&samples).unwrap()] })
+    }
+}
+
+fn setup() -> (EncoderConfig, RecipeConfig) {
+    let mut enc = EncoderConfig::preset("nano", 8, vec![16.0]).unwrap();
+    enc.depth = 2;
+    enc.dim = 64;
+    enc.heads = 2;
+    let rc = RecipeConfig::Mae(MaeConfig { decoder_dim: 32, decoder_depth: 1, decoder_heads: 2, ..Default::default() });
+    (enc, rc)
+}
+
+fn run(dir: &std::path::Path, cfg: &TrainConfig, resume: bool, poison: Option<u64>) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
+    let (enc, rc) = setup();
+    let mut store = ParamStore::new(7, &Device::Cpu);
+    let mut recipe = rc.build(&enc, &mut store)?;
+    let opts = RunOptions { run_dir: dir, seed: 7, resume, config_toml: "# test\n".into(), progress: false };
+    let s = train(recipe.as_mut(), &store, &mut Sines { poison_at: poison }, cfg, &opts)?;
+    Ok((s.losses, store))
+}
+
+fn weights(store: &ParamStore) -> Vec<(String, Vec<f32>)> {
+    store.iter().map(|(n, p)| (n.clone(), p.var.flatten_all().unwrap().to_vec1().unwrap())).collect()
+}
+
+#[test]
+fn loss_falls() {
+    let dir = tempdir("falls");
+    let cfg = TrainConfig { steps: 60, batch_size: 8, lr: 2e-3, warmup_steps: 5, checkpoint_every: 1000, ..Default::default() };
+    let (losses, _) = run(&dir, &cfg, false, None).unwrap();
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(last < 0.7 * first, "loss did not fall: {first} -> {last}");
+    assert!(dir.join("metrics.jsonl").exists());
+}
+
+#[test]
+fn resume_is_bit_exact() {
+    let cfg = TrainConfig { steps: 8, batch_size: 4, lr: 1e-3, warmup_steps: 2, checkpoint_every: 4, ..Default::default() };
+    let a = tempdir("straight");
+    let (la, sa) = run(&a, &cfg, false, None).unwrap();
+    let b = tempdir("resumed");
+    {
+        // The 8-step schedule, crashing after its step-4 checkpoint.
+        let (enc, rc) = setup();
+        let mut store = ParamStore::new(7, &Device::Cpu);
+        let mut recipe = rc.build(&enc, &mut store).unwrap();
+        let opts = RunOptions { run_dir: &b, seed: 7, resume: false, config_toml: String::new(), progress: false };
+        let mut src = StopAfter { inner: Sines { poison_at: None }, last: 4 };
+        let err = train(recipe.as_mut(), &store, &mut src, &cfg, &opts);
+        assert!(matches!(err, Err(TrainError::Data(_))));
+    }
+    assert_eq!(latest_checkpoint(&b).unwrap().unwrap().step().unwrap(), 4);
+    let (lb, sb) = run(&b, &cfg, true, None).unwrap();
+    assert_eq!(lb.len(), 4);
+    assert_eq!(&la[4..], &lb[..], "losses after resume differ");
+    assert_eq!(weights(&sa), weights(&sb), "weights after resume differ");
+}
+
+/// Fails at step `last + 1`, like a crash, after the step-`last` checkpoint is written.
+struct StopAfter {
+    inner: Sines,
+    last: u64,
+}
+
+impl BatchSource for StopAfter {
+    fn batch(&mut self, step: u64, bs: usize, views: usize, rng: &mut Rng) -> Result<Batch> {
+        if step > self.last {
+            return Err(TrainError::Data("simulated crash".into()));
+        }
+        self.inner.batch(step, bs, views, rng)
+    }
+}
+
+#[test]
+fn nan_loss_stops_and_keeps_last_checkpoint() {
+    let dir = tempdir("nan");
+    let cfg = TrainConfig { steps: 10, batch_size: 2, checkpoint_every: 3, ..Default::default() };
+    match run(&dir, &cfg, false, Some(5)) {
+        Err(e @ TrainError::NonFinite { step: 5, .. }) => assert!(e.to_string().contains("step 5")),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a NaN loss did not stop the run"),
+    }
+    assert_eq!(latest_checkpoint(&dir).unwrap().unwrap().step().unwrap(), 3);
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
