@@ -47,6 +47,7 @@ pub mod knn;
 pub mod lbfgs;
 pub mod linear;
 pub mod metrics;
+pub mod protocol;
 pub mod split;
 pub mod tables;
 
@@ -55,6 +56,7 @@ pub use linear::{fit_linear_probe, GridPoint, LinearProbe, LinearProbeConfig};
 pub use metrics::{
     accuracy, check_labels, classification_report, confusion_matrix, macro_f1, ClassificationReport,
 };
+pub use protocol::{run_probes, ProbeConfig, ProbeResults};
 pub use split::stratified_split;
 pub use tables::{
     confusion_to_csv, summarise, summary_to_markdown, to_markdown, write_confusion_csv, ResultRow,

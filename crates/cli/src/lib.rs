@@ -1,0 +1,96 @@
+//! What every domain CLI shares: the common flags (same meaning in every domain), layered
+//! configuration (embedded preset → `--config` file → flags), data listing from a folder
+//! or a CSV manifest, thread setup, progress bars and one-line error reporting.
+
+pub mod config;
+pub mod data;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use config::{deep_merge, Presets};
+pub use data::{list_data, DataItem, ManifestColumns};
+
+/// Flags shared by every subcommand of every domain CLI.
+#[derive(Debug, Clone, Args, Default)]
+pub struct CommonArgs {
+    /// Data: a folder (searched recursively) or a CSV manifest with a path/file column.
+    #[arg(long, value_name = "DIR|MANIFEST.csv")]
+    pub data: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// A run folder written by `pretrain` (its latest checkpoint and resolved config).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// A TOML file merged over the preset.
+    #[arg(long, value_name = "TOML")]
+    pub config: Option<PathBuf>,
+    /// A named model card from `models/` (or a path to one).
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Training steps (overrides the config).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Batch size (overrides the config).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Root random seed (overrides the config).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker threads (default: all cores). Results are bit-identical for a given count.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Fail on the first unreadable file instead of skipping it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl CommonArgs {
+    pub fn data(&self) -> anyhow::Result<&PathBuf> {
+        self.data.as_ref().ok_or_else(|| anyhow::anyhow!("--data is required (a folder or a CSV manifest)"))
+    }
+    pub fn out(&self) -> anyhow::Result<&PathBuf> {
+        self.out.as_ref().ok_or_else(|| anyhow::anyhow!("--out is required"))
+    }
+    pub fn checkpoint(&self) -> anyhow::Result<&PathBuf> {
+        self.checkpoint.as_ref().ok_or_else(|| anyhow::anyhow!("--checkpoint <run dir> is required"))
+    }
+}
+
+/// Sets the thread count for candle's matrix kernels and rayon. Call before any work.
+pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            anyhow::bail!("--threads must be at least 1");
+        }
+        // candle reads RAYON_NUM_THREADS for its gemm parallelism; rayon uses the global pool.
+        // Set before any rayon or candle use, while the program is single-threaded.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    Ok(())
+}
+
+/// A progress bar with Tessera's style (hidden when stderr is not a terminal).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{msg:>12} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b.set_message(what.to_string());
+    b
+}
+
+/// Prints an error as one line (`error: outer context: cause`) and returns exit code 1.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -282,3 +282,39 @@ mod tests {
         assert!(EncoderConfig::preset("huge", 6, vec![1.0]).is_err());
     }
 }
+
+/// How a model card names an encoder: a size preset plus optional overrides. The token
+/// widths (P, coordinate scales) come from the domain's tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    pub size: String,
+    #[serde(default)]
+    pub dim: Option<usize>,
+    #[serde(default)]
+    pub depth: Option<usize>,
+    #[serde(default)]
+    pub heads: Option<usize>,
+    #[serde(default)]
+    pub registers: usize,
+    #[serde(default)]
+    pub layer_scale: Option<f32>,
+    #[serde(default)]
+    pub learned_coords: bool,
+    #[serde(default)]
+    pub fourier: FourierConfig,
+}
+
+impl EncoderSpec {
+    pub fn resolve(&self, patch_dim: usize, coord_scales: Vec<f32>) -> Result<EncoderConfig> {
+        let mut c = EncoderConfig::preset(&self.size, patch_dim, coord_scales)?;
+        c.dim = self.dim.unwrap_or(c.dim);
+        c.depth = self.depth.unwrap_or(c.depth);
+        c.heads = self.heads.unwrap_or(c.heads);
+        c.registers = self.registers;
+        c.layer_scale = self.layer_scale;
+        c.learned_coords = self.learned_coords;
+        c.fourier = self.fourier;
+        c.validate()?;
+        Ok(c)
+    }
+}

@@ -10,7 +10,7 @@ pub mod ops;
 pub mod params;
 pub mod posenc;
 
-pub use encoder::{Encoder, EncoderConfig, EncoderOutput};
+pub use encoder::{Encoder, EncoderConfig, EncoderOutput, EncoderSpec};
 pub use error::CoreError;
 pub use params::ParamStore;
 

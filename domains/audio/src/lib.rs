@@ -1,0 +1,16 @@
+//! Audio domain: WAV reading, band-limited resampling, log-mel / Kaldi fbank features and
+//! the spectrogram patch tokenizer (frequency and time coordinates).
+//!
+//! Everything here is free of candle so an ONNX-runtime-only application can reuse it;
+//! the `cli` feature adds the `tessera-audio` binary's training glue.
+
+pub mod error;
+pub mod features;
+pub mod frontend;
+pub mod resample;
+pub mod synth;
+pub mod tokenizer;
+pub mod wav;
+
+pub use error::AudioError;
+pub use frontend::{AudioFrontend, AudioFrontendConfig};
