@@ -516,3 +516,45 @@ pub fn demo(common: &CommonArgs) -> Result<()> {
     println!("\nAll results: {}", results.join("results.md").display());
     Ok(())
 }
+
+/// One MAE training step (forward, backward, AdamW) on random `[bins, frames]` log-mels:
+/// prints samples/s as a JSON line (the same measurement as benchmarks/mae_step_torch.py).
+pub fn bench_step(common: &CommonArgs, frames: usize, warmup: usize, steps: usize) -> Result<()> {
+    tessera_cli::init_threads(common.threads)?;
+    let mut card = Card::resolve(common)?;
+    let bs = common.batch_size.unwrap_or(8);
+    card.audio.duration_s = (frames as f64 * card.audio.features.hop_s()) as f32;
+    let fe = AudioFrontend::new(&card.audio)?;
+    let enc_cfg = card.encoder_config(&fe)?;
+    let mut store = ParamStore::new(card.seed, &Device::Cpu);
+    let recipe = card.recipe.build(&enc_cfg, &mut store)?;
+    let mut opt = tessera_train::AdamW::new(&store, &card.train);
+    let bins = card.audio.features.n_bins();
+    let mut rng = Rng::new(card.seed);
+    let samples = (0..bs)
+        .map(|_| {
+            let data = (0..bins * frames).map(|_| rng.normal() as f32).collect();
+            fe.tokens(&Spectrogram { data, bins, frames, hop_s: card.audio.features.hop_s() })
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let batch = Batch { views: vec![Tokens::from_samples(&samples)?] };
+    let mut timed = 0.0;
+    for i in 0..warmup + steps {
+        let t0 = std::time::Instant::now();
+        let out = recipe.loss(&batch, &mut rng)?;
+        let grads = out.loss.backward()?;
+        opt.step(&store, &grads, 1e-4, i as u64 + 1)?;
+        if i >= warmup {
+            timed += t0.elapsed().as_secs_f64();
+        }
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"params_encoder\": {}}}",
+        samples[0].n,
+        (bs * steps) as f64 / timed,
+        1000.0 * timed / steps as f64,
+        store.count(ENCODER_PREFIX)
+    );
+    Ok(())
+}

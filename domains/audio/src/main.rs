@@ -92,6 +92,20 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Benchmark one MAE training step on random log-mels (JSON line with samples/s).
+    #[command(after_help = "Example:\n  tessera-audio bench-step --preset audio-tiny-mae --frames 1024 --batch-size 8 --threads 2")]
+    BenchStep {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Spectrogram frames (time) per sample.
+        #[arg(long, default_value_t = 1024)]
+        frames: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        timed_steps: usize,
+    },
     /// The quick start: generate a small labelled dataset, pretrain, probe against random init and log-mel.
     #[command(after_help = "Example:\n  tessera-audio demo --out runs/demo")]
     Demo {
@@ -111,5 +125,6 @@ fn main() -> ExitCode {
         Cmd::Stats { common, labels } => app::stats(&common, &labels),
         Cmd::Inspect { files, common } => app::inspect(&files, &common),
         Cmd::Demo { common } => app::demo(&common),
+        Cmd::BenchStep { common, frames, warmup, timed_steps } => app::bench_step(&common, frames, warmup, timed_steps),
     })
 }

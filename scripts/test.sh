@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (installs what it needs first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo test --workspace "$@"
