@@ -60,8 +60,22 @@ impl CommonArgs {
     }
 }
 
-/// Sets the thread count for candle's matrix kernels and rayon. Call before any work.
+/// Keeps freed tensor buffers in the heap instead of returning them to the kernel: a
+/// training step allocates and frees the same large buffers every step, and with glibc's
+/// defaults each of those becomes a fresh mmap and thousands of page faults.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// Sets the thread count for candle's matrix kernels and rayon, and tunes the allocator.
+/// Call before any work.
 pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    tune_allocator();
     if let Some(n) = threads {
         if n == 0 {
             anyhow::bail!("--threads must be at least 1");

@@ -29,7 +29,7 @@ impl Linear {
         let rows = x.elem_count() / d_in.max(1);
         let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => ops::add_bias(&y, b)?,
             None => y,
         };
         let mut out = dims;
@@ -76,22 +76,10 @@ impl Attention {
     }
 
     /// # Shapes
-    /// `x [B, N, D]`, `bias [B, 1, 1, N]` (0 for real tokens, a large negative number for
+    /// `x [B, N, D]`, `bias [B, N]` (0 for real tokens, a large negative number for
     /// padding) → `[B, N, D]`
     pub fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        let h = self.heads;
-        let dh = d / h;
-        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, h, dh))?.permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * (1.0 / (dh as f64).sqrt()))?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let mut att = q.matmul(&k.t()?)?;
-        if let Some(bias) = bias {
-            att = att.broadcast_add(bias)?;
-        }
-        let att = ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        let y = crate::attention::fused_attention(&self.qkv.forward(x)?, bias, self.heads)?;
         self.proj.forward(&y)
     }
 }
@@ -111,7 +99,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2.forward(&ops::gelu(&self.fc1.forward(x)?)?)
     }
 }
 
@@ -171,10 +159,9 @@ impl Block {
 }
 
 /// Additive attention bias from a padding mask: `padding [B, N]` (1 = filler) →
-/// `[B, 1, 1, N]` with `-1e9` at filler tokens.
+/// `[B, N]` with `-1e9` at filler tokens.
 pub fn attention_bias(padding: &Tensor) -> Result<Tensor> {
-    let (b, n) = padding.dims2()?;
-    Ok((padding * -1e9)?.reshape((b, 1, 1, n))?)
+    Ok((padding * -1e9)?)
 }
 
 /// Mean over the real tokens: `x [B, N, D]`, `padding [B, N]` → `[B, D]`.

@@ -3,6 +3,7 @@
 //! (layer norm, softmax), the coordinate (Fourier) encoding and the pre-norm ViT encoder
 //! that every domain and recipe shares.
 
+pub mod attention;
 pub mod encoder;
 pub mod error;
 pub mod layers;

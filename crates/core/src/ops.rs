@@ -5,6 +5,22 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+/// `exp(x)` in f32 written so that loops over it vectorise (no libm call): range reduction
+/// `x = n·ln2 + r` with round-to-nearest by the 1.5·2²³ trick, then a degree-6 polynomial.
+/// Relative error below 2e-7 on [-87, 88]; inputs below -87 give ~0 (as exp does).
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_52 + r * (0.008_333_7 + r * 0.001_394_1)))));
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+}
+
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
@@ -42,9 +58,9 @@ impl CustomOp1 for Softmax {
                 let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let mut sum = 0f32;
                 for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - m).exp();
-                    sum += *o;
+                    *o = fast_exp(v - m);
                 }
+                sum += yr.iter().sum::<f32>();
                 let inv = 1.0 / sum;
                 yr.iter_mut().for_each(|o| *o *= inv);
             }
@@ -162,6 +178,261 @@ impl CustomOp2 for NormalizeBwd {
     }
 }
 
+/// Column sums of a contiguous `[rows, cols]` buffer, in a fixed order (chunks of rows
+/// summed in parallel, partials added sequentially) so results do not depend on threads.
+fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
+    let rows_per = (65536 / cols.max(1)).max(1);
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(rows_per * cols)
+        .map(|chunk| {
+            let mut acc = vec![0f32; cols];
+            for row in chunk.chunks(cols) {
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut out = vec![0f32; cols];
+    for p in partials {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+    out
+}
+
+/// `[.., C] -> [C]`: sum over every leading dimension.
+struct ColSum;
+
+impl CustomOp1 for ColSum {
+    fn name(&self) -> &'static str {
+        "tessera-colsum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "colsum")?;
+        let c = last_dim(l);
+        Ok((CpuStorage::F32(col_sums(x, c)), Shape::from(c)))
+    }
+}
+
+/// `x [.., C] + b [C]` with a backward pass that reduces the bias gradient in one sweep.
+struct AddBias;
+
+impl CustomOp2 for AddBias {
+    fn name(&self) -> &'static str {
+        "tessera-add-bias"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s1, l1, "add-bias")?;
+        let b = contiguous(s2, l2, "add-bias")?;
+        let c = last_dim(l1);
+        if b.len() != c {
+            candle_core::bail!("add-bias: bias has {} values, rows have {c}", b.len());
+        }
+        let mut y = x.to_vec();
+        y.par_chunks_mut(c * rows_per_task(c)).for_each(|chunk| {
+            for row in chunk.chunks_mut(c) {
+                for (o, v) in row.iter_mut().zip(b) {
+                    *o += v;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let gb = g.apply_op1_no_bwd(&ColSum)?.reshape(b.shape())?;
+        Ok((Some(g), Some(gb)))
+    }
+}
+
+/// Adds a bias `[C]` to the last dimension of `x`.
+pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
+}
+
+/// Fused layer norm `(x - mean) / sqrt(var + eps) * w + b` over the last dimension.
+struct LayerNormOp {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "tessera-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s1, l1, "layer-norm")?;
+        let w = contiguous(s2, l2, "layer-norm")?;
+        let b = contiguous(s3, l3, "layer-norm")?;
+        let d = last_dim(l1);
+        let mut y = vec![0f32; x.len()];
+        let eps = self.eps;
+        y.par_chunks_mut(d * rows_per_task(d)).zip(x.par_chunks(d * rows_per_task(d))).for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                let (mean, rstd) = moments(xr, eps);
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let x = x.contiguous()?;
+        let d = x.dims().last().copied().unwrap_or(1);
+        // dx from the normalised gradient g * w; dw = colsum(g * xhat); db = colsum(g).
+        let gw = g.broadcast_mul(w)?;
+        let dx = x.apply_op2_no_bwd(&gw, &NormalizeBwd { eps: self.eps })?;
+        let xhat = x.apply_op1_no_bwd(&Normalize { eps: self.eps })?;
+        let dw = (&g * xhat)?.apply_op1_no_bwd(&ColSum)?.reshape(d)?;
+        let db = g.apply_op1_no_bwd(&ColSum)?.reshape(d)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// GELU with the exact (erf) form, as timm's `nn.GELU()`.
+struct Gelu;
+
+/// erf in f32 (Abramowitz & Stegun 7.1.26 refined: |error| < 1.5e-7 relative to 1).
+#[inline]
+fn erf(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let e = 1.0 - poly * (-z * z).exp();
+    if x >= 0.0 {
+        e
+    } else {
+        -e
+    }
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "tessera-gelu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "gelu")?;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(16384).zip(x.par_chunks(16384)).for_each(|(yc, xc)| {
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
+            }
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &GeluBwd)?))
+    }
+}
+
+/// d/dx gelu(x) = Φ(x) + x φ(x).
+struct GeluBwd;
+
+impl CustomOp2 for GeluBwd {
+    fn name(&self) -> &'static str {
+        "tessera-gelu-bwd"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s1, l1, "gelu-bwd")?;
+        let g = contiguous(s2, l2, "gelu-bwd")?;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(16384).zip(x.par_chunks(16384).zip(g.par_chunks(16384))).for_each(|(dc, (xc, gc))| {
+            for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                let pdf = INV_SQRT_2PI * (-0.5 * v * v).exp();
+                *o = gv * (cdf + v * pdf);
+            }
+        });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+/// Exact GELU with a fused backward pass.
+pub fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Gelu)
+}
+
+/// `softmax(scale * att + bias)` over the last dimension, where `att [B, H, N, M]` and
+/// `bias [B, M]` (0 for real keys, a large negative number for padding). Fused forward and
+/// backward; no gradient flows to `bias`.
+struct MaskedSoftmax {
+    scale: f32,
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "tessera-masked-softmax"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s1, l1, "masked-softmax")?;
+        let bias = contiguous(s2, l2, "masked-softmax")?;
+        let m = last_dim(l1);
+        let dims = l1.dims();
+        let b = dims.first().copied().unwrap_or(1);
+        if bias.len() != b * m {
+            candle_core::bail!("masked-softmax: bias has {} values, expected {b}x{m}", bias.len());
+        }
+        let rows_per_batch = x.len() / m / b.max(1);
+        let scale = self.scale;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(m).zip(x.par_chunks(m)).enumerate().for_each(|(r, (yr, xr))| {
+            let br = &bias[(r / rows_per_batch) * m..(r / rows_per_batch + 1) * m];
+            let mut mx = f32::NEG_INFINITY;
+            for (o, (&v, &bv)) in yr.iter_mut().zip(xr.iter().zip(br)) {
+                *o = v * scale + bv;
+                mx = mx.max(*o);
+            }
+            yr.iter_mut().for_each(|o| *o = fast_exp(*o - mx));
+            let sum: f32 = yr.iter().sum();
+            let inv = 1.0 / sum;
+            yr.iter_mut().for_each(|o| *o *= inv);
+        });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _bias: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?;
+        let dx = res.apply_op2_no_bwd(&g, &SoftmaxBwd)?;
+        Ok((Some((dx * self.scale as f64)?), None))
+    }
+}
+
+/// `softmax(scale * att + bias)`: `att [B, H, N, M]`, `bias [B, M]`.
+pub fn masked_softmax(att: &Tensor, bias: &Tensor, scale: f32) -> candle_core::Result<Tensor> {
+    att.contiguous()?.apply_op2(&bias.contiguous()?, MaskedSoftmax { scale })
+}
+
 /// Softmax over the last dimension (f32, CPU), with a fused backward pass.
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Softmax)
@@ -174,7 +445,7 @@ pub fn normalize_last_dim(x: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
 
 /// Layer normalisation over the last dimension with affine `weight` and `bias` `[D]`.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
-    normalize_last_dim(x, eps)?.broadcast_mul(weight)?.broadcast_add(bias)
+    x.contiguous()?.apply_op3(weight, bias, LayerNormOp { eps })
 }
 
 #[cfg(test)]
@@ -213,5 +484,53 @@ mod tests {
         let (y2, g2) = reference_grads(&x, slow, &w);
         close(&y1, &y2, 1e-5);
         close(&g1, &g2, 1e-4);
+        let (y1, g1) = reference_grads(&x, |t| gelu(t).unwrap(), &w);
+        let (y2, g2) = reference_grads(&x, |t| t.gelu_erf().unwrap(), &w);
+        close(&y1, &y2, 1e-5);
+        close(&g1, &g2, 1e-4);
+        // Masked, scaled softmax equals softmax of the explicitly biased scores.
+        let bias = Tensor::new(&[[0f32, 0.0, -1e9, 0.0, 0.0], [0.0, -1e9, -1e9, 0.0, 0.0], [0.0; 5]], &dev).unwrap();
+        let xa = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 2, 4, 5), &dev).unwrap()).unwrap();
+        let wa = Tensor::randn(0f32, 1.0, (3, 2, 4, 5), &dev).unwrap();
+        let (y1, g1) = reference_grads(&xa, |t| masked_softmax(t, &bias, 0.5).unwrap(), &wa);
+        let b4 = bias.reshape((3, 1, 1, 5)).unwrap();
+        let (y2, g2) = reference_grads(&xa, |t| candle_nn::ops::softmax(&(t * 0.5).unwrap().broadcast_add(&b4).unwrap(), D::Minus1).unwrap(), &wa);
+        close(&y1, &y2, 1e-6);
+        close(&g1, &g2, 1e-5);
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut x = -90.0f32;
+        while x < 88.0 {
+            let (a, b) = (fast_exp(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b.max(1e-30) || b < 1e-37, "{x}: {a} vs {b}");
+            x += 0.0137;
+        }
+    }
+
+    #[test]
+    fn fused_affine_ops_give_parameter_gradients() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 8), &dev).unwrap()).unwrap();
+        let wv = Var::from_tensor(&Tensor::randn(1f32, 0.1, 8, &dev).unwrap()).unwrap();
+        let bv = Var::from_tensor(&Tensor::randn(0f32, 0.1, 8, &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (2, 3, 8), &dev).unwrap();
+        let grads = |fused: bool| -> Vec<Vec<f32>> {
+            let y = if fused {
+                add_bias(&layer_norm(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap(), bv.as_tensor()).unwrap()
+            } else {
+                let ln = candle_nn::ops::layer_norm_slow(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap();
+                ln.broadcast_add(bv.as_tensor()).unwrap()
+            };
+            let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            [x.as_tensor(), wv.as_tensor(), bv.as_tensor()]
+                .iter()
+                .map(|t| g.get(t).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+                .collect()
+        };
+        for (a, b) in grads(true).iter().zip(grads(false).iter()) {
+            close(a, b, 1e-4);
+        }
     }
 }
