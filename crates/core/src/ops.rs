@@ -322,7 +322,7 @@ fn erf(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    let e = 1.0 - poly * (-z * z).exp();
+    let e = 1.0 - poly * fast_exp(-z * z);
     if x >= 0.0 {
         e
     } else {
@@ -369,7 +369,7 @@ impl CustomOp2 for GeluBwd {
         dx.par_chunks_mut(16384).zip(x.par_chunks(16384).zip(g.par_chunks(16384))).for_each(|(dc, (xc, gc))| {
             for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
                 let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * (-0.5 * v * v).exp();
+                let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
                 *o = gv * (cdf + v * pdf);
             }
         });
