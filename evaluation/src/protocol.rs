@@ -3,8 +3,8 @@
 //! strength, then report linear-probe and kNN results on the test set.
 
 use crate::{
-    classification_report, fit_linear_probe, knn_predict, stratified_split, ClassificationReport, EvalError, Features, KnnConfig,
-    LinearProbeConfig,
+    classification_report, fit_linear_probe, knn_predict, stratified_split, ClassificationReport,
+    EvalError, Features, KnnConfig, LinearProbeConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,11 @@ fn default_val() -> f64 {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { val_fraction: default_val(), linear: LinearProbeConfig::default(), knn: KnnConfig::default() }
+        Self {
+            val_fraction: default_val(),
+            linear: LinearProbeConfig::default(),
+            knn: KnnConfig::default(),
+        }
     }
 }
 
@@ -50,11 +54,28 @@ pub fn run_probes(
 ) -> Result<ProbeResults, EvalError> {
     let (tr, va) = stratified_split(y_train, cfg.val_fraction, seed);
     if tr.is_empty() || va.is_empty() {
-        return Err(EvalError::EmptySplit { split: "train/validation".into() });
+        return Err(EvalError::EmptySplit {
+            split: "train/validation".into(),
+        });
     }
     let pick = |idx: &[usize]| idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>();
-    let probe = fit_linear_probe(&train.select(&tr)?, &pick(&tr), &train.select(&va)?, &pick(&va), n_classes, &cfg.linear)?;
+    let probe = fit_linear_probe(
+        &train.select(&tr)?,
+        &pick(&tr),
+        &train.select(&va)?,
+        &pick(&va),
+        n_classes,
+        &cfg.linear,
+    )?;
     let linear = classification_report(y_test, &probe.predict(test)?, n_classes)?;
-    let knn = classification_report(y_test, &knn_predict(train, y_train, test, n_classes, &cfg.knn)?, n_classes)?;
-    Ok(ProbeResults { linear, linear_l2: probe.l2, knn })
+    let knn = classification_report(
+        y_test,
+        &knn_predict(train, y_train, test, n_classes, &cfg.knn)?,
+        n_classes,
+    )?;
+    Ok(ProbeResults {
+        linear,
+        linear_l2: probe.l2,
+        knn,
+    })
 }

@@ -9,20 +9,30 @@ pub struct Presets(pub &'static [(&'static str, &'static str)]);
 impl Presets {
     /// Resolves `--preset` (a name, or a path to a TOML file) and `--config` into one TOML
     /// value: preset first, user file merged over it.
-    pub fn resolve(&self, preset: Option<&str>, default: &str, config: Option<&Path>) -> anyhow::Result<toml::Value> {
+    pub fn resolve(
+        &self,
+        preset: Option<&str>,
+        default: &str,
+        config: Option<&Path>,
+    ) -> anyhow::Result<toml::Value> {
         let name = preset.unwrap_or(default);
         let text = match self.0.iter().find(|(n, _)| *n == name) {
             Some((_, t)) => t.to_string(),
-            None if Path::new(name).is_file() => std::fs::read_to_string(name).with_context(|| format!("reading preset {name}"))?,
+            None if Path::new(name).is_file() => {
+                std::fs::read_to_string(name).with_context(|| format!("reading preset {name}"))?
+            }
             None => {
                 let known: Vec<&str> = self.0.iter().map(|p| p.0).collect();
                 anyhow::bail!("unknown preset `{name}` (known: {})", known.join(", "))
             }
         };
-        let mut value: toml::Value = toml::from_str(&text).with_context(|| format!("preset `{name}` is not valid TOML"))?;
+        let mut value: toml::Value =
+            toml::from_str(&text).with_context(|| format!("preset `{name}` is not valid TOML"))?;
         if let Some(path) = config {
-            let user = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let user: toml::Value = toml::from_str(&user).with_context(|| format!("{} is not valid TOML", path.display()))?;
+            let user = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let user: toml::Value = toml::from_str(&user)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
             deep_merge(&mut value, user);
         }
         Ok(value)
@@ -66,6 +76,9 @@ mod tests {
         let p = Presets(&[("a", "x = 1")]);
         let e = p.resolve(Some("nope"), "a", None).unwrap_err().to_string();
         assert!(e.contains("known: a"), "{e}");
-        assert_eq!(p.resolve(None, "a", None).unwrap()["x"].as_integer(), Some(1));
+        assert_eq!(
+            p.resolve(None, "a", None).unwrap()["x"].as_integer(),
+            Some(1)
+        );
     }
 }

@@ -23,7 +23,11 @@ pub struct ManifestColumns {
 /// a CSV manifest. In a folder, the label is the name of the file's parent folder when the
 /// file is not at the top level. Manifest paths are relative to the manifest's folder; a
 /// bare file name not found there is looked up (uniquely) in its sub-folders.
-pub fn list_data(spec: &Path, extensions: &[&str], cols: &ManifestColumns) -> anyhow::Result<Vec<DataItem>> {
+pub fn list_data(
+    spec: &Path,
+    extensions: &[&str],
+    cols: &ManifestColumns,
+) -> anyhow::Result<Vec<DataItem>> {
     if spec.is_dir() {
         let mut files = Vec::new();
         walk(spec, &mut files).with_context(|| format!("listing {}", spec.display()))?;
@@ -31,7 +35,10 @@ pub fn list_data(spec: &Path, extensions: &[&str], cols: &ManifestColumns) -> an
         let items = files
             .into_iter()
             .filter(|p| {
-                let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase()).unwrap_or_default();
+                let ext = p
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
                 extensions.is_empty() || extensions.contains(&ext.as_str())
             })
             .map(|path| {
@@ -40,7 +47,11 @@ pub fn list_data(spec: &Path, extensions: &[&str], cols: &ManifestColumns) -> an
                     .filter(|par| *par != spec)
                     .and_then(|par| par.file_name())
                     .map(|n| n.to_string_lossy().to_string());
-                DataItem { path, label, split: None }
+                DataItem {
+                    path,
+                    label,
+                    split: None,
+                }
             })
             .collect::<Vec<_>>();
         return Ok(items);
@@ -85,18 +96,31 @@ pub fn split_csv_line(line: &str) -> Vec<String> {
 }
 
 fn read_manifest(path: &Path, cols: &ManifestColumns) -> anyhow::Result<Vec<DataItem>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading manifest {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading manifest {}", path.display()))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = split_csv_line(lines.next().ok_or_else(|| anyhow::anyhow!("{}: empty manifest", path.display()))?);
+    let header = split_csv_line(
+        lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{}: empty manifest", path.display()))?,
+    );
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
-    let path_col = find("path")
-        .or_else(|| find("file"))
-        .ok_or_else(|| anyhow::anyhow!("{}: manifest needs a `path` or `file` column (found: {})", path.display(), header.join(", ")))?;
+    let path_col = find("path").or_else(|| find("file")).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: manifest needs a `path` or `file` column (found: {})",
+            path.display(),
+            header.join(", ")
+        )
+    })?;
     let col = |name: &Option<String>| -> anyhow::Result<Option<usize>> {
         match name {
-            Some(n) => find(n)
-                .map(Some)
-                .ok_or_else(|| anyhow::anyhow!("{}: no column `{n}` (found: {})", path.display(), header.join(", "))),
+            Some(n) => find(n).map(Some).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: no column `{n}` (found: {})",
+                    path.display(),
+                    header.join(", ")
+                )
+            }),
             None => Ok(None),
         }
     };
@@ -108,10 +132,21 @@ fn read_manifest(path: &Path, cols: &ManifestColumns) -> anyhow::Result<Vec<Data
     for (i, line) in lines.enumerate() {
         let f = split_csv_line(line);
         let get = |c: usize| -> anyhow::Result<String> {
-            f.get(c).map(|s| s.trim().to_string()).ok_or_else(|| anyhow::anyhow!("{}: row {} has only {} fields", path.display(), i + 2, f.len()))
+            f.get(c).map(|s| s.trim().to_string()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: row {} has only {} fields",
+                    path.display(),
+                    i + 2,
+                    f.len()
+                )
+            })
         };
         let rel = PathBuf::from(get(path_col)?);
-        let mut p = if rel.is_absolute() { rel.clone() } else { root.join(&rel) };
+        let mut p = if rel.is_absolute() {
+            rel.clone()
+        } else {
+            root.join(&rel)
+        };
         if !p.exists() && rel.components().count() == 1 {
             let idx = index.get_or_insert_with(|| {
                 let mut files = Vec::new();
@@ -119,16 +154,25 @@ fn read_manifest(path: &Path, cols: &ManifestColumns) -> anyhow::Result<Vec<Data
                 let mut m: HashMap<String, Vec<PathBuf>> = HashMap::new();
                 for f in files {
                     if let Some(n) = f.file_name() {
-                        m.entry(n.to_string_lossy().to_string()).or_default().push(f);
+                        m.entry(n.to_string_lossy().to_string())
+                            .or_default()
+                            .push(f);
                     }
                 }
                 m
             });
-            if let Some([only]) = idx.get(&rel.to_string_lossy().to_string()).map(|v| v.as_slice()) {
+            if let Some([only]) = idx
+                .get(&rel.to_string_lossy().to_string())
+                .map(|v| v.as_slice())
+            {
                 p = only.clone();
             }
         }
-        items.push(DataItem { path: p, label: label_col.map(get).transpose()?, split: split_col.map(get).transpose()? });
+        items.push(DataItem {
+            path: p,
+            label: label_col.map(get).transpose()?,
+            split: split_col.map(get).transpose()?,
+        });
     }
     Ok(items)
 }
@@ -139,7 +183,10 @@ mod tests {
 
     #[test]
     fn csv_quotes() {
-        assert_eq!(split_csv_line(r#"a,"b,c","d""e""#), vec!["a", "b,c", "d\"e"]);
+        assert_eq!(
+            split_csv_line(r#"a,"b,c","d""e""#),
+            vec!["a", "b,c", "d\"e"]
+        );
     }
 
     #[test]
@@ -153,13 +200,22 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].label.as_deref(), Some("cat"));
         std::fs::write(d.join("m.csv"), "file,kind,official_split\nx.wav,7,test\n").unwrap();
-        let cols = ManifestColumns { label: Some("kind".into()), split: Some("official_split".into()) };
+        let cols = ManifestColumns {
+            label: Some("kind".into()),
+            split: Some("official_split".into()),
+        };
         let items = list_data(&d.join("m.csv"), &["wav"], &cols).unwrap();
         assert_eq!(items[0].path, d.join("sub/cat/x.wav"));
         assert_eq!(items[0].label.as_deref(), Some("7"));
         assert_eq!(items[0].split.as_deref(), Some("test"));
-        let bad = ManifestColumns { label: Some("nope".into()), split: None };
-        assert!(list_data(&d.join("m.csv"), &["wav"], &bad).unwrap_err().to_string().contains("no column `nope`"));
+        let bad = ManifestColumns {
+            label: Some("nope".into()),
+            split: None,
+        };
+        assert!(list_data(&d.join("m.csv"), &["wav"], &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("no column `nope`"));
         assert!(list_data(&d.join("missing"), &["wav"], &bad).is_err());
     }
 }

@@ -50,13 +50,19 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     pub fn data(&self) -> anyhow::Result<&PathBuf> {
-        self.data.as_ref().ok_or_else(|| anyhow::anyhow!("--data is required (a folder or a CSV manifest)"))
+        self.data
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--data is required (a folder or a CSV manifest)"))
     }
     pub fn out(&self) -> anyhow::Result<&PathBuf> {
-        self.out.as_ref().ok_or_else(|| anyhow::anyhow!("--out is required"))
+        self.out
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--out is required"))
     }
     pub fn checkpoint(&self) -> anyhow::Result<&PathBuf> {
-        self.checkpoint.as_ref().ok_or_else(|| anyhow::anyhow!("--checkpoint <run dir> is required"))
+        self.checkpoint
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("--checkpoint <run dir> is required"))
     }
 }
 
@@ -91,8 +97,10 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
 pub fn progress(len: u64, what: &str) -> ProgressBar {
     let b = ProgressBar::new(len);
     b.set_style(
-        ProgressStyle::with_template("{msg:>12} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{msg:>12} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     b.set_message(what.to_string());
     b

@@ -9,13 +9,27 @@
 //! `dV = PᵀdO`, `dP = dO Vᵀ`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = scale·dS K`,
 //! `dK = scale·dSᵀQ`. Results do not depend on the thread count.
 
+use crate::ops::contiguous;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// `dst[m×n] = scale · A[m×k] · B[k×n]` with explicit (row, column) strides.
 #[allow(clippy::too_many_arguments)]
-fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], d_rs: usize, a: &[f32], a_rs: usize, a_cs: usize, b: &[f32], b_rs: usize, b_cs: usize, scale: f32) {
+fn mm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    d_rs: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    scale: f32,
+) {
     debug_assert!(dst.len() >= (m - 1) * d_rs + n);
     // SAFETY: every index the kernel touches, (m-1)*rs + (cols-1)*cs, lies inside the
     // slices (checked by the callers' layouts; slices start at each matrix's origin).
@@ -61,22 +75,24 @@ fn dims(l: &Layout, heads: usize) -> candle_core::Result<Dims> {
     if three_d % 3 != 0 || heads == 0 || d % heads != 0 {
         candle_core::bail!("attention: width {three_d} is not 3 x a multiple of {heads} heads");
     }
-    Ok(Dims { b, n, d, h: heads, dh: d / heads })
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("{op}: only f32 is supported"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
+    Ok(Dims {
+        b,
+        n,
+        d,
+        h: heads,
+        dh: d / heads,
+    })
 }
 
 /// Scaled, biased scores and row softmax for one (batch, head): returns `P [N×N]`.
-fn probabilities(qkv: &[f32], bias: Option<&[f32]>, dm: &Dims, bi: usize, hi: usize, scale: f32) -> Vec<f32> {
+fn probabilities(
+    qkv: &[f32],
+    bias: Option<&[f32]>,
+    dm: &Dims,
+    bi: usize,
+    hi: usize,
+    scale: f32,
+) -> Vec<f32> {
     let (n, d, dh) = (dm.n, dm.d, dm.dh);
     let row = 3 * d;
     let base = bi * n * row + hi * dh;
@@ -91,7 +107,8 @@ fn probabilities(qkv: &[f32], bias: Option<&[f32]>, dm: &Dims, bi: usize, hi: us
             r.iter_mut().zip(br).for_each(|(x, b)| *x += b);
         }
         let mx = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        r.iter_mut().for_each(|x| *x = crate::ops::fast_exp(*x - mx));
+        r.iter_mut()
+            .for_each(|x| *x = crate::ops::fast_exp(*x - mx));
         let sum: f32 = r.iter().sum();
         let inv = 1.0 / sum;
         r.iter_mut().for_each(|x| *x *= inv);
@@ -111,7 +128,7 @@ impl CustomOp1 for Attention {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let qkv = slice(s, l, "attention")?;
+        let qkv = contiguous(s, l, "attention")?;
         let dm = dims(l, self.heads)?;
         check_bias(&self.bias, &dm)?;
         let (n, d, dh) = (dm.n, dm.d, dm.dh);
@@ -138,9 +155,18 @@ impl CustomOp1 for Attention {
         Ok((CpuStorage::F32(out), Shape::from((dm.b, n, d))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let g = grad.contiguous()?;
-        let op = AttentionBwd { heads: self.heads, scale: self.scale, bias: self.bias.clone() };
+        let op = AttentionBwd {
+            heads: self.heads,
+            scale: self.scale,
+            bias: self.bias.clone(),
+        };
         Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&g, &op)?))
     }
 }
@@ -148,7 +174,11 @@ impl CustomOp1 for Attention {
 fn check_bias(bias: &Option<Arc<Vec<f32>>>, dm: &Dims) -> candle_core::Result<()> {
     if let Some(b) = bias {
         if b.len() != dm.b * dm.n {
-            candle_core::bail!("attention: bias has {} values, expected B*N = {}", b.len(), dm.b * dm.n);
+            candle_core::bail!(
+                "attention: bias has {} values, expected B*N = {}",
+                b.len(),
+                dm.b * dm.n
+            );
         }
     }
     Ok(())
@@ -165,14 +195,24 @@ impl CustomOp2 for AttentionBwd {
         "tessera-attention-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let qkv = slice(s1, l1, "attention-bwd")?;
-        let go = slice(s2, l2, "attention-bwd")?;
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let qkv = contiguous(s1, l1, "attention-bwd")?;
+        let go = contiguous(s2, l2, "attention-bwd")?;
         let dm = dims(l1, self.heads)?;
         check_bias(&self.bias, &dm)?;
         let (n, d, dh) = (dm.n, dm.d, dm.dh);
         if go.len() != dm.b * n * d {
-            candle_core::bail!("attention-bwd: gradient has {} values, expected {}", go.len(), dm.b * n * d);
+            candle_core::bail!(
+                "attention-bwd: gradient has {} values, expected {}",
+                go.len(),
+                dm.b * n * d
+            );
         }
         let bias = self.bias.as_deref().map(|v| v.as_slice());
         let row = 3 * d;
@@ -193,7 +233,9 @@ impl CustomOp2 for AttentionBwd {
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P))
                 for (sr, pr) in ds.chunks_mut(n).zip(p.chunks(n)) {
                     let dot: f32 = sr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    sr.iter_mut().zip(pr).for_each(|(s, &pv)| *s = pv * (*s - dot));
+                    sr.iter_mut()
+                        .zip(pr)
+                        .for_each(|(s, &pv)| *s = pv * (*s - dot));
                 }
                 let mut dq = vec![0f32; n * dh];
                 mm(n, dh, n, &mut dq, dh, &ds, n, 1, k, row, 1, self.scale);
@@ -221,14 +263,22 @@ impl CustomOp2 for AttentionBwd {
 /// # Shapes
 /// `qkv [B, N, 3D]` (q, k, v each `[B, N, H·dh]`, head-major), `bias [B, N]` (0 for real
 /// keys, a large negative number for padding) → `[B, N, D]`.
-pub fn fused_attention(qkv: &Tensor, bias: Option<&Tensor>, heads: usize) -> candle_core::Result<Tensor> {
+pub fn fused_attention(
+    qkv: &Tensor,
+    bias: Option<&Tensor>,
+    heads: usize,
+) -> candle_core::Result<Tensor> {
     let (_, _, c) = qkv.dims3()?;
     let dh = c / 3 / heads.max(1);
     let bias = match bias {
         Some(b) => Some(Arc::new(b.flatten_all()?.to_vec1::<f32>()?)),
         None => None,
     };
-    qkv.contiguous()?.apply_op1(Attention { heads, scale: 1.0 / (dh as f32).sqrt(), bias })
+    qkv.contiguous()?.apply_op1(Attention {
+        heads,
+        scale: 1.0 / (dh as f32).sqrt(),
+        bias,
+    })
 }
 
 #[cfg(test)]
@@ -242,29 +292,51 @@ mod tests {
         let (b, n, c) = qkv.dims3().unwrap();
         let d = c / 3;
         let dh = d / h;
-        let x = qkv.reshape((b, n, 3, h, dh)).unwrap().permute((2, 0, 3, 1, 4)).unwrap();
+        let x = qkv
+            .reshape((b, n, 3, h, dh))
+            .unwrap()
+            .permute((2, 0, 3, 1, 4))
+            .unwrap();
         let q = x.get(0).unwrap().contiguous().unwrap();
         let k = x.get(1).unwrap().contiguous().unwrap();
         let v = x.get(2).unwrap().contiguous().unwrap();
         let att = q.matmul(&k.t().unwrap()).unwrap();
         let p = masked_softmax(&att, bias, 1.0 / (dh as f32).sqrt()).unwrap();
-        p.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, n, d)).unwrap()
+        p.matmul(&v)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, n, d))
+            .unwrap()
     }
 
     #[test]
     fn matches_the_unfused_reference_forward_and_backward() {
         let dev = Device::Cpu;
         let (b, n, d, h) = (3, 7, 12, 3);
-        let qkv = Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, n, 3 * d), &dev).unwrap()).unwrap();
+        let qkv =
+            Var::from_tensor(&Tensor::randn(0f32, 1.0, (b, n, 3 * d), &dev).unwrap()).unwrap();
         let mut pad = vec![0f32; b * n];
         pad[n - 2..n].iter_mut().for_each(|x| *x = -1e9);
         pad[2 * n - 1] = -1e9;
         let bias = Tensor::from_vec(pad, (b, n), &dev).unwrap();
         let w = Tensor::randn(0f32, 1.0, (b, n, d), &dev).unwrap();
         let run = |fused: bool| -> (Vec<f32>, Vec<f32>) {
-            let y = if fused { fused_attention(qkv.as_tensor(), Some(&bias), h).unwrap() } else { reference(qkv.as_tensor(), &bias, h) };
+            let y = if fused {
+                fused_attention(qkv.as_tensor(), Some(&bias), h).unwrap()
+            } else {
+                reference(qkv.as_tensor(), &bias, h)
+            };
             let g = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
-            (y.flatten_all().unwrap().to_vec1().unwrap(), g.get(qkv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+            (
+                y.flatten_all().unwrap().to_vec1().unwrap(),
+                g.get(qkv.as_tensor())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap(),
+            )
         };
         let (y1, g1) = run(true);
         let (y2, g2) = run(false);

@@ -52,17 +52,23 @@ fn default_eps() -> f32 {
 }
 
 /// Named sizes: (dim, depth, heads).
-pub const PRESETS: &[(&str, usize, usize, usize)] =
-    &[("nano", 128, 4, 4), ("micro", 192, 6, 3), ("tiny", 192, 12, 3), ("small", 384, 12, 6), ("base", 768, 12, 12)];
+pub const PRESETS: &[(&str, usize, usize, usize)] = &[
+    ("nano", 128, 4, 4),
+    ("micro", 192, 6, 3),
+    ("tiny", 192, 12, 3),
+    ("small", 384, 12, 6),
+    ("base", 768, 12, 12),
+];
 
 impl EncoderConfig {
     /// A named size (`nano`, `micro`, `tiny`, `small`, `base`) for `P` values and the given
     /// coordinate scales.
     pub fn preset(name: &str, patch_dim: usize, coord_scales: Vec<f32>) -> Result<Self> {
-        let (_, dim, depth, heads) = PRESETS
-            .iter()
-            .find(|p| p.0 == name)
-            .ok_or_else(|| CoreError::Config(format!("unknown encoder size `{name}` (known: nano, micro, tiny, small, base)")))?;
+        let (_, dim, depth, heads) = PRESETS.iter().find(|p| p.0 == name).ok_or_else(|| {
+            CoreError::Config(format!(
+                "unknown encoder size `{name}` (known: nano, micro, tiny, small, base)"
+            ))
+        })?;
         Ok(Self {
             patch_dim,
             coord_scales,
@@ -80,11 +86,16 @@ impl EncoderConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
-            return Err(CoreError::Config(format!("dim ({}) must be a positive multiple of heads ({})", self.dim, self.heads)));
+        if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
+            return Err(CoreError::Config(format!(
+                "dim ({}) must be a positive multiple of heads ({})",
+                self.dim, self.heads
+            )));
         }
         if self.patch_dim == 0 || self.coord_scales.is_empty() {
-            return Err(CoreError::Config("patch_dim and coord_scales must be non-empty".into()));
+            return Err(CoreError::Config(
+                "patch_dim and coord_scales must be non-empty".into(),
+            ));
         }
         Ok(())
     }
@@ -136,23 +147,45 @@ impl Encoder {
     /// Builds (or re-binds) the encoder's parameters under `prefix` (e.g. `encoder`).
     pub fn new(cfg: &EncoderConfig, store: &mut ParamStore, prefix: &str) -> Result<Self> {
         cfg.validate()?;
-        let p = |s: &str| if prefix.is_empty() { s.to_string() } else { format!("{prefix}.{s}") };
+        let p = |s: &str| {
+            if prefix.is_empty() {
+                s.to_string()
+            } else {
+                format!("{prefix}.{s}")
+            }
+        };
         let d = cfg.dim;
         let coord_enc = FourierEncoding::new(&cfg.coord_scales, d, &cfg.fourier, store.device())?;
-        let coord_proj = if cfg.learned_coords { Some(Linear::new(store, &p("coord_embed.proj"), d, d, true)?) } else { None };
+        let coord_proj = if cfg.learned_coords {
+            Some(Linear::new(store, &p("coord_embed.proj"), d, d, true)?)
+        } else {
+            None
+        };
         let reg_token = if cfg.registers > 0 {
-            Some(store.get(&p("reg_token"), &[1, cfg.registers, d], Init::TruncNormal(0.02), Decay::No)?)
+            Some(store.get(
+                &p("reg_token"),
+                &[1, cfg.registers, d],
+                Init::TruncNormal(0.02),
+                Decay::No,
+            )?)
         } else {
             None
         };
         let bc = cfg.block();
-        let blocks = (0..cfg.depth).map(|i| Block::new(store, &p(&format!("blocks.{i}")), &bc)).collect::<Result<Vec<_>>>()?;
+        let blocks = (0..cfg.depth)
+            .map(|i| Block::new(store, &p(&format!("blocks.{i}")), &bc))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
             patch_embed: Linear::new(store, &p("patch_embed.proj"), cfg.patch_dim, d, true)?,
             coord_enc,
             coord_proj,
-            cls_token: store.get(&p("cls_token"), &[1, 1, d], Init::TruncNormal(0.02), Decay::No)?,
+            cls_token: store.get(
+                &p("cls_token"),
+                &[1, 1, d],
+                Init::TruncNormal(0.02),
+                Decay::No,
+            )?,
             reg_token,
             blocks,
             norm: LayerNorm::new(store, &p("norm"), d, cfg.norm_eps)?,
@@ -164,7 +197,11 @@ impl Encoder {
         let (_, _, p) = values.dims3()?;
         let (_, _, k) = coords.dims3()?;
         if p != self.cfg.patch_dim {
-            return Err(CoreError::Shape { what: "token width P".into(), expected: self.cfg.patch_dim.to_string(), got: p.to_string() });
+            return Err(CoreError::Shape {
+                what: "token width P".into(),
+                expected: self.cfg.patch_dim.to_string(),
+                got: p.to_string(),
+            });
         }
         if k != self.cfg.coord_scales.len() {
             return Err(CoreError::Shape {
@@ -192,7 +229,13 @@ impl Encoder {
         }
         parts.push(x);
         let mut x = Tensor::cat(&parts, 1)?;
-        let pad = Tensor::cat(&[Tensor::zeros((b, 1 + r), t.padding.dtype(), t.padding.device())?, t.padding.clone()], 1)?;
+        let pad = Tensor::cat(
+            &[
+                Tensor::zeros((b, 1 + r), t.padding.dtype(), t.padding.device())?,
+                t.padding.clone(),
+            ],
+            1,
+        )?;
         let bias = attention_bias(&pad)?;
         for blk in &self.blocks {
             x = blk.forward(&x, Some(&bias))?;
@@ -209,7 +252,10 @@ impl Encoder {
     /// Frozen-feature embedding for probes: `[B, 2D]` = concat(CLS, mean of patches).
     pub fn embed(&self, t: &TokenTensors) -> Result<Tensor> {
         let out = self.forward(t)?;
-        Ok(Tensor::cat(&[out.cls.clone(), out.mean_patches()?], D::Minus1)?)
+        Ok(Tensor::cat(
+            &[out.cls.clone(), out.mean_patches()?],
+            D::Minus1,
+        )?)
     }
 }
 
@@ -240,20 +286,36 @@ mod tests {
         let a = sample(7, &mut rng);
         let b = sample(3, &mut rng);
         let batch = Tokens::from_samples(&[a.clone(), b.clone()]).unwrap();
-        let out = enc.forward(&TokenTensors::from_tokens(&batch, &Device::Cpu).unwrap()).unwrap();
+        let out = enc
+            .forward(&TokenTensors::from_tokens(&batch, &Device::Cpu).unwrap())
+            .unwrap();
         assert_eq!(out.cls.dims(), &[2, 128]);
         assert_eq!(out.patches.dims(), &[2, 7, 128]);
         assert_eq!(out.registers.dims(), &[2, 2, 128]);
         // The short sample alone gives the same CLS as inside the padded batch.
         let alone = Tokens::from_samples(&[b]).unwrap();
-        let out1 = enc.forward(&TokenTensors::from_tokens(&alone, &Device::Cpu).unwrap()).unwrap();
+        let out1 = enc
+            .forward(&TokenTensors::from_tokens(&alone, &Device::Cpu).unwrap())
+            .unwrap();
         let c_batch: Vec<f32> = out.cls.get(1).unwrap().to_vec1().unwrap();
         let c_alone: Vec<f32> = out1.cls.get(0).unwrap().to_vec1().unwrap();
         for (x, y) in c_batch.iter().zip(&c_alone) {
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
-        let m_batch: Vec<f32> = out.mean_patches().unwrap().get(1).unwrap().to_vec1().unwrap();
-        let m_alone: Vec<f32> = out1.mean_patches().unwrap().get(0).unwrap().to_vec1().unwrap();
+        let m_batch: Vec<f32> = out
+            .mean_patches()
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let m_alone: Vec<f32> = out1
+            .mean_patches()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (x, y) in m_batch.iter().zip(&m_alone) {
             assert!((x - y).abs() < 1e-4);
         }
@@ -267,7 +329,13 @@ mod tests {
         let rev = a.select(&[4, 3, 2, 1, 0]);
         let f = |s: SampleTokens| -> Vec<f32> {
             let t = Tokens::from_samples(&[s]).unwrap();
-            enc.forward(&TokenTensors::from_tokens(&t, &Device::Cpu).unwrap()).unwrap().cls.get(0).unwrap().to_vec1().unwrap()
+            enc.forward(&TokenTensors::from_tokens(&t, &Device::Cpu).unwrap())
+                .unwrap()
+                .cls
+                .get(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
         };
         for (x, y) in f(a).iter().zip(&f(rev)) {
             assert!((x - y).abs() < 1e-4);
@@ -277,8 +345,13 @@ mod tests {
     #[test]
     fn wrong_widths_are_errors() {
         let enc = encoder(0);
-        let t = Tokens::from_samples(&[SampleTokens::new(vec![0.0; 10], vec![0.0; 4], 2, 5, 2).unwrap()]).unwrap();
-        assert!(enc.forward(&TokenTensors::from_tokens(&t, &Device::Cpu).unwrap()).is_err());
+        let t = Tokens::from_samples(&[
+            SampleTokens::new(vec![0.0; 10], vec![0.0; 4], 2, 5, 2).unwrap()
+        ])
+        .unwrap();
+        assert!(enc
+            .forward(&TokenTensors::from_tokens(&t, &Device::Cpu).unwrap())
+            .is_err());
         assert!(EncoderConfig::preset("huge", 6, vec![1.0]).is_err());
     }
 }

@@ -9,7 +9,11 @@ pub enum CoreError {
     #[error(transparent)]
     Tokens(#[from] tessera_tokens::TokenError),
     #[error("{what}: expected {expected}, got {got}")]
-    Shape { what: String, expected: String, got: String },
+    Shape {
+        what: String,
+        expected: String,
+        got: String,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("{path}: {reason}")]

@@ -15,9 +15,24 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(store: &mut ParamStore, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
-        let weight = store.get(&format!("{prefix}.weight"), &[d_out, d_in], Init::XavierUniform, Decay::Yes)?;
-        let bias = if bias { Some(store.get(&format!("{prefix}.bias"), &[d_out], Init::Zeros, Decay::No)?) } else { None };
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let weight = store.get(
+            &format!("{prefix}.weight"),
+            &[d_out, d_in],
+            Init::XavierUniform,
+            Decay::Yes,
+        )?;
+        let bias = if bias {
+            Some(store.get(&format!("{prefix}.bias"), &[d_out], Init::Zeros, Decay::No)?)
+        } else {
+            None
+        };
         Ok(Self { weight, bias })
     }
 
@@ -67,7 +82,13 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn new(store: &mut ParamStore, prefix: &str, dim: usize, heads: usize, qkv_bias: bool) -> Result<Self> {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        dim: usize,
+        heads: usize,
+        qkv_bias: bool,
+    ) -> Result<Self> {
         Ok(Self {
             qkv: Linear::new(store, &format!("{prefix}.qkv"), dim, 3 * dim, qkv_bias)?,
             proj: Linear::new(store, &format!("{prefix}.proj"), dim, dim, true)?,
@@ -129,7 +150,12 @@ impl Block {
     pub fn new(store: &mut ParamStore, prefix: &str, c: &BlockConfig) -> Result<Self> {
         let ls = |store: &mut ParamStore, name: &str| -> Result<Option<Tensor>> {
             match c.layer_scale {
-                Some(v) => Ok(Some(store.get(&format!("{prefix}.{name}.gamma"), &[c.dim], Init::Const(v), Decay::No)?)),
+                Some(v) => Ok(Some(store.get(
+                    &format!("{prefix}.{name}.gamma"),
+                    &[c.dim],
+                    Init::Const(v),
+                    Decay::No,
+                )?)),
                 None => Ok(None),
             }
         };

@@ -33,6 +33,10 @@ impl TokenTensors {
         let coords = Tensor::from_slice(&t.coords, (t.b, t.n, t.k), device)?;
         let pad: Vec<f32> = t.padding.iter().map(|&x| x as f32).collect();
         let padding = Tensor::from_vec(pad, (t.b, t.n), device)?;
-        Ok(Self { values, coords, padding })
+        Ok(Self {
+            values,
+            coords,
+            padding,
+        })
     }
 }

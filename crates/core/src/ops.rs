@@ -17,11 +17,19 @@ pub fn fast_exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * LOG2E + MAGIC) - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_52 + r * (0.008_333_7 + r * 0.001_394_1)))));
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67 + r * (0.041_666_52 + r * (0.008_333_7 + r * 0.001_394_1)))));
     f32::from_bits(((n as i32 + 127) as u32) << 23) * p
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+/// The contiguous f32 data of a CPU storage, or an error naming the op.
+pub(crate) fn contiguous<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
         _ => candle_core::bail!("{op}: only f32 is supported"),
@@ -53,22 +61,29 @@ impl CustomOp1 for Softmax {
         let d = last_dim(l);
         let mut y = vec![0f32; x.len()];
         let chunk = d * rows_per_task(d);
-        y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(yc, xc)| {
-            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0f32;
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = fast_exp(v - m);
+        y.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                    let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let mut sum = 0f32;
+                    for (o, &v) in yr.iter_mut().zip(xr) {
+                        *o = fast_exp(v - m);
+                    }
+                    sum += yr.iter().sum::<f32>();
+                    let inv = 1.0 / sum;
+                    yr.iter_mut().for_each(|o| *o *= inv);
                 }
-                sum += yr.iter().sum::<f32>();
-                let inv = 1.0 / sum;
-                yr.iter_mut().for_each(|o| *o *= inv);
-            }
-        });
+            });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let g = grad.contiguous()?;
         Ok(Some(res.apply_op2_no_bwd(&g, &SoftmaxBwd)?))
     }
@@ -82,20 +97,28 @@ impl CustomOp2 for SoftmaxBwd {
         "tessera-softmax-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let y = contiguous(s1, l1, "softmax-bwd")?;
         let g = contiguous(s2, l2, "softmax-bwd")?;
         let d = last_dim(l1);
         let mut dx = vec![0f32; y.len()];
         let chunk = d * rows_per_task(d);
-        dx.par_chunks_mut(chunk).zip(y.par_chunks(chunk).zip(g.par_chunks(chunk))).for_each(|(dc, (yc, gc))| {
-            for ((dr, yr), gr) in dc.chunks_mut(d).zip(yc.chunks(d)).zip(gc.chunks(d)) {
-                let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-                for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
-                    *o = yv * (gv - dot);
+        dx.par_chunks_mut(chunk)
+            .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .for_each(|(dc, (yc, gc))| {
+                for ((dr, yr), gr) in dc.chunks_mut(d).zip(yc.chunks(d)).zip(gc.chunks(d)) {
+                    let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                    for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
+                        *o = yv * (gv - dot);
+                    }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -122,21 +145,30 @@ impl CustomOp1 for Normalize {
         let mut y = vec![0f32; x.len()];
         let chunk = d * rows_per_task(d);
         let eps = self.eps;
-        y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(yc, xc)| {
-            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                let (mean, rstd) = moments(xr, eps);
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - mean) * rstd;
+        y.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                    let (mean, rstd) = moments(xr, eps);
+                    for (o, &v) in yr.iter_mut().zip(xr) {
+                        *o = (v - mean) * rstd;
+                    }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let g = grad.contiguous()?;
         let x = arg.contiguous()?;
-        Ok(Some(x.apply_op2_no_bwd(&g, &NormalizeBwd { eps: self.eps })?))
+        Ok(Some(
+            x.apply_op2_no_bwd(&g, &NormalizeBwd { eps: self.eps })?,
+        ))
     }
 }
 
@@ -150,30 +182,38 @@ impl CustomOp2 for NormalizeBwd {
         "tessera-normalize-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s1, l1, "layer-norm-bwd")?;
         let g = contiguous(s2, l2, "layer-norm-bwd")?;
         let d = last_dim(l1);
         let mut dx = vec![0f32; x.len()];
         let chunk = d * rows_per_task(d);
         let eps = self.eps;
-        dx.par_chunks_mut(chunk).zip(x.par_chunks(chunk).zip(g.par_chunks(chunk))).for_each(|(dc, (xc, gc))| {
-            for ((dr, xr), gr) in dc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
-                let (mean, rstd) = moments(xr, eps);
-                let n = d as f32;
-                let mut mg = 0f32;
-                let mut mgx = 0f32;
-                for (&xv, &gv) in xr.iter().zip(gr) {
-                    mg += gv;
-                    mgx += gv * (xv - mean) * rstd;
+        dx.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .for_each(|(dc, (xc, gc))| {
+                for ((dr, xr), gr) in dc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
+                    let (mean, rstd) = moments(xr, eps);
+                    let n = d as f32;
+                    let mut mg = 0f32;
+                    let mut mgx = 0f32;
+                    for (&xv, &gv) in xr.iter().zip(gr) {
+                        mg += gv;
+                        mgx += gv * (xv - mean) * rstd;
+                    }
+                    mg /= n;
+                    mgx /= n;
+                    for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
+                        *o = rstd * (gv - mg - (xv - mean) * rstd * mgx);
+                    }
                 }
-                mg /= n;
-                mgx /= n;
-                for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
-                    *o = rstd * (gv - mg - (xv - mean) * rstd * mgx);
-                }
-            }
-        });
+            });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -226,7 +266,13 @@ impl CustomOp2 for AddBias {
         "tessera-add-bias"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s1, l1, "add-bias")?;
         let b = contiguous(s2, l2, "add-bias")?;
         let c = last_dim(l1);
@@ -244,7 +290,13 @@ impl CustomOp2 for AddBias {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = grad.contiguous()?;
         let gb = g.apply_op1_no_bwd(&ColSum)?.reshape(b.shape())?;
         Ok((Some(g), Some(gb)))
@@ -281,14 +333,16 @@ impl candle_core::CustomOp3 for LayerNormOp {
         let d = last_dim(l1);
         let mut y = vec![0f32; x.len()];
         let eps = self.eps;
-        y.par_chunks_mut(d * rows_per_task(d)).zip(x.par_chunks(d * rows_per_task(d))).for_each(|(yc, xc)| {
-            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                let (mean, rstd) = moments(xr, eps);
-                for i in 0..d {
-                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+        y.par_chunks_mut(d * rows_per_task(d))
+            .zip(x.par_chunks(d * rows_per_task(d)))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                    let (mean, rstd) = moments(xr, eps);
+                    for i in 0..d {
+                        yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                    }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -321,7 +375,9 @@ struct Gelu;
 fn erf(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
     let e = 1.0 - poly * fast_exp(-z * z);
     if x >= 0.0 {
         e
@@ -341,16 +397,26 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "gelu")?;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(16384).zip(x.par_chunks(16384)).for_each(|(yc, xc)| {
-            for (o, &v) in yc.iter_mut().zip(xc) {
-                *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
-            }
-        });
+        y.par_chunks_mut(16384)
+            .zip(x.par_chunks(16384))
+            .for_each(|(yc, xc)| {
+                for (o, &v) in yc.iter_mut().zip(xc) {
+                    *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
+                }
+            });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &GeluBwd)?))
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            arg.contiguous()?
+                .apply_op2_no_bwd(&grad.contiguous()?, &GeluBwd)?,
+        ))
     }
 }
 
@@ -362,17 +428,25 @@ impl CustomOp2 for GeluBwd {
         "tessera-gelu-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s1, l1, "gelu-bwd")?;
         let g = contiguous(s2, l2, "gelu-bwd")?;
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(16384).zip(x.par_chunks(16384).zip(g.par_chunks(16384))).for_each(|(dc, (xc, gc))| {
-            for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
-                *o = gv * (cdf + v * pdf);
-            }
-        });
+        dx.par_chunks_mut(16384)
+            .zip(x.par_chunks(16384).zip(g.par_chunks(16384)))
+            .for_each(|(dc, (xc, gc))| {
+                for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+                    let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                    let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
+                    *o = gv * (cdf + v * pdf);
+                }
+            });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -394,34 +468,52 @@ impl CustomOp2 for MaskedSoftmax {
         "tessera-masked-softmax"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s1, l1, "masked-softmax")?;
         let bias = contiguous(s2, l2, "masked-softmax")?;
         let m = last_dim(l1);
         let dims = l1.dims();
         let b = dims.first().copied().unwrap_or(1);
         if bias.len() != b * m {
-            candle_core::bail!("masked-softmax: bias has {} values, expected {b}x{m}", bias.len());
+            candle_core::bail!(
+                "masked-softmax: bias has {} values, expected {b}x{m}",
+                bias.len()
+            );
         }
         let rows_per_batch = x.len() / m / b.max(1);
         let scale = self.scale;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(m).zip(x.par_chunks(m)).enumerate().for_each(|(r, (yr, xr))| {
-            let br = &bias[(r / rows_per_batch) * m..(r / rows_per_batch + 1) * m];
-            let mut mx = f32::NEG_INFINITY;
-            for (o, (&v, &bv)) in yr.iter_mut().zip(xr.iter().zip(br)) {
-                *o = v * scale + bv;
-                mx = mx.max(*o);
-            }
-            yr.iter_mut().for_each(|o| *o = fast_exp(*o - mx));
-            let sum: f32 = yr.iter().sum();
-            let inv = 1.0 / sum;
-            yr.iter_mut().for_each(|o| *o *= inv);
-        });
+        y.par_chunks_mut(m)
+            .zip(x.par_chunks(m))
+            .enumerate()
+            .for_each(|(r, (yr, xr))| {
+                let br = &bias[(r / rows_per_batch) * m..(r / rows_per_batch + 1) * m];
+                let mut mx = f32::NEG_INFINITY;
+                for (o, (&v, &bv)) in yr.iter_mut().zip(xr.iter().zip(br)) {
+                    *o = v * scale + bv;
+                    mx = mx.max(*o);
+                }
+                yr.iter_mut().for_each(|o| *o = fast_exp(*o - mx));
+                let sum: f32 = yr.iter().sum();
+                let inv = 1.0 / sum;
+                yr.iter_mut().for_each(|o| *o *= inv);
+            });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, _bias: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = grad.contiguous()?;
         let dx = res.apply_op2_no_bwd(&g, &SoftmaxBwd)?;
         Ok((Some((dx * self.scale as f64)?), None))
@@ -430,7 +522,8 @@ impl CustomOp2 for MaskedSoftmax {
 
 /// `softmax(scale * att + bias)`: `att [B, H, N, M]`, `bias [B, M]`.
 pub fn masked_softmax(att: &Tensor, bias: &Tensor, scale: f32) -> candle_core::Result<Tensor> {
-    att.contiguous()?.apply_op2(&bias.contiguous()?, MaskedSoftmax { scale })
+    att.contiguous()?
+        .apply_op2(&bias.contiguous()?, MaskedSoftmax { scale })
 }
 
 /// Softmax over the last dimension (f32, CPU), with a fused backward pass.
@@ -444,7 +537,12 @@ pub fn normalize_last_dim(x: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
 }
 
 /// Layer normalisation over the last dimension with affine `weight` and `bias` `[D]`.
-pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+pub fn layer_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op3(weight, bias, LayerNormOp { eps })
 }
 
@@ -457,7 +555,10 @@ mod tests {
         let y = f(x.as_tensor());
         let loss = (y.clone() * w).unwrap().sum_all().unwrap();
         let g = loss.backward().unwrap();
-        (y.flatten_all().unwrap().to_vec1().unwrap(), g.get(x).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+        (
+            y.flatten_all().unwrap().to_vec1().unwrap(),
+            g.get(x).unwrap().flatten_all().unwrap().to_vec1().unwrap(),
+        )
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) {
@@ -489,12 +590,27 @@ mod tests {
         close(&y1, &y2, 1e-5);
         close(&g1, &g2, 1e-4);
         // Masked, scaled softmax equals softmax of the explicitly biased scores.
-        let bias = Tensor::new(&[[0f32, 0.0, -1e9, 0.0, 0.0], [0.0, -1e9, -1e9, 0.0, 0.0], [0.0; 5]], &dev).unwrap();
+        let bias = Tensor::new(
+            &[
+                [0f32, 0.0, -1e9, 0.0, 0.0],
+                [0.0, -1e9, -1e9, 0.0, 0.0],
+                [0.0; 5],
+            ],
+            &dev,
+        )
+        .unwrap();
         let xa = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 2, 4, 5), &dev).unwrap()).unwrap();
         let wa = Tensor::randn(0f32, 1.0, (3, 2, 4, 5), &dev).unwrap();
         let (y1, g1) = reference_grads(&xa, |t| masked_softmax(t, &bias, 0.5).unwrap(), &wa);
         let b4 = bias.reshape((3, 1, 1, 5)).unwrap();
-        let (y2, g2) = reference_grads(&xa, |t| candle_nn::ops::softmax(&(t * 0.5).unwrap().broadcast_add(&b4).unwrap(), D::Minus1).unwrap(), &wa);
+        let (y2, g2) = reference_grads(
+            &xa,
+            |t| {
+                candle_nn::ops::softmax(&(t * 0.5).unwrap().broadcast_add(&b4).unwrap(), D::Minus1)
+                    .unwrap()
+            },
+            &wa,
+        );
         close(&y1, &y2, 1e-6);
         close(&g1, &g2, 1e-5);
     }
@@ -504,7 +620,10 @@ mod tests {
         let mut x = -90.0f32;
         while x < 88.0 {
             let (a, b) = (fast_exp(x), x.exp());
-            assert!((a - b).abs() <= 3e-7 * b.max(1e-30) || b < 1e-37, "{x}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 3e-7 * b.max(1e-30) || b < 1e-37,
+                "{x}: {a} vs {b}"
+            );
             x += 0.0137;
         }
     }
@@ -518,9 +637,19 @@ mod tests {
         let r = Tensor::randn(0f32, 1.0, (2, 3, 8), &dev).unwrap();
         let grads = |fused: bool| -> Vec<Vec<f32>> {
             let y = if fused {
-                add_bias(&layer_norm(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap(), bv.as_tensor()).unwrap()
+                add_bias(
+                    &layer_norm(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap(),
+                    bv.as_tensor(),
+                )
+                .unwrap()
             } else {
-                let ln = candle_nn::ops::layer_norm_slow(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap();
+                let ln = candle_nn::ops::layer_norm_slow(
+                    x.as_tensor(),
+                    wv.as_tensor(),
+                    bv.as_tensor(),
+                    1e-5,
+                )
+                .unwrap();
                 ln.broadcast_add(bv.as_tensor()).unwrap()
             };
             let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();

@@ -56,7 +56,11 @@ fn name_hash(name: &str) -> u64 {
 
 impl ParamStore {
     pub fn new(seed: u64, device: &Device) -> Self {
-        Self { params: BTreeMap::new(), seed, device: device.clone() }
+        Self {
+            params: BTreeMap::new(),
+            seed,
+            device: device.clone(),
+        }
     }
 
     pub fn device(&self) -> &Device {
@@ -81,19 +85,30 @@ impl ParamStore {
             Init::Zeros => vec![0.0; n],
             Init::Ones => vec![1.0; n],
             Init::Const(c) => vec![c; n],
-            Init::TruncNormal(std) => (0..n).map(|_| rng.trunc_normal(std as f64) as f32).collect(),
+            Init::TruncNormal(std) => (0..n)
+                .map(|_| rng.trunc_normal(std as f64) as f32)
+                .collect(),
             Init::XavierUniform => {
                 let (fan_out, fan_in) = match shape {
                     [o, i] => (*o, *i),
                     _ => (n, 1),
                 };
                 let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
-                (0..n).map(|_| ((2.0 * rng.uniform() - 1.0) * a) as f32).collect()
+                (0..n)
+                    .map(|_| ((2.0 * rng.uniform() - 1.0) * a) as f32)
+                    .collect()
             }
         };
         let var = Var::from_tensor(&Tensor::from_vec(data, shape, &self.device)?)?;
         let t = var.as_tensor().clone();
-        self.params.insert(name.to_string(), Param { var, decay, trainable: true });
+        self.params.insert(
+            name.to_string(),
+            Param {
+                var,
+                decay,
+                trainable: true,
+            },
+        );
         Ok(t)
     }
 
@@ -124,19 +139,28 @@ impl ParamStore {
 
     /// Number of scalar parameters under `prefix` ("" for all).
     pub fn count(&self, prefix: &str) -> usize {
-        self.params.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, p)| p.var.elem_count()).sum()
+        self.params
+            .iter()
+            .filter(|(n, _)| n.starts_with(prefix))
+            .map(|(_, p)| p.var.elem_count())
+            .sum()
     }
 
     /// The tensors (shared with the vars) by name.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
-        self.params.iter().map(|(n, p)| (n.clone(), p.var.as_tensor().clone())).collect()
+        self.params
+            .iter()
+            .map(|(n, p)| (n.clone(), p.var.as_tensor().clone()))
+            .collect()
     }
 
     /// Overwrites the values of existing parameters from `tensors`. Parameters under
     /// `prefix` must all be present; extra entries are ignored.
     pub fn assign(&self, tensors: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
         for (name, p) in self.params.iter().filter(|(n, _)| n.starts_with(prefix)) {
-            let t = tensors.get(name).ok_or_else(|| CoreError::MissingParam(name.clone()))?;
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| CoreError::MissingParam(name.clone()))?;
             if t.dims() != p.var.dims() {
                 return Err(CoreError::Shape {
                     what: format!("checkpoint parameter `{name}`"),
@@ -144,15 +168,19 @@ impl ParamStore {
                     got: format!("{:?}", t.dims()),
                 });
             }
-            p.var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+            p.var
+                .set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
         }
         Ok(())
     }
 
     /// Loads the parameters under `prefix` from a safetensors file.
     pub fn load_safetensors(&self, path: &Path, prefix: &str) -> Result<()> {
-        let tensors = candle_core::safetensors::load(path, &self.device)
-            .map_err(|e| CoreError::File { path: path.to_path_buf(), reason: format!("cannot read safetensors: {e}") })?;
+        let tensors =
+            candle_core::safetensors::load(path, &self.device).map_err(|e| CoreError::File {
+                path: path.to_path_buf(),
+                reason: format!("cannot read safetensors: {e}"),
+            })?;
         self.assign(&tensors, prefix)
     }
 }
@@ -166,9 +194,15 @@ mod tests {
         let d = Device::Cpu;
         let mut a = ParamStore::new(1, &d);
         let mut b = ParamStore::new(1, &d);
-        let _ = b.get("other", &[3], Init::TruncNormal(0.02), Decay::Yes).unwrap();
-        let x = a.get("w", &[4, 5], Init::TruncNormal(0.02), Decay::Yes).unwrap();
-        let y = b.get("w", &[4, 5], Init::TruncNormal(0.02), Decay::Yes).unwrap();
+        let _ = b
+            .get("other", &[3], Init::TruncNormal(0.02), Decay::Yes)
+            .unwrap();
+        let x = a
+            .get("w", &[4, 5], Init::TruncNormal(0.02), Decay::Yes)
+            .unwrap();
+        let y = b
+            .get("w", &[4, 5], Init::TruncNormal(0.02), Decay::Yes)
+            .unwrap();
         assert_eq!(x.to_vec2::<f32>().unwrap(), y.to_vec2::<f32>().unwrap());
         assert!(a.get("w", &[5, 4], Init::Zeros, Decay::Yes).is_err());
     }

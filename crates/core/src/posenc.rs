@@ -19,7 +19,10 @@ pub struct FourierConfig {
 
 impl Default for FourierConfig {
     fn default() -> Self {
-        Self { min_wavelength: 1.0 / 128.0, max_wavelength: 4.0 }
+        Self {
+            min_wavelength: 1.0 / 128.0,
+            max_wavelength: 4.0,
+        }
     }
 }
 
@@ -37,7 +40,11 @@ pub fn axis_frequencies(scale: f32, f: usize, cfg: &FourierConfig) -> Vec<f32> {
     let hi = (scale * cfg.max_wavelength) as f64;
     (0..f)
         .map(|j| {
-            let t = if f > 1 { j as f64 / (f - 1) as f64 } else { 0.0 };
+            let t = if f > 1 {
+                j as f64 / (f - 1) as f64
+            } else {
+                0.0
+            };
             let lambda = lo * (hi / lo).powf(t);
             (2.0 * std::f64::consts::PI / lambda) as f32
         })
@@ -48,10 +55,14 @@ impl FourierEncoding {
     pub fn new(scales: &[f32], dim: usize, cfg: &FourierConfig, device: &Device) -> Result<Self> {
         let k = scales.len();
         if k == 0 || dim < 2 * k {
-            return Err(CoreError::Config(format!("coordinate encoding needs 1 <= K and 2K <= D (K={k}, D={dim})")));
+            return Err(CoreError::Config(format!(
+                "coordinate encoding needs 1 <= K and 2K <= D (K={k}, D={dim})"
+            )));
         }
         if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(CoreError::Config(format!("coordinate scale must be positive and finite, got {s}")));
+            return Err(CoreError::Config(format!(
+                "coordinate scale must be positive and finite, got {s}"
+            )));
         }
         let f = dim / (2 * k);
         let mut w = vec![0f32; k * k * f];
@@ -60,7 +71,11 @@ impl FourierEncoding {
                 w[a * k * f + a * f + j] = fr;
             }
         }
-        Ok(Self { w: Tensor::from_vec(w, (k, k * f), device)?, dim, freqs_per_axis: f })
+        Ok(Self {
+            w: Tensor::from_vec(w, (k, k * f), device)?,
+            dim,
+            freqs_per_axis: f,
+        })
     }
 
     /// # Shapes
@@ -71,7 +86,11 @@ impl FourierEncoding {
         let mut parts = vec![ang.sin()?, ang.cos()?];
         let used = 2 * k * self.freqs_per_axis;
         if used < self.dim {
-            parts.push(Tensor::zeros((b * n, self.dim - used), coords.dtype(), coords.device())?);
+            parts.push(Tensor::zeros(
+                (b * n, self.dim - used),
+                coords.dtype(),
+                coords.device(),
+            )?);
         }
         Ok(Tensor::cat(&parts, 1)?.reshape((b, n, self.dim))?)
     }

@@ -35,7 +35,13 @@ fn yes() -> bool {
 
 impl Default for MaeConfig {
     fn default() -> Self {
-        Self { mask: MaskConfig::default(), decoder_dim: 128, decoder_depth: 2, decoder_heads: 4, norm_pix_loss: true }
+        Self {
+            mask: MaskConfig::default(),
+            decoder_dim: 128,
+            decoder_depth: 2,
+            decoder_heads: 4,
+            norm_pix_loss: true,
+        }
     }
 }
 
@@ -52,7 +58,7 @@ pub struct Mae {
 
 impl Mae {
     pub fn new(cfg: &MaeConfig, enc: &EncoderConfig, store: &mut ParamStore) -> Result<Self> {
-        if cfg.decoder_heads == 0 || cfg.decoder_dim % cfg.decoder_heads != 0 {
+        if cfg.decoder_heads == 0 || !cfg.decoder_dim.is_multiple_of(cfg.decoder_heads) {
             return Err(CoreError::Config(format!(
                 "mae: decoder_dim ({}) must be a multiple of decoder_heads ({})",
                 cfg.decoder_dim, cfg.decoder_heads
@@ -60,13 +66,25 @@ impl Mae {
         }
         let encoder = Encoder::new(enc, store, ENCODER_PREFIX)?;
         let d = cfg.decoder_dim;
-        let bc = BlockConfig { dim: d, heads: cfg.decoder_heads, mlp_ratio: 4.0, qkv_bias: true, layer_scale: None, eps: enc.norm_eps };
+        let bc = BlockConfig {
+            dim: d,
+            heads: cfg.decoder_heads,
+            mlp_ratio: 4.0,
+            qkv_bias: true,
+            layer_scale: None,
+            eps: enc.norm_eps,
+        };
         let blocks = (0..cfg.decoder_depth)
             .map(|i| Block::new(store, &format!("mae.decoder_blocks.{i}"), &bc))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             decoder_embed: Linear::new(store, "mae.decoder_embed", enc.dim, d, true)?,
-            mask_token: store.get("mae.mask_token", &[1, 1, d], Init::TruncNormal(0.02), Decay::No)?,
+            mask_token: store.get(
+                "mae.mask_token",
+                &[1, 1, d],
+                Init::TruncNormal(0.02),
+                Decay::No,
+            )?,
             coord_enc: FourierEncoding::new(&enc.coord_scales, d, &enc.fourier, store.device())?,
             blocks,
             norm: LayerNorm::new(store, "mae.decoder_norm", d, enc.norm_eps)?,
@@ -83,7 +101,8 @@ impl Mae {
             for row in v.chunks_mut(masked.p) {
                 let n = row.len() as f32;
                 let mean = row.iter().sum::<f32>() / n;
-                let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / (n - 1.0).max(1.0);
+                let var =
+                    row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / (n - 1.0).max(1.0);
                 let inv = 1.0 / (var + 1e-6).sqrt();
                 row.iter_mut().for_each(|x| *x = (*x - mean) * inv);
             }
@@ -102,7 +121,10 @@ impl Recipe for Mae {
     }
 
     fn loss(&self, batch: &Batch, rng: &mut Rng) -> Result<StepOutput> {
-        let tokens = batch.views.first().ok_or_else(|| CoreError::Config("mae: empty batch".into()))?;
+        let tokens = batch
+            .views
+            .first()
+            .ok_or_else(|| CoreError::Config("mae: empty batch".into()))?;
         let m = random_mask(tokens, &self.cfg.mask, rng)?;
         let dev = self.mask_token.device().clone();
         let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
@@ -111,10 +133,21 @@ impl Recipe for Mae {
 
         let (b, nv, nm) = (m.visible.b, m.visible.n, m.masked.n);
         let cls = self.decoder_embed.forward(&out.cls.unsqueeze(1)?)?;
-        let visible = (self.decoder_embed.forward(&out.patches)? + self.coord_enc.forward(&vis.coords)?)?;
-        let queries = self.coord_enc.forward(&msk.coords)?.broadcast_add(&self.mask_token)?;
+        let visible =
+            (self.decoder_embed.forward(&out.patches)? + self.coord_enc.forward(&vis.coords)?)?;
+        let queries = self
+            .coord_enc
+            .forward(&msk.coords)?
+            .broadcast_add(&self.mask_token)?;
         let mut x = Tensor::cat(&[cls, visible, queries], 1)?;
-        let pad = Tensor::cat(&[Tensor::zeros((b, 1), vis.padding.dtype(), &dev)?, vis.padding.clone(), msk.padding.clone()], 1)?;
+        let pad = Tensor::cat(
+            &[
+                Tensor::zeros((b, 1), vis.padding.dtype(), &dev)?,
+                vis.padding.clone(),
+                msk.padding.clone(),
+            ],
+            1,
+        )?;
         let bias = attention_bias(&pad)?;
         for blk in &self.blocks {
             x = blk.forward(&x, Some(&bias))?;
@@ -128,7 +161,10 @@ impl Recipe for Mae {
         let keep = (1.0 - &msk.padding)?;
         let n_real = keep.sum_all()?.to_scalar::<f32>()?.max(1.0);
         let loss = ((per_token * keep)?.sum_all()? / n_real as f64)?;
-        Ok(StepOutput { loss, metrics: vec![("masked_tokens".into(), n_real as f64)] })
+        Ok(StepOutput {
+            loss,
+            metrics: vec![("masked_tokens".into(), n_real as f64)],
+        })
     }
 }
 
@@ -152,15 +188,30 @@ mod tests {
                 SampleTokens::new(v, c, n, 8, 1).unwrap()
             })
             .collect();
-        let batch = Batch { views: vec![Tokens::from_samples(&samples).unwrap()] };
+        let batch = Batch {
+            views: vec![Tokens::from_samples(&samples).unwrap()],
+        };
         let out = mae.loss(&batch, &mut Rng::new(2)).unwrap();
         let l = out.loss.to_scalar::<f32>().unwrap();
         assert!(l.is_finite() && l > 0.0);
         let grads = out.loss.backward().unwrap();
-        for name in ["encoder.blocks.0.attn.qkv.weight", "encoder.patch_embed.proj.weight", "mae.mask_token", "mae.decoder_pred.weight"] {
+        for name in [
+            "encoder.blocks.0.attn.qkv.weight",
+            "encoder.patch_embed.proj.weight",
+            "mae.mask_token",
+            "mae.decoder_pred.weight",
+        ] {
             let p = store.param(name).unwrap();
-            let g = grads.get(&p.var).unwrap_or_else(|| panic!("no grad for {name}"));
-            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            let g = grads
+                .get(&p.var)
+                .unwrap_or_else(|| panic!("no grad for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(norm > 0.0, "{name}");
         }
     }

@@ -22,7 +22,11 @@ pub use stats::NormStats;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token shape mismatch: {what}: expected {expected}, got {got}")]
-    Shape { what: String, expected: usize, got: usize },
+    Shape {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
     #[error("empty batch: no samples to batch")]
     EmptyBatch,
     #[error("non-finite value in {what} at index {index}")]
@@ -41,14 +45,34 @@ pub struct SampleTokens {
 
 impl SampleTokens {
     /// Builds a sample after checking that the buffers match `n`, `p` and `k`.
-    pub fn new(values: Vec<f32>, coords: Vec<f32>, n: usize, p: usize, k: usize) -> Result<Self, TokenError> {
+    pub fn new(
+        values: Vec<f32>,
+        coords: Vec<f32>,
+        n: usize,
+        p: usize,
+        k: usize,
+    ) -> Result<Self, TokenError> {
         if values.len() != n * p {
-            return Err(TokenError::Shape { what: "values (n*p)".into(), expected: n * p, got: values.len() });
+            return Err(TokenError::Shape {
+                what: "values (n*p)".into(),
+                expected: n * p,
+                got: values.len(),
+            });
         }
         if coords.len() != n * k {
-            return Err(TokenError::Shape { what: "coords (n*k)".into(), expected: n * k, got: coords.len() });
+            return Err(TokenError::Shape {
+                what: "coords (n*k)".into(),
+                expected: n * k,
+                got: coords.len(),
+            });
         }
-        Ok(Self { values, coords, n, p, k })
+        Ok(Self {
+            values,
+            coords,
+            n,
+            p,
+            k,
+        })
     }
 
     /// Keeps only the tokens whose indices are listed (in that order).
@@ -59,7 +83,13 @@ impl SampleTokens {
             values.extend_from_slice(&self.values[i * self.p..(i + 1) * self.p]);
             coords.extend_from_slice(&self.coords[i * self.k..(i + 1) * self.k]);
         }
-        SampleTokens { values, coords, n: idx.len(), p: self.p, k: self.k }
+        SampleTokens {
+            values,
+            coords,
+            n: idx.len(),
+            p: self.p,
+            k: self.k,
+        }
     }
 }
 
@@ -88,21 +118,40 @@ impl Tokens {
         let mut padding = vec![1u8; b * n];
         for (i, s) in samples.iter().enumerate() {
             if s.p != p {
-                return Err(TokenError::Shape { what: format!("sample {i} token width P"), expected: p, got: s.p });
+                return Err(TokenError::Shape {
+                    what: format!("sample {i} token width P"),
+                    expected: p,
+                    got: s.p,
+                });
             }
             if s.k != k {
-                return Err(TokenError::Shape { what: format!("sample {i} coord width K"), expected: k, got: s.k });
+                return Err(TokenError::Shape {
+                    what: format!("sample {i} coord width K"),
+                    expected: k,
+                    got: s.k,
+                });
             }
             values[i * n * p..i * n * p + s.n * p].copy_from_slice(&s.values);
             coords[i * n * k..i * n * k + s.n * k].copy_from_slice(&s.coords);
             padding[i * n..i * n + s.n].iter_mut().for_each(|x| *x = 0);
         }
-        Ok(Self { values, coords, padding, b, n, p, k })
+        Ok(Self {
+            values,
+            coords,
+            padding,
+            b,
+            n,
+            p,
+            k,
+        })
     }
 
     /// Number of real (non-padding) tokens of sample `i`.
     pub fn len_of(&self, i: usize) -> usize {
-        self.padding[i * self.n..(i + 1) * self.n].iter().filter(|&&x| x == 0).count()
+        self.padding[i * self.n..(i + 1) * self.n]
+            .iter()
+            .filter(|&&x| x == 0)
+            .count()
     }
 }
 

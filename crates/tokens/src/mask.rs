@@ -17,7 +17,10 @@ pub struct MaskConfig {
 
 impl Default for MaskConfig {
     fn default() -> Self {
-        Self { ratio: 0.75, jitter: 0.0 }
+        Self {
+            ratio: 0.75,
+            jitter: 0.0,
+        }
     }
 }
 
@@ -35,13 +38,19 @@ pub struct MaskedBatch {
 
 /// Masks `cfg.ratio` of each sample's real tokens at random. Every sample keeps at least
 /// one visible and (when it has two or more tokens) one masked token.
-pub fn random_mask(batch: &Tokens, cfg: &MaskConfig, rng: &mut Rng) -> Result<MaskedBatch, TokenError> {
+pub fn random_mask(
+    batch: &Tokens,
+    cfg: &MaskConfig,
+    rng: &mut Rng,
+) -> Result<MaskedBatch, TokenError> {
     let mut vis = Vec::with_capacity(batch.b);
     let mut msk = Vec::with_capacity(batch.b);
     let mut visible_idx = Vec::with_capacity(batch.b);
     let mut masked_idx = Vec::with_capacity(batch.b);
     for i in 0..batch.b {
-        let real: Vec<usize> = (0..batch.n).filter(|&j| batch.padding[i * batch.n + j] == 0).collect();
+        let real: Vec<usize> = (0..batch.n)
+            .filter(|&j| batch.padding[i * batch.n + j] == 0)
+            .collect();
         let n_real = real.len();
         let ratio = if cfg.jitter > 0.0 {
             (cfg.ratio + cfg.jitter * (2.0 * rng.uniform() as f32 - 1.0)).clamp(0.0, 0.99)
@@ -67,7 +76,12 @@ pub fn random_mask(batch: &Tokens, cfg: &MaskConfig, rng: &mut Rng) -> Result<Ma
         visible_idx.push(v);
         masked_idx.push(m);
     }
-    Ok(MaskedBatch { visible: Tokens::from_samples(&vis)?, masked: Tokens::from_samples(&msk)?, visible_idx, masked_idx })
+    Ok(MaskedBatch {
+        visible: Tokens::from_samples(&vis)?,
+        masked: Tokens::from_samples(&msk)?,
+        visible_idx,
+        masked_idx,
+    })
 }
 
 /// The tokens of sample `i` of a batch, padding included.
@@ -89,7 +103,16 @@ mod tests {
     fn batch(lens: &[usize]) -> Tokens {
         let samples: Vec<SampleTokens> = lens
             .iter()
-            .map(|&n| SampleTokens::new((0..n * 2).map(|x| x as f32).collect(), (0..n).map(|x| x as f32).collect(), n, 2, 1).unwrap())
+            .map(|&n| {
+                SampleTokens::new(
+                    (0..n * 2).map(|x| x as f32).collect(),
+                    (0..n).map(|x| x as f32).collect(),
+                    n,
+                    2,
+                    1,
+                )
+                .unwrap()
+            })
             .collect();
         Tokens::from_samples(&samples).unwrap()
     }
@@ -97,11 +120,23 @@ mod tests {
     #[test]
     fn masks_only_real_tokens_and_partitions_them() {
         let b = batch(&[16, 8]);
-        let m = random_mask(&b, &MaskConfig { ratio: 0.75, jitter: 0.0 }, &mut Rng::new(3)).unwrap();
+        let m = random_mask(
+            &b,
+            &MaskConfig {
+                ratio: 0.75,
+                jitter: 0.0,
+            },
+            &mut Rng::new(3),
+        )
+        .unwrap();
         assert_eq!(m.masked_idx[0].len(), 12);
         assert_eq!(m.visible_idx[1].len(), 2);
         for i in 0..2 {
-            let mut all: Vec<usize> = m.visible_idx[i].iter().chain(&m.masked_idx[i]).copied().collect();
+            let mut all: Vec<usize> = m.visible_idx[i]
+                .iter()
+                .chain(&m.masked_idx[i])
+                .copied()
+                .collect();
             all.sort();
             assert_eq!(all, (0..b.len_of(i)).collect::<Vec<_>>());
         }
@@ -116,7 +151,10 @@ mod tests {
     #[test]
     fn same_seed_same_mask() {
         let b = batch(&[20, 20, 5]);
-        let cfg = MaskConfig { ratio: 0.6, jitter: 0.1 };
+        let cfg = MaskConfig {
+            ratio: 0.6,
+            jitter: 0.1,
+        };
         let a = random_mask(&b, &cfg, &mut Rng::new(9)).unwrap();
         let c = random_mask(&b, &cfg, &mut Rng::new(9)).unwrap();
         assert_eq!(a.masked_idx, c.masked_idx);

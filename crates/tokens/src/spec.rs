@@ -19,7 +19,11 @@ pub enum TokenLayout {
     /// Non-overlapping 2-D patches of a `[channels, rows, cols]` array, token-major in
     /// row-major grid order; each token holds `channels * patch[0] * patch[1]` values
     /// ordered (channel, row, col).
-    Patch2d { channels: usize, patch: [usize; 2], stride: [usize; 2] },
+    Patch2d {
+        channels: usize,
+        patch: [usize; 2],
+        stride: [usize; 2],
+    },
     /// Non-overlapping 3-D patches of a `[channels, d, h, w]` array.
     Patch3d { channels: usize, patch: [usize; 3] },
     /// Tokens with no grid (point groups, channel windows): no generic inverse.

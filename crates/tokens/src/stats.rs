@@ -12,7 +12,10 @@ pub struct NormStats {
 
 impl Default for NormStats {
     fn default() -> Self {
-        Self { mean: 0.0, std: 1.0 }
+        Self {
+            mean: 0.0,
+            std: 1.0,
+        }
     }
 }
 
@@ -41,8 +44,15 @@ impl RunningStats {
     }
 
     pub fn finish(&self) -> NormStats {
-        let var = if self.count > 1 { self.m2 / self.count as f64 } else { 0.0 };
-        NormStats { mean: self.mean, std: var.sqrt().max(1e-8) }
+        let var = if self.count > 1 {
+            self.m2 / self.count as f64
+        } else {
+            0.0
+        };
+        NormStats {
+            mean: self.mean,
+            std: var.sqrt().max(1e-8),
+        }
     }
 }
 
@@ -59,7 +69,9 @@ mod tests {
 
     #[test]
     fn blocks_merge_to_the_global_moments() {
-        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 3.0 + 1.0).collect();
+        let xs: Vec<f32> = (0..1000)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0 + 1.0)
+            .collect();
         let mut r = RunningStats::default();
         for c in xs.chunks(77) {
             r.push_slice(c);

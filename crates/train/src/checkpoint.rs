@@ -30,7 +30,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Writes a checkpoint for `step` and returns its folder.
-pub fn save(run_dir: &Path, step: u64, store: &ParamStore, opt: &AdamW, config_toml: &str, keep: usize) -> Result<PathBuf> {
+pub fn save(
+    run_dir: &Path,
+    step: u64,
+    store: &ParamStore,
+    opt: &AdamW,
+    config_toml: &str,
+    keep: usize,
+) -> Result<PathBuf> {
     let root = run_dir.join("checkpoints");
     std::fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
     let name = format!("step-{step:08}");
@@ -43,16 +50,29 @@ pub fn save(run_dir: &Path, step: u64, store: &ParamStore, opt: &AdamW, config_t
     candle_core::safetensors::save(&store.tensors(), &model).map_err(|e| io_err(&model, e))?;
     let mut moments: HashMap<String, Tensor> = HashMap::new();
     for (k, v) in opt.m.iter() {
-        moments.insert(format!("m.{k}"), Tensor::from_slice(v, v.len(), &Device::Cpu)?);
+        moments.insert(
+            format!("m.{k}"),
+            Tensor::from_slice(v, v.len(), &Device::Cpu)?,
+        );
     }
     for (k, v) in opt.v.iter() {
-        moments.insert(format!("v.{k}"), Tensor::from_slice(v, v.len(), &Device::Cpu)?);
+        moments.insert(
+            format!("v.{k}"),
+            Tensor::from_slice(v, v.len(), &Device::Cpu)?,
+        );
     }
     let optim = tmp.join("optimizer.safetensors");
     candle_core::safetensors::save(&moments, &optim).map_err(|e| io_err(&optim, e))?;
-    let state = State { step, tessera_version: env!("CARGO_PKG_VERSION").to_string() };
+    let state = State {
+        step,
+        tessera_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
     let state_path = tmp.join("state.json");
-    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).map_err(|e| io_err(&state_path, e))?).map_err(|e| io_err(&state_path, e))?;
+    std::fs::write(
+        &state_path,
+        serde_json::to_vec_pretty(&state).map_err(|e| io_err(&state_path, e))?,
+    )
+    .map_err(|e| io_err(&state_path, e))?;
     let cfg_path = tmp.join("config.toml");
     std::fs::write(&cfg_path, config_toml).map_err(|e| io_err(&cfg_path, e))?;
     let dir = root.join(&name);
@@ -65,7 +85,11 @@ pub fn save(run_dir: &Path, step: u64, store: &ParamStore, opt: &AdamW, config_t
     let mut all: Vec<PathBuf> = std::fs::read_dir(&root)
         .map_err(|e| io_err(&root, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+        })
         .collect();
     all.sort();
     while all.len() > keep {
@@ -87,7 +111,13 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<Checkpoint>> {
     let name = std::fs::read_to_string(&latest).map_err(|e| io_err(&latest, e))?;
     let dir = root.join(name.trim());
     if !dir.join("model.safetensors").exists() {
-        return Err(io_err(&latest, format!("points at {}, which has no model.safetensors", dir.display())));
+        return Err(io_err(
+            &latest,
+            format!(
+                "points at {}, which has no model.safetensors",
+                dir.display()
+            ),
+        ));
     }
     Ok(Some(Checkpoint { dir }))
 }
@@ -106,7 +136,8 @@ impl Checkpoint {
     /// The step the checkpoint was written at.
     pub fn step(&self) -> Result<u64> {
         let p = self.dir.join("state.json");
-        let s: State = serde_json::from_slice(&std::fs::read(&p).map_err(|e| io_err(&p, e))?).map_err(|e| io_err(&p, e))?;
+        let s: State = serde_json::from_slice(&std::fs::read(&p).map_err(|e| io_err(&p, e))?)
+            .map_err(|e| io_err(&p, e))?;
         Ok(s.step)
     }
 
@@ -118,10 +149,16 @@ impl Checkpoint {
         for (prefix, map) in [("m", &mut opt.m), ("v", &mut opt.v)] {
             for (name, buf) in map.iter_mut() {
                 let key = format!("{prefix}.{name}");
-                let x = t.get(&key).ok_or_else(|| TrainError::File { path: p.clone(), reason: format!("missing `{key}`") })?;
+                let x = t.get(&key).ok_or_else(|| TrainError::File {
+                    path: p.clone(),
+                    reason: format!("missing `{key}`"),
+                })?;
                 let x = x.to_vec1::<f32>()?;
                 if x.len() != buf.len() {
-                    return Err(io_err(&p, format!("`{key}` has {} values, expected {}", x.len(), buf.len())));
+                    return Err(io_err(
+                        &p,
+                        format!("`{key}` has {} values, expected {}", x.len(), buf.len()),
+                    ));
                 }
                 *buf = x;
             }

@@ -42,7 +42,10 @@ pub enum TrainError {
 pub type Result<T> = std::result::Result<T, TrainError>;
 
 pub(crate) fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::File { path: path.to_path_buf(), reason: e.to_string() }
+    TrainError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Optimisation hyperparameters.
@@ -123,13 +126,20 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         if self.steps == 0 || self.batch_size == 0 {
-            return Err(TrainError::Config("steps and batch_size must be positive".into()));
+            return Err(TrainError::Config(
+                "steps and batch_size must be positive".into(),
+            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 {
-            return Err(TrainError::Config(format!("lr must be positive (got {}), min_lr non-negative", self.lr)));
+            return Err(TrainError::Config(format!(
+                "lr must be positive (got {}), min_lr non-negative",
+                self.lr
+            )));
         }
         if self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
-            return Err(TrainError::Config("checkpoint_every and keep_checkpoints must be positive".into()));
+            return Err(TrainError::Config(
+                "checkpoint_every and keep_checkpoints must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -138,7 +148,8 @@ impl TrainConfig {
 /// Supplies batch number `step` (1-based). Must be a pure function of `step` and `rng`
 /// for exact resume.
 pub trait BatchSource {
-    fn batch(&mut self, step: u64, batch_size: usize, views: usize, rng: &mut Rng) -> Result<Batch>;
+    fn batch(&mut self, step: u64, batch_size: usize, views: usize, rng: &mut Rng)
+        -> Result<Batch>;
 }
 
 /// One line of `metrics.jsonl`.
@@ -175,14 +186,24 @@ pub struct RunOptions<'a> {
 }
 
 /// Trains `recipe` (whose parameters live in `store`) on batches from `source`.
-pub fn train(recipe: &mut dyn Recipe, store: &ParamStore, source: &mut dyn BatchSource, cfg: &TrainConfig, opts: &RunOptions) -> Result<TrainSummary> {
+pub fn train(
+    recipe: &mut dyn Recipe,
+    store: &ParamStore,
+    source: &mut dyn BatchSource,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+) -> Result<TrainSummary> {
     cfg.validate()?;
     std::fs::create_dir_all(opts.run_dir).map_err(|e| io_err(opts.run_dir, e))?;
     let mut opt = AdamW::new(store, cfg);
     let mut start = 1u64;
     if opts.resume {
-        let ck = latest_checkpoint(opts.run_dir)?
-            .ok_or_else(|| io_err(opts.run_dir, "--resume given but the run directory has no checkpoint"))?;
+        let ck = latest_checkpoint(opts.run_dir)?.ok_or_else(|| {
+            io_err(
+                opts.run_dir,
+                "--resume given but the run directory has no checkpoint",
+            )
+        })?;
         let step = ck.load(store, &mut opt)?;
         start = step + 1;
     }
@@ -195,8 +216,10 @@ pub fn train(recipe: &mut dyn Recipe, store: &ParamStore, source: &mut dyn Batch
     let bar = if opts.progress && start <= cfg.steps {
         let b = ProgressBar::new(cfg.steps);
         b.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b.set_position(start - 1);
         b
@@ -217,7 +240,11 @@ pub fn train(recipe: &mut dyn Recipe, store: &ParamStore, source: &mut dyn Batch
         let loss = out.loss.to_scalar::<f32>()? as f64;
         if !loss.is_finite() {
             bar.abandon();
-            return Err(TrainError::NonFinite { what: "loss".into(), value: loss, step });
+            return Err(TrainError::NonFinite {
+                what: "loss".into(),
+                value: loss,
+                step,
+            });
         }
         let grads = out.loss.backward()?;
         let lr = schedule::lr_at(cfg, step);
@@ -225,18 +252,37 @@ pub fn train(recipe: &mut dyn Recipe, store: &ParamStore, source: &mut dyn Batch
         recipe.after_step(store, step)?;
         losses.push(loss);
         window.1 += n_samples;
-        if step % cfg.log_every == 0 || step == cfg.steps {
+        if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
             let dt = window.0.elapsed().as_secs_f64().max(1e-9);
-            let log = StepLog { step, loss, lr, grad_norm, samples_per_s: window.1 as f64 / dt, elapsed_s: t0.elapsed().as_secs_f64() };
+            let log = StepLog {
+                step,
+                loss,
+                lr,
+                grad_norm,
+                samples_per_s: window.1 as f64 / dt,
+                elapsed_s: t0.elapsed().as_secs_f64(),
+            };
             let line = serde_json::to_string(&log).map_err(|e| io_err(&metrics_path, e))?;
             writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
-            bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {:.1} samples/s", log.samples_per_s));
+            bar.set_message(format!(
+                "loss {loss:.4} lr {lr:.2e} {:.1} samples/s",
+                log.samples_per_s
+            ));
             window = (Instant::now(), 0);
         }
         bar.set_position(step);
-        let out_of_time = cfg.time_limit_s.is_some_and(|t| t0.elapsed().as_secs_f64() >= t);
-        if step % cfg.checkpoint_every == 0 || step == cfg.steps || out_of_time {
-            last_ckpt = Some(checkpoint::save(opts.run_dir, step, store, &opt, &opts.config_toml, cfg.keep_checkpoints)?);
+        let out_of_time = cfg
+            .time_limit_s
+            .is_some_and(|t| t0.elapsed().as_secs_f64() >= t);
+        if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps || out_of_time {
+            last_ckpt = Some(checkpoint::save(
+                opts.run_dir,
+                step,
+                store,
+                &opt,
+                &opts.config_toml,
+                cfg.keep_checkpoints,
+            )?);
         }
         if out_of_time {
             break;

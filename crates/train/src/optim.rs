@@ -27,15 +27,31 @@ impl AdamW {
             m.insert(name.clone(), vec![0f32; p.var.elem_count()]);
             v.insert(name.clone(), vec![0f32; p.var.elem_count()]);
         }
-        Self { m, v, betas: cfg.betas, eps: cfg.eps, weight_decay: cfg.weight_decay, clip_norm: cfg.clip_norm }
+        Self {
+            m,
+            v,
+            betas: cfg.betas,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            clip_norm: cfg.clip_norm,
+        }
     }
 
     /// Applies one update with learning rate `lr` at 1-based `step`; returns the global
     /// gradient norm before clipping.
-    pub fn step(&mut self, store: &ParamStore, grads: &GradStore, lr: f64, step: u64) -> Result<f64> {
+    pub fn step(
+        &mut self,
+        store: &ParamStore,
+        grads: &GradStore,
+        lr: f64,
+        step: u64,
+    ) -> Result<f64> {
         let mut gs: Vec<(String, Vec<f32>)> = Vec::new();
         let mut sq = 0f64;
-        for (name, p) in store.iter().filter(|(n, p)| p.trainable && self.m.contains_key(*n)) {
+        for (name, p) in store
+            .iter()
+            .filter(|(n, p)| p.trainable && self.m.contains_key(*n))
+        {
             let g = match grads.get(p.var.as_tensor()) {
                 Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
                 None => continue,
@@ -45,9 +61,17 @@ impl AdamW {
         }
         let norm = sq.sqrt();
         if !norm.is_finite() {
-            return Err(TrainError::NonFinite { what: "gradient norm".into(), value: norm, step });
+            return Err(TrainError::NonFinite {
+                what: "gradient norm".into(),
+                value: norm,
+                step,
+            });
         }
-        let clip = if self.clip_norm > 0.0 && norm > self.clip_norm { (self.clip_norm / (norm + 1e-6)) as f32 } else { 1.0 };
+        let clip = if self.clip_norm > 0.0 && norm > self.clip_norm {
+            (self.clip_norm / (norm + 1e-6)) as f32
+        } else {
+            1.0
+        };
         let [b1, b2] = self.betas;
         let bc1 = 1.0 - b1.powi(step as i32);
         let bc2 = 1.0 - b2.powi(step as i32);
@@ -55,9 +79,17 @@ impl AdamW {
         let bc2_sqrt = bc2.sqrt() as f32;
         let (b1, b2, eps) = (b1 as f32, b2 as f32, self.eps as f32);
         for (name, g) in gs {
-            let Some(p) = store.param(&name) else { continue };
-            let decay = if p.decay == Decay::Yes { (lr * self.weight_decay) as f32 } else { 0.0 };
-            let (Some(m), Some(v)) = (self.m.get_mut(&name), self.v.get_mut(&name)) else { continue };
+            let Some(p) = store.param(&name) else {
+                continue;
+            };
+            let decay = if p.decay == Decay::Yes {
+                (lr * self.weight_decay) as f32
+            } else {
+                0.0
+            };
+            let (Some(m), Some(v)) = (self.m.get_mut(&name), self.v.get_mut(&name)) else {
+                continue;
+            };
             let shape = p.var.shape().clone();
             let mut w = p.var.flatten_all()?.to_vec1::<f32>()?;
             for i in 0..w.len() {

@@ -18,7 +18,13 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let cfg = TrainConfig { steps: 110, warmup_steps: 10, lr: 1.0, min_lr: 0.1, ..Default::default() };
+        let cfg = TrainConfig {
+            steps: 110,
+            warmup_steps: 10,
+            lr: 1.0,
+            min_lr: 0.1,
+            ..Default::default()
+        };
         assert!((lr_at(&cfg, 5) - 0.5).abs() < 1e-12);
         assert!((lr_at(&cfg, 10) - 1.0).abs() < 1e-12);
         assert!((lr_at(&cfg, 60) - 0.55).abs() < 1e-12);

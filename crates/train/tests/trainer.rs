@@ -6,7 +6,9 @@ use tessera_core::{EncoderConfig, ParamStore};
 use tessera_recipes::mae::MaeConfig;
 use tessera_recipes::{Batch, RecipeConfig};
 use tessera_tokens::{Rng, SampleTokens, Tokens};
-use tessera_train::{latest_checkpoint, train, BatchSource, Result, RunOptions, TrainConfig, TrainError};
+use tessera_train::{
+    latest_checkpoint, train, BatchSource, Result, RunOptions, TrainConfig, TrainError,
+};
 
 /// Smooth 1-D signals cut into 8-value tokens: learnable structure.
 struct Sines {
@@ -14,11 +16,17 @@ struct Sines {
 }
 
 impl BatchSource for Sines {
-    fn batch(&mut self, step: u64, batch_size: usize, _views: usize, rng: &mut Rng) -> Result<Batch> {
+    fn batch(
+        &mut self,
+        step: u64,
+        batch_size: usize,
+        _views: usize,
+        rng: &mut Rng,
+    ) -> Result<Batch> {
         let samples: Vec<SampleTokens> = (0..batch_size)
             .map(|_| {
                 let f = 0.05 + 0.2 * rng.uniform() as f32;
-                let ph = rng.uniform() as f32 * 6.28;
+                let ph = rng.uniform() as f32 * std::f32::consts::TAU;
                 let n = 16;
                 let mut v: Vec<f32> = (0..n * 8).map(|t| (f * t as f32 + ph).sin()).collect();
                 if self.poison_at == Some(step) {
@@ -28,7 +36,9 @@ impl BatchSource for Sines {
                 SampleTokens::new(v, c, n, 8, 1).unwrap()
             })
             .collect();
-        Ok(Batch { views: vec![Tokens::from_samples(&samples).unwrap()] })
+        Ok(Batch {
+            views: vec![Tokens::from_samples(&samples).unwrap()],
+        })
     }
 }
 
@@ -37,27 +47,59 @@ fn setup() -> (EncoderConfig, RecipeConfig) {
     enc.depth = 2;
     enc.dim = 64;
     enc.heads = 2;
-    let rc = RecipeConfig::Mae(MaeConfig { decoder_dim: 32, decoder_depth: 1, decoder_heads: 2, ..Default::default() });
+    let rc = RecipeConfig::Mae(MaeConfig {
+        decoder_dim: 32,
+        decoder_depth: 1,
+        decoder_heads: 2,
+        ..Default::default()
+    });
     (enc, rc)
 }
 
-fn run(dir: &std::path::Path, cfg: &TrainConfig, resume: bool, poison: Option<u64>) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
+fn run(
+    dir: &std::path::Path,
+    cfg: &TrainConfig,
+    resume: bool,
+    poison: Option<u64>,
+) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
     let (enc, rc) = setup();
     let mut store = ParamStore::new(7, &Device::Cpu);
     let mut recipe = rc.build(&enc, &mut store)?;
-    let opts = RunOptions { run_dir: dir, seed: 7, resume, config_toml: "# test\n".into(), progress: false };
-    let s = train(recipe.as_mut(), &store, &mut Sines { poison_at: poison }, cfg, &opts)?;
+    let opts = RunOptions {
+        run_dir: dir,
+        seed: 7,
+        resume,
+        config_toml: "# test\n".into(),
+        progress: false,
+    };
+    let s = train(
+        recipe.as_mut(),
+        &store,
+        &mut Sines { poison_at: poison },
+        cfg,
+        &opts,
+    )?;
     Ok((s.losses, store))
 }
 
 fn weights(store: &ParamStore) -> Vec<(String, Vec<f32>)> {
-    store.iter().map(|(n, p)| (n.clone(), p.var.flatten_all().unwrap().to_vec1().unwrap())).collect()
+    store
+        .iter()
+        .map(|(n, p)| (n.clone(), p.var.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect()
 }
 
 #[test]
 fn loss_falls() {
     let dir = tempdir("falls");
-    let cfg = TrainConfig { steps: 60, batch_size: 8, lr: 2e-3, warmup_steps: 5, checkpoint_every: 1000, ..Default::default() };
+    let cfg = TrainConfig {
+        steps: 60,
+        batch_size: 8,
+        lr: 2e-3,
+        warmup_steps: 5,
+        checkpoint_every: 1000,
+        ..Default::default()
+    };
     let (losses, _) = run(&dir, &cfg, false, None).unwrap();
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
@@ -67,7 +109,14 @@ fn loss_falls() {
 
 #[test]
 fn resume_is_bit_exact() {
-    let cfg = TrainConfig { steps: 8, batch_size: 4, lr: 1e-3, warmup_steps: 2, checkpoint_every: 4, ..Default::default() };
+    let cfg = TrainConfig {
+        steps: 8,
+        batch_size: 4,
+        lr: 1e-3,
+        warmup_steps: 2,
+        checkpoint_every: 4,
+        ..Default::default()
+    };
     let a = tempdir("straight");
     let (la, sa) = run(&a, &cfg, false, None).unwrap();
     let b = tempdir("resumed");
@@ -76,8 +125,17 @@ fn resume_is_bit_exact() {
         let (enc, rc) = setup();
         let mut store = ParamStore::new(7, &Device::Cpu);
         let mut recipe = rc.build(&enc, &mut store).unwrap();
-        let opts = RunOptions { run_dir: &b, seed: 7, resume: false, config_toml: String::new(), progress: false };
-        let mut src = StopAfter { inner: Sines { poison_at: None }, last: 4 };
+        let opts = RunOptions {
+            run_dir: &b,
+            seed: 7,
+            resume: false,
+            config_toml: String::new(),
+            progress: false,
+        };
+        let mut src = StopAfter {
+            inner: Sines { poison_at: None },
+            last: 4,
+        };
         let err = train(recipe.as_mut(), &store, &mut src, &cfg, &opts);
         assert!(matches!(err, Err(TrainError::Data(_))));
     }
@@ -106,7 +164,12 @@ impl BatchSource for StopAfter {
 #[test]
 fn nan_loss_stops_and_keeps_last_checkpoint() {
     let dir = tempdir("nan");
-    let cfg = TrainConfig { steps: 10, batch_size: 2, checkpoint_every: 3, ..Default::default() };
+    let cfg = TrainConfig {
+        steps: 10,
+        batch_size: 2,
+        checkpoint_every: 3,
+        ..Default::default()
+    };
     match run(&dir, &cfg, false, Some(5)) {
         Err(e @ TrainError::NonFinite { step: 5, .. }) => assert!(e.to_string().contains("step 5")),
         Err(e) => panic!("unexpected error {e}"),

@@ -18,9 +18,18 @@ use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, Tra
 
 /// Named model cards compiled into the binary (`--preset NAME`).
 pub const PRESETS: Presets = Presets(&[
-    ("audio-tiny-mae", include_str!("../../../models/audio-tiny-mae.toml")),
-    ("audio-tiny-mae-frames", include_str!("../../../models/audio-tiny-mae-frames.toml")),
-    ("audio-nano-demo", include_str!("../../../models/audio-nano-demo.toml")),
+    (
+        "audio-tiny-mae",
+        include_str!("../../../models/audio-tiny-mae.toml"),
+    ),
+    (
+        "audio-tiny-mae-frames",
+        include_str!("../../../models/audio-tiny-mae-frames.toml"),
+    ),
+    (
+        "audio-nano-demo",
+        include_str!("../../../models/audio-nano-demo.toml"),
+    ),
 ]);
 const DEFAULT_PRESET: &str = "audio-tiny-mae";
 
@@ -39,7 +48,11 @@ pub struct Card {
 
 impl Card {
     fn resolve(common: &CommonArgs) -> Result<Card> {
-        let value = PRESETS.resolve(common.preset.as_deref(), DEFAULT_PRESET, common.config.as_deref())?;
+        let value = PRESETS.resolve(
+            common.preset.as_deref(),
+            DEFAULT_PRESET,
+            common.config.as_deref(),
+        )?;
         let mut card: Card = value.try_into().context("invalid model card")?;
         if let Some(s) = common.steps {
             card.train.steps = s;
@@ -54,7 +67,9 @@ impl Card {
     }
 
     fn from_run(run: &Path) -> Result<Card> {
-        let ck = latest_checkpoint(run)?.ok_or_else(|| anyhow::anyhow!("{}: no checkpoint in this run folder", run.display()))?;
+        let ck = latest_checkpoint(run)?.ok_or_else(|| {
+            anyhow::anyhow!("{}: no checkpoint in this run folder", run.display())
+        })?;
         let text = ck.config_toml()?;
         toml::from_str(&text).with_context(|| format!("{}: invalid saved config", ck.dir.display()))
     }
@@ -77,7 +92,10 @@ struct Loaded {
 }
 
 fn columns(labels: &LabelArgs) -> ManifestColumns {
-    ManifestColumns { label: labels.label_column.clone(), split: labels.split_column.clone() }
+    ManifestColumns {
+        label: labels.label_column.clone(),
+        split: labels.split_column.clone(),
+    }
 }
 
 /// Decodes every file in parallel. Unreadable files are skipped (and counted) unless `strict`.
@@ -109,14 +127,26 @@ fn load(fe: &AudioFrontend, items: Vec<DataItem>, strict: bool, what: &str) -> R
         }
     }
     if specs.is_empty() {
-        bail!("no usable audio file among {} ({})", skipped.len(), skipped.first().cloned().unwrap_or_default());
+        bail!(
+            "no usable audio file among {} ({})",
+            skipped.len(),
+            skipped.first().cloned().unwrap_or_default()
+        );
     }
-    Ok(Loaded { items: kept, specs, skipped })
+    Ok(Loaded {
+        items: kept,
+        specs,
+        skipped,
+    })
 }
 
 fn report_skipped(skipped: &[String]) {
     if !skipped.is_empty() {
-        eprintln!("skipped {} unreadable file(s); first: {}", skipped.len(), skipped[0]);
+        eprintln!(
+            "skipped {} unreadable file(s); first: {}",
+            skipped.len(),
+            skipped[0]
+        );
     }
 }
 
@@ -128,22 +158,45 @@ struct SpecSource<'a> {
 }
 
 impl BatchSource for SpecSource<'_> {
-    fn batch(&mut self, step: u64, bs: usize, views: usize, rng: &mut Rng) -> tessera_train::Result<Batch> {
+    fn batch(
+        &mut self,
+        step: u64,
+        bs: usize,
+        views: usize,
+        rng: &mut Rng,
+    ) -> tessera_train::Result<Batch> {
         let n = self.specs.len();
-        let target = self.fe.target_frames().map_err(|e| TrainError::Data(e.to_string()))?;
+        let target = self
+            .fe
+            .target_frames()
+            .map_err(|e| TrainError::Data(e.to_string()))?;
         let mut view_tokens = Vec::with_capacity(views);
         for _ in 0..views.max(1) {
             let mut samples = Vec::with_capacity(bs);
             for j in 0..bs {
                 let global = (step - 1) as usize * bs + j;
                 let (epoch, pos) = (global / n, global % n);
-                let perm = Rng::new(self.seed).fork(&format!("epoch-{epoch}")).permutation(n);
+                let perm = Rng::new(self.seed)
+                    .fork(&format!("epoch-{epoch}"))
+                    .permutation(n);
                 let s = &self.specs[perm[pos]];
-                let start = if s.frames > target { rng.below(s.frames - target + 1) } else { 0 };
-                let crop = self.fe.crop(s, start).map_err(|e| TrainError::Data(e.to_string()))?;
-                samples.push(self.fe.tokens(&crop).map_err(|e| TrainError::Data(e.to_string()))?);
+                let start = if s.frames > target {
+                    rng.below(s.frames - target + 1)
+                } else {
+                    0
+                };
+                let crop = self
+                    .fe
+                    .crop(s, start)
+                    .map_err(|e| TrainError::Data(e.to_string()))?;
+                samples.push(
+                    self.fe
+                        .tokens(&crop)
+                        .map_err(|e| TrainError::Data(e.to_string()))?,
+                );
             }
-            view_tokens.push(Tokens::from_samples(&samples).map_err(|e| TrainError::Data(e.to_string()))?);
+            view_tokens
+                .push(Tokens::from_samples(&samples).map_err(|e| TrainError::Data(e.to_string()))?);
         }
         Ok(Batch { views: view_tokens })
     }
@@ -158,10 +211,19 @@ fn compute_norm(specs: &[Spectrogram]) -> tessera_tokens::NormStats {
     r.finish()
 }
 
-pub fn pretrain(common: &CommonArgs, labels: &LabelArgs, resume: bool, minutes: Option<f64>) -> Result<()> {
+pub fn pretrain(
+    common: &CommonArgs,
+    labels: &LabelArgs,
+    resume: bool,
+    minutes: Option<f64>,
+) -> Result<()> {
     tessera_cli::init_threads(common.threads)?;
     let out = common.out()?;
-    let mut card = if resume { Card::from_run(out)? } else { Card::resolve(common)? };
+    let mut card = if resume {
+        Card::from_run(out)?
+    } else {
+        Card::resolve(common)?
+    };
     if let Some(m) = minutes {
         card.train.time_limit_s = Some(m * 60.0);
     }
@@ -181,7 +243,10 @@ pub fn pretrain(common: &CommonArgs, labels: &LabelArgs, resume: bool, minutes: 
         card.audio.norm = Some(compute_norm(&loaded.specs));
     }
     let norm = card.audio.norm.unwrap_or_default();
-    loaded.specs.par_iter_mut().for_each(|s| norm.apply(&mut s.data));
+    loaded
+        .specs
+        .par_iter_mut()
+        .for_each(|s| norm.apply(&mut s.data));
     let fe = AudioFrontend::new(&card.audio)?;
     let enc_cfg = card.encoder_config(&fe)?;
     let mut store = ParamStore::new(card.seed, &Device::Cpu);
@@ -190,13 +255,23 @@ pub fn pretrain(common: &CommonArgs, labels: &LabelArgs, resume: bool, minutes: 
         "{}: {} files, {} tokens of {} values per clip, encoder {} M parameters, recipe {}",
         card.name,
         loaded.specs.len(),
-        fe.tokenizer.grid(card.audio.features.n_bins(), fe.target_frames()?).0 * fe.tokenizer.grid(card.audio.features.n_bins(), fe.target_frames()?).1,
+        fe.token_grid()?.0 * fe.token_grid()?.1,
         fe.tokenizer.p(),
         store.count(ENCODER_PREFIX) as f64 / 1e6,
         recipe.name()
     );
-    let mut source = SpecSource { fe: &fe, specs: &loaded.specs, seed: card.seed };
-    let opts = RunOptions { run_dir: out, seed: card.seed, resume, config_toml: card.to_toml()?, progress: true };
+    let mut source = SpecSource {
+        fe: &fe,
+        specs: &loaded.specs,
+        seed: card.seed,
+    };
+    let opts = RunOptions {
+        run_dir: out,
+        seed: card.seed,
+        resume,
+        config_toml: card.to_toml()?,
+        progress: true,
+    };
     let summary = tessera_train::train(recipe.as_mut(), &store, &mut source, &card.train, &opts)?;
     let last = summary.losses.last().copied().unwrap_or(f64::NAN);
     println!(
@@ -206,7 +281,10 @@ pub fn pretrain(common: &CommonArgs, labels: &LabelArgs, resume: bool, minutes: 
         summary.elapsed_s,
         summary.samples_per_s,
         last,
-        summary.checkpoint.map(|p| p.display().to_string()).unwrap_or_default()
+        summary
+            .checkpoint
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     );
     if !loaded.skipped.is_empty() {
         println!("skipped {} unreadable file(s)", loaded.skipped.len());
@@ -240,7 +318,10 @@ fn embed_specs(fe: &AudioFrontend, enc: &Encoder, specs: &[Spectrogram]) -> Resu
     let mut data = Vec::new();
     let mut d = 0;
     for chunk in specs.chunks(bs) {
-        let samples = chunk.iter().map(|s| Ok(fe.tokens(&fe.centre_crop(s)?)?)).collect::<Result<Vec<SampleTokens>>>()?;
+        let samples = chunk
+            .iter()
+            .map(|s| Ok(fe.tokens(&fe.centre_crop(s)?)?))
+            .collect::<Result<Vec<SampleTokens>>>()?;
         let t = TokenTensors::from_tokens(&Tokens::from_samples(&samples)?, &Device::Cpu)?;
         let e = enc.embed(&t)?;
         d = e.dim(1)?;
@@ -280,7 +361,8 @@ fn columns_of(f: &Features, from: usize, to: usize) -> Result<Features> {
 }
 
 fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -303,13 +385,27 @@ pub fn embed(common: &CommonArgs, labels: &LabelArgs, random_init: bool) -> Resu
     let (_card, fe, enc) = encoder_for(common, random_init)?;
     let out = common.out()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let loaded = load(&fe, list_data(common.data()?, &["wav", "wave"], &columns(labels))?, common.strict, "decoding")?;
+    let loaded = load(
+        &fe,
+        list_data(common.data()?, &["wav", "wave"], &columns(labels))?,
+        common.strict,
+        "decoding",
+    )?;
     report_skipped(&loaded.skipped);
     let f = embed_specs(&fe, &enc, &loaded.specs)?;
     write_npy(&out.join("embeddings.npy"), &f.data, f.n, f.d)?;
-    let names: Vec<String> = loaded.items.iter().map(|i| i.path.display().to_string()).collect();
+    let names: Vec<String> = loaded
+        .items
+        .iter()
+        .map(|i| i.path.display().to_string())
+        .collect();
     std::fs::write(out.join("files.txt"), names.join("\n") + "\n")?;
-    println!("wrote {} embeddings of width {} to {}", f.n, f.d, out.join("embeddings.npy").display());
+    println!(
+        "wrote {} embeddings of width {} to {}",
+        f.n,
+        f.d,
+        out.join("embeddings.npy").display()
+    );
     Ok(())
 }
 
@@ -346,7 +442,16 @@ pub fn probe(
     // Statistics: the card's, else computed from the training rows (as pretrain would).
     let mut fe = fe;
     if card.audio.norm.is_none() {
-        let mut raw = load(&fe, items.iter().filter(|i| i.split.as_deref() != Some(&labels.test_split)).cloned().collect(), false, "stats")?;
+        let mut raw = load(
+            &fe,
+            items
+                .iter()
+                .filter(|i| i.split.as_deref() != Some(&labels.test_split))
+                .cloned()
+                .collect(),
+            false,
+            "stats",
+        )?;
         let mut cfg = card.audio.clone();
         cfg.norm = Some(compute_norm(&raw.specs));
         raw.specs.clear();
@@ -354,11 +459,27 @@ pub fn probe(
     }
     let loaded = load(&fe, items, common.strict, "decoding")?;
     report_skipped(&loaded.skipped);
-    let mut classes: Vec<String> = loaded.items.iter().filter_map(|i| i.label.clone()).collect();
+    let mut classes: Vec<String> = loaded
+        .items
+        .iter()
+        .filter_map(|i| i.label.clone())
+        .collect();
     classes.sort();
     classes.dedup();
-    let y: Vec<usize> = loaded.items.iter().map(|i| classes.binary_search(i.label.as_ref().unwrap_or(&String::new())).unwrap_or(0)).collect();
-    let is_test: Vec<bool> = loaded.items.iter().map(|i| i.split.as_deref() == Some(labels.test_split.as_str())).collect();
+    let y: Vec<usize> = loaded
+        .items
+        .iter()
+        .map(|i| {
+            classes
+                .binary_search(i.label.as_ref().unwrap_or(&String::new()))
+                .unwrap_or(0)
+        })
+        .collect();
+    let is_test: Vec<bool> = loaded
+        .items
+        .iter()
+        .map(|i| i.split.as_deref() == Some(labels.test_split.as_str()))
+        .collect();
     let test_idx: Vec<usize> = (0..y.len()).filter(|&i| is_test[i]).collect();
     let train_idx: Vec<usize> = (0..y.len()).filter(|&i| !is_test[i]).collect();
     if test_idx.is_empty() || train_idx.is_empty() {
@@ -378,15 +499,28 @@ pub fn probe(
     let run = name.unwrap_or_else(|| match (baseline, random_init, &common.checkpoint) {
         (Some(b), _, _) => b.to_string(),
         (None, true, _) => format!("{}-random", card.name),
-        (None, false, Some(p)) => p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| card.name.clone()),
+        (None, false, Some(p)) => p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| card.name.clone()),
         _ => card.name.clone(),
     });
-    let task = task.or_else(|| labels.label_column.clone()).unwrap_or_else(|| "label".into());
+    let task = task
+        .or_else(|| labels.label_column.clone())
+        .unwrap_or_else(|| "label".into());
     let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
     let (y_train, y_test) = (pick(&train_idx), pick(&test_idx));
     let mut rows = Vec::new();
     for (feat, f) in &sets {
-        let r = run_probes(&f.select(&train_idx)?, &y_train, &f.select(&test_idx)?, &y_test, classes.len(), &card.probe, card.seed)?;
+        let r = run_probes(
+            &f.select(&train_idx)?,
+            &y_train,
+            &f.select(&test_idx)?,
+            &y_test,
+            classes.len(),
+            &card.probe,
+            card.seed,
+        )?;
         for (protocol, rep) in [("linear", &r.linear), ("knn", &r.knn)] {
             rows.push(ResultRow {
                 run: run.clone(),
@@ -399,7 +533,11 @@ pub fn probe(
                 n_test: rep.n,
             });
         }
-        tessera_eval::write_confusion_csv(&r.linear.confusion, Some(&classes), &out.join(format!("confusion-{run}-{task}-{feat}.csv")))?;
+        tessera_eval::write_confusion_csv(
+            &r.linear.confusion,
+            Some(&classes),
+            &out.join(format!("confusion-{run}-{task}-{feat}.csv")),
+        )?;
     }
     save_rows(out, &rows)?;
     print!("{}", tessera_eval::to_markdown(&rows));
@@ -410,7 +548,11 @@ pub fn probe(
 fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
     use std::io::Write;
     let jl = out.join("rows.jsonl");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&jl).with_context(|| format!("opening {}", jl.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&jl)
+        .with_context(|| format!("opening {}", jl.display()))?;
     for r in rows {
         writeln!(f, "{}", serde_json::to_string(r)?)?;
     }
@@ -424,7 +566,10 @@ fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
     tessera_eval::write_table(&all, &out.join("results.parquet"))?;
     let summary = tessera_eval::summarise(&all);
     tessera_eval::write_summary_table(&summary, &out.join("summary.csv"))?;
-    std::fs::write(out.join("results.md"), tessera_eval::to_markdown(&all) + "\n" + &tessera_eval::summary_to_markdown(&summary))?;
+    std::fs::write(
+        out.join("results.md"),
+        tessera_eval::to_markdown(&all) + "\n" + &tessera_eval::summary_to_markdown(&summary),
+    )?;
     Ok(())
 }
 
@@ -449,7 +594,9 @@ pub fn stats(common: &CommonArgs, labels: &LabelArgs) -> Result<()> {
     let loaded = load(&fe, items, common.strict, "decoding")?;
     report_skipped(&loaded.skipped);
     let norm = compute_norm(&loaded.specs);
-    let text = toml::to_string(&NormFragment { audio: NormAudio { norm } })?;
+    let text = toml::to_string(&NormFragment {
+        audio: NormAudio { norm },
+    })?;
     print!("{} files\n{text}", loaded.specs.len());
     if let Some(out) = &common.out {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
@@ -464,11 +611,11 @@ pub fn inspect(files: &[PathBuf], common: &CommonArgs) -> Result<()> {
     for f in files {
         match tessera_audio::wav::inspect_wav(f) {
             Ok(info) => {
-                let resampled = (info.frames as f64 * fe.sample_rate_hz() as f64 / info.sample_rate_hz.max(1) as f64).ceil() as usize;
-                let frames = fe.target_frames()?.max(
-                    fe.spectrogram(&vec![0.0; resampled.max(1)]).map(|s| s.frames).unwrap_or(0),
-                );
-                let (r, c) = fe.tokenizer.grid(card.audio.features.n_bins(), fe.target_frames()?);
+                let resampled = (info.frames as f64 * fe.sample_rate_hz() as f64
+                    / info.sample_rate_hz.max(1) as f64)
+                    .ceil() as usize;
+                let frames = fe.frames_for(resampled)?;
+                let (r, c) = fe.token_grid()?;
                 println!(
                     "{}: {}, {} ch, {} Hz, {} bits, {} frames, {:.3} s; {}: {} x {} spectrogram (whole clip {} frames), {} x {} = {} tokens of {} values per {} s crop",
                     f.display(), info.format, info.channels, info.sample_rate_hz, info.bits_per_sample, info.frames, info.duration_s,
@@ -488,14 +635,31 @@ pub fn inspect(files: &[PathBuf], common: &CommonArgs) -> Result<()> {
 }
 
 pub fn demo(common: &CommonArgs) -> Result<()> {
-    let out = common.out.clone().unwrap_or_else(|| PathBuf::from("runs/demo"));
+    let out = common
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/demo"));
     let (data, labels) = match &common.data {
-        Some(d) => (d.clone(), LabelArgs { label_column: None, split_column: None, test_split: "test".into() }),
+        Some(d) => (
+            d.clone(),
+            LabelArgs {
+                label_column: None,
+                split_column: None,
+                test_split: "test".into(),
+            },
+        ),
         None => {
             let dir = out.join("data");
             eprintln!("generating a labelled demo dataset in {}", dir.display());
             let m = tessera_audio::synth::write_dataset(&dir, 6, 40, 8000, 7)?;
-            (m, LabelArgs { label_column: Some("label".into()), split_column: Some("split".into()), test_split: "test".into() })
+            (
+                m,
+                LabelArgs {
+                    label_column: Some("label".into()),
+                    split_column: Some("split".into()),
+                    test_split: "test".into(),
+                },
+            )
         }
     };
     let mut c = common.clone();
@@ -512,7 +676,14 @@ pub fn demo(common: &CommonArgs) -> Result<()> {
     probe(&c, &labels, false, None, Some("mae".into()), None)?;
     c.checkpoint = None;
     probe(&c, &labels, true, None, Some("random-init".into()), None)?;
-    probe(&c, &labels, false, Some("logmel"), Some("logmel".into()), None)?;
+    probe(
+        &c,
+        &labels,
+        false,
+        Some("logmel"),
+        Some("logmel".into()),
+        None,
+    )?;
     println!("\nAll results: {}", results.join("results.md").display());
     Ok(())
 }
@@ -534,10 +705,17 @@ pub fn bench_step(common: &CommonArgs, frames: usize, warmup: usize, steps: usiz
     let samples = (0..bs)
         .map(|_| {
             let data = (0..bins * frames).map(|_| rng.normal() as f32).collect();
-            fe.tokens(&Spectrogram { data, bins, frames, hop_s: card.audio.features.hop_s() })
+            fe.tokens(&Spectrogram {
+                data,
+                bins,
+                frames,
+                hop_s: card.audio.features.hop_s(),
+            })
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let batch = Batch { views: vec![Tokens::from_samples(&samples)?] };
+    let batch = Batch {
+        views: vec![Tokens::from_samples(&samples)?],
+    };
     let mut timed = 0.0;
     for i in 0..warmup + steps {
         let t0 = std::time::Instant::now();
@@ -548,7 +726,14 @@ pub fn bench_step(common: &CommonArgs, frames: usize, warmup: usize, steps: usiz
             timed += t0.elapsed().as_secs_f64();
         }
     }
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
     println!(
         "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"params_encoder\": {}}}",
         samples[0].n,

@@ -375,7 +375,8 @@ impl Spectrogram {
     }
 }
 
-fn hz_to_mel(f: f64, scale: &MelScale) -> f64 {
+/// Hertz to mels on the given scale.
+pub fn hz_to_mel(f: f64, scale: &MelScale) -> f64 {
     match scale {
         MelScale::Htk => 2595.0 * (1.0 + f / 700.0).log10(),
         MelScale::Slaney => {
@@ -390,7 +391,8 @@ fn hz_to_mel(f: f64, scale: &MelScale) -> f64 {
     }
 }
 
-fn mel_to_hz(m: f64, scale: &MelScale) -> f64 {
+/// Mels to hertz on the given scale.
+pub fn mel_to_hz(m: f64, scale: &MelScale) -> f64 {
     match scale {
         MelScale::Htk => 700.0 * (10f64.powf(m / 2595.0) - 1.0),
         MelScale::Slaney => {

@@ -35,14 +35,24 @@ impl AudioFrontend {
     pub fn new(cfg: &AudioFrontendConfig) -> Result<Self, AudioError> {
         cfg.features.validate()?;
         if !(cfg.duration_s > 0.0 && cfg.duration_s.is_finite()) {
-            return Err(AudioError::Config(format!("duration_s must be positive, got {}", cfg.duration_s)));
+            return Err(AudioError::Config(format!(
+                "duration_s must be positive, got {}",
+                cfg.duration_s
+            )));
         }
         let tokenizer = SpectrogramTokenizer::new(&cfg.tokenizer, &cfg.features)?;
-        let fe = Self { featurizer: Featurizer::new(&cfg.features)?, tokenizer, cfg: cfg.clone() };
+        let fe = Self {
+            featurizer: Featurizer::new(&cfg.features)?,
+            tokenizer,
+            cfg: cfg.clone(),
+        };
         let frames = fe.target_frames()?;
         let (r, c) = fe.tokenizer.grid(cfg.features.n_bins(), frames);
         if r * c == 0 {
-            return Err(AudioError::Config(format!("{} s gives {frames} frames: fewer than one {:?} patch", cfg.duration_s, cfg.tokenizer.patch)));
+            return Err(AudioError::Config(format!(
+                "{} s gives {frames} frames: fewer than one {:?} patch",
+                cfg.duration_s, cfg.tokenizer.patch
+            )));
         }
         Ok(fe)
     }
@@ -58,6 +68,19 @@ impl AudioFrontend {
     /// Frames of a clip of exactly `duration_s`.
     pub fn target_frames(&self) -> Result<usize, AudioError> {
         self.featurizer.n_frames(self.target_samples())
+    }
+
+    /// Frames of the spectrogram of `samples` samples (at the model's rate), after padding
+    /// to `duration_s`.
+    pub fn frames_for(&self, samples: usize) -> Result<usize, AudioError> {
+        self.featurizer.n_frames(samples.max(self.target_samples()))
+    }
+
+    /// Token grid `(frequency rows, time columns)` of one `duration_s` crop.
+    pub fn token_grid(&self) -> Result<(usize, usize), AudioError> {
+        Ok(self
+            .tokenizer
+            .grid(self.cfg.features.n_bins(), self.target_frames()?))
     }
 
     /// Decodes a WAV file to mono at the model's sample rate.
@@ -97,7 +120,12 @@ impl AudioFrontend {
         for b in 0..s.bins {
             data.extend_from_slice(&s.data[b * s.frames + start..b * s.frames + start + t]);
         }
-        Ok(Spectrogram { data, bins: s.bins, frames: t, hop_s: s.hop_s })
+        Ok(Spectrogram {
+            data,
+            bins: s.bins,
+            frames: t,
+            hop_s: s.hop_s,
+        })
     }
 
     /// Centre crop (used for embedding and evaluation).
@@ -117,6 +145,7 @@ impl AudioFrontend {
     }
 
     pub fn token_spec(&self) -> TokenSpec {
-        self.tokenizer.spec(self.sample_rate_hz(), self.cfg.duration_s)
+        self.tokenizer
+            .spec(self.sample_rate_hz(), self.cfg.duration_s)
     }
 }

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use tessera_cli::CommonArgs;
 
 #[derive(Parser)]
-#[command(name = "tessera-audio", version, about = "Self-supervised audio encoders: pretrain on your own WAV files, embed, probe")]
+#[command(
+    name = "tessera-audio",
+    version,
+    about = "Self-supervised audio encoders: pretrain on your own WAV files, embed, probe"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -31,7 +35,9 @@ pub struct LabelArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Pretrain an encoder on unlabelled WAV files (test-split rows of a manifest are left out).
-    #[command(after_help = "Example:\n  tessera-audio pretrain --data fsdd/labels.csv --split-column official_split --preset audio-tiny-mae --out runs/fsdd-mae\n  tessera-audio pretrain --out runs/fsdd-mae --resume   # continue from the last checkpoint")]
+    #[command(
+        after_help = "Example:\n  tessera-audio pretrain --data fsdd/labels.csv --split-column official_split --preset audio-tiny-mae --out runs/fsdd-mae\n  tessera-audio pretrain --out runs/fsdd-mae --resume   # continue from the last checkpoint"
+    )]
     Pretrain {
         #[command(flatten)]
         common: CommonArgs,
@@ -45,7 +51,9 @@ enum Cmd {
         minutes: Option<f64>,
     },
     /// Write embeddings (CLS and mean patch, concatenated) of every file as embeddings.npy + files.txt.
-    #[command(after_help = "Example:\n  tessera-audio embed --checkpoint runs/fsdd-mae --data fsdd/recordings --out emb/")]
+    #[command(
+        after_help = "Example:\n  tessera-audio embed --checkpoint runs/fsdd-mae --data fsdd/recordings --out emb/"
+    )]
     Embed {
         #[command(flatten)]
         common: CommonArgs,
@@ -56,7 +64,9 @@ enum Cmd {
         random_init: bool,
     },
     /// Linear and kNN probes on frozen features; writes results.csv, results.parquet, results.md.
-    #[command(after_help = "Example:\n  tessera-audio probe --checkpoint runs/fsdd-mae --data fsdd/labels.csv --label-column digit --split-column official_split --out results/\n  tessera-audio probe --baseline logmel --preset audio-tiny-mae --data fsdd/labels.csv --label-column speaker --split-column official_split --out results/")]
+    #[command(
+        after_help = "Example:\n  tessera-audio probe --checkpoint runs/fsdd-mae --data fsdd/labels.csv --label-column digit --split-column official_split --out results/\n  tessera-audio probe --baseline logmel --preset audio-tiny-mae --data fsdd/labels.csv --label-column speaker --split-column official_split --out results/"
+    )]
     Probe {
         #[command(flatten)]
         common: CommonArgs,
@@ -76,7 +86,9 @@ enum Cmd {
         task: Option<String>,
     },
     /// Dataset normalisation statistics of the log-mel values, written as a TOML fragment for --config.
-    #[command(after_help = "Example:\n  tessera-audio stats --data my_wavs/ --preset audio-tiny-mae --out stats.toml\n  tessera-audio pretrain --data my_wavs/ --config stats.toml --out runs/mine")]
+    #[command(
+        after_help = "Example:\n  tessera-audio stats --data my_wavs/ --preset audio-tiny-mae --out stats.toml\n  tessera-audio pretrain --data my_wavs/ --config stats.toml --out runs/mine"
+    )]
     Stats {
         #[command(flatten)]
         common: CommonArgs,
@@ -84,7 +96,9 @@ enum Cmd {
         labels: LabelArgs,
     },
     /// Print a WAV file's format, rate, channels, duration and token grid.
-    #[command(after_help = "Example:\n  tessera-audio inspect fsdd/recordings/0_george_0.wav --preset audio-tiny-mae")]
+    #[command(
+        after_help = "Example:\n  tessera-audio inspect fsdd/recordings/0_george_0.wav --preset audio-tiny-mae"
+    )]
     Inspect {
         /// WAV files.
         #[arg(required = true)]
@@ -93,7 +107,9 @@ enum Cmd {
         common: CommonArgs,
     },
     /// Benchmark one MAE training step on random log-mels (JSON line with samples/s).
-    #[command(after_help = "Example:\n  tessera-audio bench-step --preset audio-tiny-mae --frames 1024 --batch-size 8 --threads 2")]
+    #[command(
+        after_help = "Example:\n  tessera-audio bench-step --preset audio-tiny-mae --frames 1024 --batch-size 8 --threads 2"
+    )]
     BenchStep {
         #[command(flatten)]
         common: CommonArgs,
@@ -117,14 +133,41 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tessera_cli::report(match cli.cmd {
-        Cmd::Pretrain { common, labels, resume, minutes } => app::pretrain(&common, &labels, resume, minutes),
-        Cmd::Embed { common, labels, random_init } => app::embed(&common, &labels, random_init),
-        Cmd::Probe { common, labels, random_init, baseline, name, task } => {
-            app::probe(&common, &labels, random_init, baseline.as_deref(), name, task).map(|_| ())
-        }
+        Cmd::Pretrain {
+            common,
+            labels,
+            resume,
+            minutes,
+        } => app::pretrain(&common, &labels, resume, minutes),
+        Cmd::Embed {
+            common,
+            labels,
+            random_init,
+        } => app::embed(&common, &labels, random_init),
+        Cmd::Probe {
+            common,
+            labels,
+            random_init,
+            baseline,
+            name,
+            task,
+        } => app::probe(
+            &common,
+            &labels,
+            random_init,
+            baseline.as_deref(),
+            name,
+            task,
+        )
+        .map(|_| ()),
         Cmd::Stats { common, labels } => app::stats(&common, &labels),
         Cmd::Inspect { files, common } => app::inspect(&files, &common),
         Cmd::Demo { common } => app::demo(&common),
-        Cmd::BenchStep { common, frames, warmup, timed_steps } => app::bench_step(&common, frames, warmup, timed_steps),
+        Cmd::BenchStep {
+            common,
+            frames,
+            warmup,
+            timed_steps,
+        } => app::bench_step(&common, frames, warmup, timed_steps),
     })
 }

@@ -9,8 +9,17 @@ use tessera_tokens::Rng;
 /// Writes `per_class` clips for each of `classes` classes as 16-bit mono WAV at
 /// `sample_rate_hz` into `dir/<class>/clip_<i>.wav` and a `manifest.csv`
 /// (`path,label,split`; the first fifth of each class is `test`). Returns the manifest path.
-pub fn write_dataset(dir: &Path, classes: usize, per_class: usize, sample_rate_hz: u32, seed: u64) -> Result<PathBuf, AudioError> {
-    let io = |p: &Path, e: std::io::Error| AudioError::Io { path: p.to_path_buf(), source: e };
+pub fn write_dataset(
+    dir: &Path,
+    classes: usize,
+    per_class: usize,
+    sample_rate_hz: u32,
+    seed: u64,
+) -> Result<PathBuf, AudioError> {
+    let io = |p: &Path, e: std::io::Error| AudioError::Io {
+        path: p.to_path_buf(),
+        source: e,
+    };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut rng = Rng::new(seed);
     let mut manifest = String::from("path,label,split\n");
@@ -40,15 +49,25 @@ pub fn write_dataset(dir: &Path, classes: usize, per_class: usize, sample_rate_h
                     if fh > sr / 2.0 {
                         break;
                     }
-                    let g = (-((fh - f1) / 150.0).powi(2)).exp() + 0.7 * (-((fh - f2) / 250.0).powi(2)).exp() + 0.05;
+                    let g = (-((fh - f1) / 150.0).powi(2)).exp()
+                        + 0.7 * (-((fh - f2) / 250.0).powi(2)).exp()
+                        + 0.05;
                     x += g * (h as f64 * phase).sin();
                 }
                 let env = (std::f64::consts::PI * u).sin().powf(0.5);
                 samples.push((amp * env * x * 0.3 + noise * rng.normal()).clamp(-1.0, 1.0));
             }
             let path = class_dir.join(format!("clip_{i}.wav"));
-            let spec = hound::WavSpec { channels: 1, sample_rate: sample_rate_hz, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-            let werr = |e: hound::Error| AudioError::Corrupt { path: path.clone(), reason: format!("cannot write: {e}") };
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: sample_rate_hz,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let werr = |e: hound::Error| AudioError::Corrupt {
+                path: path.clone(),
+                reason: format!("cannot write: {e}"),
+            };
             let mut w = hound::WavWriter::create(&path, spec).map_err(werr)?;
             for s in samples {
                 w.write_sample((s * 32767.0) as i16).map_err(werr)?;

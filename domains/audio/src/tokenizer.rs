@@ -3,7 +3,7 @@
 //! with coordinates (centre frequency in Hz, centre time in s). Square 16×16 patches are the
 //! Audio-MAE/AST convention; SSAST found frame-shaped patches (e.g. 128×2) better for speech.
 
-use crate::features::{FeatureConfig, MelScale, Spectrogram};
+use crate::features::{hz_to_mel, mel_to_hz, FeatureConfig, MelScale, Spectrogram};
 use crate::AudioError;
 use serde::{Deserialize, Serialize};
 use tessera_tokens::{CoordAxis, SampleTokens, TokenLayout, TokenSpec};
@@ -17,38 +17,9 @@ pub struct PatchConfig {
 
 impl Default for PatchConfig {
     fn default() -> Self {
-        Self { patch: [16, 16], stride: [16, 16] }
-    }
-}
-
-fn hz_to_mel(f: f64, scale: &MelScale) -> f64 {
-    match scale {
-        MelScale::Htk => 2595.0 * (1.0 + f / 700.0).log10(),
-        MelScale::Slaney => {
-            let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
-            let min_log_mel = min_log_hz / f_sp;
-            let logstep = (6.4f64).ln() / 27.0;
-            if f >= min_log_hz {
-                min_log_mel + (f / min_log_hz).ln() / logstep
-            } else {
-                f / f_sp
-            }
-        }
-    }
-}
-
-fn mel_to_hz(m: f64, scale: &MelScale) -> f64 {
-    match scale {
-        MelScale::Htk => 700.0 * (10f64.powf(m / 2595.0) - 1.0),
-        MelScale::Slaney => {
-            let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
-            let min_log_mel = min_log_hz / f_sp;
-            let logstep = (6.4f64).ln() / 27.0;
-            if m >= min_log_mel {
-                min_log_hz * (logstep * (m - min_log_mel)).exp()
-            } else {
-                f_sp * m
-            }
+        Self {
+            patch: [16, 16],
+            stride: [16, 16],
         }
     }
 }
@@ -56,22 +27,37 @@ fn mel_to_hz(m: f64, scale: &MelScale) -> f64 {
 /// Centre frequency (Hz) of each output bin of a feature configuration.
 pub fn bin_centres_hz(cfg: &FeatureConfig) -> Vec<f32> {
     let (n, lo, hi, scale) = match cfg {
-        FeatureConfig::LogMel(c) => (c.n_mels, c.f_min as f64, c.f_max.map(|f| f as f64).unwrap_or((c.sample_rate_hz / 2) as f64), c.mel_scale.clone()),
+        FeatureConfig::LogMel(c) => (
+            c.n_mels,
+            c.f_min as f64,
+            c.f_max
+                .map(|f| f as f64)
+                .unwrap_or((c.sample_rate_hz / 2) as f64),
+            c.mel_scale.clone(),
+        ),
         FeatureConfig::Fbank(c) => {
             let nyq = c.sample_rate_hz as f64 / 2.0;
-            let hi = if c.high_freq <= 0.0 { nyq + c.high_freq as f64 } else { c.high_freq as f64 };
+            let hi = if c.high_freq <= 0.0 {
+                nyq + c.high_freq as f64
+            } else {
+                c.high_freq as f64
+            };
             (c.n_mels, c.low_freq as f64, hi, MelScale::Htk)
         }
     };
     let (mlo, mhi) = (hz_to_mel(lo, &scale), hz_to_mel(hi, &scale));
-    (1..=n).map(|i| mel_to_hz(mlo + (mhi - mlo) * i as f64 / (n + 1) as f64, &scale) as f32).collect()
+    (1..=n)
+        .map(|i| mel_to_hz(mlo + (mhi - mlo) * i as f64 / (n + 1) as f64, &scale) as f32)
+        .collect()
 }
 
 /// Time (s) of frame 0's centre.
 pub fn first_frame_s(cfg: &FeatureConfig) -> f64 {
     match cfg {
         FeatureConfig::LogMel(c) if c.center => 0.0,
-        FeatureConfig::LogMel(c) => c.win_length.max(c.n_fft) as f64 / 2.0 / c.sample_rate_hz as f64,
+        FeatureConfig::LogMel(c) => {
+            c.win_length.max(c.n_fft) as f64 / 2.0 / c.sample_rate_hz as f64
+        }
         FeatureConfig::Fbank(c) if c.snip_edges => c.frame_length_ms as f64 / 2000.0,
         FeatureConfig::Fbank(_) => 0.0,
     }
@@ -90,12 +76,22 @@ impl SpectrogramTokenizer {
         let [pf, pt] = cfg.patch;
         let [sf, st] = cfg.stride;
         if pf == 0 || pt == 0 || sf == 0 || st == 0 {
-            return Err(AudioError::Config(format!("tokenizer: patch {:?} and stride {:?} must be positive", cfg.patch, cfg.stride)));
+            return Err(AudioError::Config(format!(
+                "tokenizer: patch {:?} and stride {:?} must be positive",
+                cfg.patch, cfg.stride
+            )));
         }
         if pf > features.n_bins() {
-            return Err(AudioError::Config(format!("tokenizer: patch height {pf} exceeds the {} frequency bins", features.n_bins())));
+            return Err(AudioError::Config(format!(
+                "tokenizer: patch height {pf} exceeds the {} frequency bins",
+                features.n_bins()
+            )));
         }
-        Ok(Self { cfg: cfg.clone(), bin_hz: bin_centres_hz(features), t0_s: first_frame_s(features) })
+        Ok(Self {
+            cfg: cfg.clone(),
+            bin_hz: bin_centres_hz(features),
+            t0_s: first_frame_s(features),
+        })
     }
 
     /// Values per token.
@@ -106,7 +102,10 @@ impl SpectrogramTokenizer {
     /// Token grid `(frequency rows, time columns)` for a spectrogram size.
     pub fn grid(&self, bins: usize, frames: usize) -> (usize, usize) {
         let g = |n: usize, p: usize, s: usize| if n < p { 0 } else { (n - p) / s + 1 };
-        (g(bins, self.cfg.patch[0], self.cfg.stride[0]), g(frames, self.cfg.patch[1], self.cfg.stride[1]))
+        (
+            g(bins, self.cfg.patch[0], self.cfg.stride[0]),
+            g(frames, self.cfg.patch[1], self.cfg.stride[1]),
+        )
     }
 
     /// What the tokens mean, for the model card.
@@ -116,10 +115,22 @@ impl SpectrogramTokenizer {
             k: 2,
             value_unit: "normalised log mel energy".into(),
             axes: vec![
-                CoordAxis { name: "frequency".into(), unit: "Hz".into(), scale: sample_rate_hz as f32 / 2.0 },
-                CoordAxis { name: "time".into(), unit: "s".into(), scale: duration_s.max(0.1) },
+                CoordAxis {
+                    name: "frequency".into(),
+                    unit: "Hz".into(),
+                    scale: sample_rate_hz as f32 / 2.0,
+                },
+                CoordAxis {
+                    name: "time".into(),
+                    unit: "s".into(),
+                    scale: duration_s.max(0.1),
+                },
             ],
-            layout: TokenLayout::Patch2d { channels: 1, patch: self.cfg.patch, stride: self.cfg.stride },
+            layout: TokenLayout::Patch2d {
+                channels: 1,
+                patch: self.cfg.patch,
+                stride: self.cfg.stride,
+            },
         }
     }
 
@@ -128,7 +139,11 @@ impl SpectrogramTokenizer {
     /// (row-major within the patch) and `k = 2` coords (Hz, s).
     pub fn tokenize(&self, s: &Spectrogram) -> Result<SampleTokens, AudioError> {
         if s.bins != self.bin_hz.len() {
-            return Err(AudioError::Config(format!("tokenizer: spectrogram has {} bins, features declare {}", s.bins, self.bin_hz.len())));
+            return Err(AudioError::Config(format!(
+                "tokenizer: spectrogram has {} bins, features declare {}",
+                s.bins,
+                self.bin_hz.len()
+            )));
         }
         let (rows, cols) = self.grid(s.bins, s.frames);
         if rows == 0 || cols == 0 {
@@ -159,10 +174,18 @@ impl SpectrogramTokenizer {
 
     /// Inverse of [`tokenize`](Self::tokenize) for a `[bins, frames]` grid: overlapping
     /// patches are averaged; cells no patch covers are 0.
-    pub fn untokenize(&self, t: &SampleTokens, bins: usize, frames: usize) -> Result<Vec<f32>, AudioError> {
+    pub fn untokenize(
+        &self,
+        t: &SampleTokens,
+        bins: usize,
+        frames: usize,
+    ) -> Result<Vec<f32>, AudioError> {
         let (rows, cols) = self.grid(bins, frames);
         if t.n != rows * cols || t.p != self.p() {
-            return Err(AudioError::Config(format!("untokenize: {} tokens of {} values do not fit a {bins}x{frames} grid", t.n, t.p)));
+            return Err(AudioError::Config(format!(
+                "untokenize: {} tokens of {} values do not fit a {bins}x{frames} grid",
+                t.n, t.p
+            )));
         }
         let [pf, pt] = self.cfg.patch;
         let [sf, st] = self.cfg.stride;
@@ -180,7 +203,10 @@ impl SpectrogramTokenizer {
                 }
             }
         }
-        out.iter_mut().zip(&hits).filter(|(_, &h)| h > 1).for_each(|(o, &h)| *o /= h as f32);
+        out.iter_mut()
+            .zip(&hits)
+            .filter(|(_, &h)| h > 1)
+            .for_each(|(o, &h)| *o /= h as f32);
         Ok(out)
     }
 }
@@ -214,14 +240,33 @@ mod tests {
     #[test]
     fn coordinates_are_physical() {
         let feats = FeatureConfig::LogMel(MelConfig::default());
-        let tok = SpectrogramTokenizer::new(&PatchConfig { patch: [128, 2], stride: [128, 2] }, &feats).unwrap();
-        let s = Spectrogram { data: vec![0.0; 128 * 101], bins: 128, frames: 101, hop_s: 0.01 };
+        let tok = SpectrogramTokenizer::new(
+            &PatchConfig {
+                patch: [128, 2],
+                stride: [128, 2],
+            },
+            &feats,
+        )
+        .unwrap();
+        let s = Spectrogram {
+            data: vec![0.0; 128 * 101],
+            bins: 128,
+            frames: 101,
+            hop_s: 0.01,
+        };
         let t = tok.tokenize(&s).unwrap();
         assert_eq!((t.n, t.p), (50, 256));
         // Second token: frames 2..4, centred at 2.5 hops = 25 ms.
         assert!((t.coords[3] - 0.025).abs() < 1e-6);
         let c = bin_centres_hz(&feats);
         assert!(c[0] > 0.0 && c[127] < 8000.0 && c.windows(2).all(|w| w[1] > w[0]));
-        assert!(SpectrogramTokenizer::new(&PatchConfig { patch: [256, 2], stride: [1, 1] }, &feats).is_err());
+        assert!(SpectrogramTokenizer::new(
+            &PatchConfig {
+                patch: [256, 2],
+                stride: [1, 1]
+            },
+            &feats
+        )
+        .is_err());
     }
 }

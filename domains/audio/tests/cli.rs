@@ -17,7 +17,14 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// A RIFF/WAVE file with the given format tag, channels, rate, bits and data bytes.
-fn wav_bytes(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8], claimed_data_len: Option<u32>) -> Vec<u8> {
+fn wav_bytes(
+    tag: u16,
+    channels: u16,
+    rate: u32,
+    bits: u16,
+    data: &[u8],
+    claimed_data_len: Option<u32>,
+) -> Vec<u8> {
     let mut b = Vec::new();
     let data_len = claimed_data_len.unwrap_or(data.len() as u32);
     b.extend_from_slice(b"RIFF");
@@ -40,12 +47,24 @@ fn wav_bytes(tag: u16, channels: u16, rate: u32, bits: u16, data: &[u8], claimed
 fn bad_files(dir: &Path) {
     std::fs::write(dir.join("notes.wav"), b"this is not audio at all").unwrap();
     std::fs::write(dir.join("empty.wav"), wav_bytes(1, 1, 8000, 16, &[], None)).unwrap();
-    std::fs::write(dir.join("alaw.wav"), wav_bytes(6, 1, 8000, 8, &[0x55; 4000], None)).unwrap();
-    std::fs::write(dir.join("truncated.wav"), wav_bytes(1, 1, 8000, 16, &[0u8; 1000], Some(4_000_000_000))).unwrap();
+    std::fs::write(
+        dir.join("alaw.wav"),
+        wav_bytes(6, 1, 8000, 8, &[0x55; 4000], None),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("truncated.wav"),
+        wav_bytes(1, 1, 8000, 16, &[0u8; 1000], Some(4_000_000_000)),
+    )
+    .unwrap();
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -55,18 +74,39 @@ fn pretrain_skips_bad_files_and_strict_fails() {
     tessera_audio::synth::write_dataset(&data, 2, 5, 8000, 1).unwrap();
     bad_files(&data);
     let o = bin()
-        .args(["pretrain", "--preset", "audio-nano-demo", "--steps", "2", "--batch-size", "4", "--data"])
+        .args([
+            "pretrain",
+            "--preset",
+            "audio-nano-demo",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--data",
+        ])
         .arg(&data)
         .arg("--out")
         .arg(d.join("run"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("skipped 4 unreadable file(s)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("skipped 4 unreadable file(s)"),
+        "{}",
+        text(&o)
+    );
     assert!(d.join("run/checkpoints/latest").exists());
 
     let o = bin()
-        .args(["pretrain", "--strict", "--preset", "audio-nano-demo", "--steps", "2", "--data"])
+        .args([
+            "pretrain",
+            "--strict",
+            "--preset",
+            "audio-nano-demo",
+            "--steps",
+            "2",
+            "--data",
+        ])
         .arg(&data)
         .arg("--out")
         .arg(d.join("strict"))
@@ -75,33 +115,70 @@ fn pretrain_skips_bad_files_and_strict_fails() {
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("error:") && t.contains(".wav"), "{t}");
-    assert_eq!(t.lines().filter(|l| l.starts_with("error:")).count(), 1, "{t}");
+    assert_eq!(
+        t.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{t}"
+    );
 }
 
 #[test]
 fn folder_without_usable_files_is_an_error() {
     let d = tmp("nothing");
     bad_files(&d);
-    let o = bin().args(["pretrain", "--preset", "audio-nano-demo", "--steps", "1", "--data"]).arg(&d).arg("--out").arg(d.join("run")).output().unwrap();
+    let o = bin()
+        .args([
+            "pretrain",
+            "--preset",
+            "audio-nano-demo",
+            "--steps",
+            "1",
+            "--data",
+        ])
+        .arg(&d)
+        .arg("--out")
+        .arg(d.join("run"))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(text(&o).contains("no usable audio file"), "{}", text(&o));
-    let o = bin().args(["inspect"]).arg(d.join("alaw.wav")).output().unwrap();
+    let o = bin()
+        .args(["inspect"])
+        .arg(d.join("alaw.wav"))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains("alaw.wav") && t.to_lowercase().contains("a-law") || t.contains("6"), "{t}");
+    assert!(
+        t.contains("alaw.wav") && t.to_lowercase().contains("a-law") || t.contains("6"),
+        "{t}"
+    );
 }
 
 #[test]
 fn demo_pretrains_and_probes_a_generated_dataset() {
     let d = tmp("demo");
-    let o = bin().args(["demo", "--steps", "6", "--out"]).arg(&d).output().unwrap();
+    let o = bin()
+        .args(["demo", "--steps", "6", "--out"])
+        .arg(&d)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let csv = std::fs::read_to_string(d.join("results/results.csv")).unwrap();
     assert!(csv.lines().count() >= 1 + 6 + 6 + 2, "{csv}");
     // The log-mel baseline separates the generated classes far above chance (1/6).
     let md = std::fs::read_to_string(d.join("results/results.md")).unwrap();
-    let logmel_linear = md.lines().find(|l| l.starts_with("| logmel | label | linear")).unwrap();
-    let acc: f64 = logmel_linear.split('|').nth(6).unwrap().trim().parse().unwrap();
+    let logmel_linear = md
+        .lines()
+        .find(|l| l.starts_with("| logmel | label | linear"))
+        .unwrap();
+    let acc: f64 = logmel_linear
+        .split('|')
+        .nth(6)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(acc > 60.0, "{logmel_linear}");
     // The resolved config with its dataset statistics is saved with the checkpoint.
     let cfg = std::fs::read_to_string(d.join("run/checkpoints/step-00000006/config.toml")).unwrap();
@@ -112,6 +189,9 @@ fn demo_pretrains_and_probes_a_generated_dataset() {
 fn help_shows_examples() {
     for sub in ["pretrain", "embed", "probe", "stats", "inspect", "demo"] {
         let o = bin().args([sub, "--help"]).output().unwrap();
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Example:"), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Example:"),
+            "{sub}"
+        );
     }
 }
