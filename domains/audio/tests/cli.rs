@@ -195,3 +195,41 @@ fn help_shows_examples() {
         );
     }
 }
+
+/// On the real Free Spoken Digit Dataset (when `../shared/data` is present): the whole
+/// decode → resample → log-mel → probe path reaches the published log-mel baseline level.
+#[test]
+fn fsdd_logmel_baseline_when_present() {
+    let fsdd =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/audio/fsdd/labels.csv");
+    if !fsdd.exists() {
+        eprintln!("skipping: {} not found", fsdd.display());
+        return;
+    }
+    let d = tmp("fsdd");
+    let o = bin()
+        .args([
+            "probe",
+            "--baseline",
+            "logmel",
+            "--label-column",
+            "digit",
+            "--split-column",
+            "official_split",
+            "--data",
+        ])
+        .arg(&fsdd)
+        .arg("--out")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let md = String::from_utf8_lossy(&o.stdout);
+    let row = md.lines().find(|l| l.contains("| linear |")).unwrap();
+    let acc: f64 = row.split('|').nth(6).unwrap().trim().parse().unwrap();
+    assert!(acc > 90.0, "{row}");
+    assert!(
+        row.contains("| 300 |"),
+        "the official test split has 300 clips: {row}"
+    );
+}
