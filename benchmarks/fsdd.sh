@@ -16,7 +16,7 @@ seeds=(${seeds[*]})
 FSDD=${FSDD:-../shared/data/audio/fsdd}
 OUT=${OUT:-runs/fsdd}
 THREADS=${THREADS:-1}
-bin=target/release/tessera-audio
+bin="${CARGO_TARGET_DIR:-target}/release/tessera-audio"
 cargo build --release -q -p tessera-audio
 m="$FSDD/labels.csv"
 mkdir -p "$OUT"

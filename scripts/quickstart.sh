@@ -6,5 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release -p tessera-audio
-exec target/release/tessera-audio demo --out runs/demo "$@"
+exec cargo run --release -q -p tessera-audio -- demo --out runs/demo "$@"
