@@ -98,10 +98,29 @@ fn columns(labels: &LabelArgs) -> ManifestColumns {
     }
 }
 
+/// The WAV files of `--data`, optionally without the test split; an empty list is an error
+/// naming the folder or manifest.
+fn list_wavs(common: &CommonArgs, labels: &LabelArgs, without_test: bool) -> Result<Vec<DataItem>> {
+    let data = common.data()?;
+    let items: Vec<DataItem> = list_data(data, &["wav", "wave"], &columns(labels))?
+        .into_iter()
+        .filter(|it| !without_test || it.split.as_deref() != Some(labels.test_split.as_str()))
+        .collect();
+    if items.is_empty() {
+        let scope = if without_test {
+            " outside the test split"
+        } else {
+            ""
+        };
+        bail!("{}: no .wav files{scope}", data.display());
+    }
+    Ok(items)
+}
+
 /// Decodes every file in parallel. Unreadable files are skipped (and counted) unless `strict`.
 fn load(fe: &AudioFrontend, items: Vec<DataItem>, strict: bool, what: &str) -> Result<Loaded> {
     if items.is_empty() {
-        bail!("no WAV files found");
+        bail!("no WAV files to read");
     }
     let bar = progress(items.len() as u64, what);
     let results: Vec<_> = items
@@ -227,11 +246,7 @@ pub fn pretrain(
     if let Some(m) = minutes {
         card.train.time_limit_s = Some(m * 60.0);
     }
-    let data = common.data()?;
-    let items: Vec<DataItem> = list_data(data, &["wav", "wave"], &columns(labels))?
-        .into_iter()
-        .filter(|it| it.split.as_deref() != Some(labels.test_split.as_str()))
-        .collect();
+    let items = list_wavs(common, labels, true)?;
     // Statistics come from the card if present, otherwise from this data (then saved in the card).
     let had_norm = card.audio.norm.is_some();
     let mut raw_cfg = card.audio.clone();
@@ -273,7 +288,15 @@ pub fn pretrain(
         progress: true,
     };
     let summary = tessera_train::train(recipe.as_mut(), &store, &mut source, &card.train, &opts)?;
-    let last = summary.losses.last().copied().unwrap_or(f64::NAN);
+    let Some(last) = summary.losses.last().copied() else {
+        println!(
+            "nothing to do: {} is already at step {} of {}",
+            out.display(),
+            summary.first_step - 1,
+            card.train.steps
+        );
+        return Ok(());
+    };
     println!(
         "trained steps {}..{} in {:.1} s ({:.1} samples/s), final loss {:.4}; checkpoint {}",
         summary.first_step,
@@ -387,7 +410,7 @@ pub fn embed(common: &CommonArgs, labels: &LabelArgs, random_init: bool) -> Resu
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let loaded = load(
         &fe,
-        list_data(common.data()?, &["wav", "wave"], &columns(labels))?,
+        list_wavs(common, labels, false)?,
         common.strict,
         "decoding",
     )?;
@@ -435,7 +458,7 @@ pub fn probe(
             (c, f, Some(e))
         }
     };
-    let items = list_data(common.data()?, &["wav", "wave"], &columns(labels))?;
+    let items = list_wavs(common, labels, false)?;
     if items.iter().any(|i| i.label.is_none()) {
         bail!("probe needs labels: a manifest with a label column (--label-column) or a folder of class folders");
     }
@@ -587,10 +610,7 @@ pub fn stats(common: &CommonArgs, labels: &LabelArgs) -> Result<()> {
     let mut card = Card::resolve(common)?;
     card.audio.norm = None;
     let fe = AudioFrontend::new(&card.audio)?;
-    let items: Vec<DataItem> = list_data(common.data()?, &["wav", "wave"], &columns(labels))?
-        .into_iter()
-        .filter(|it| it.split.as_deref() != Some(labels.test_split.as_str()))
-        .collect();
+    let items = list_wavs(common, labels, true)?;
     let loaded = load(&fe, items, common.strict, "decoding")?;
     report_skipped(&loaded.skipped);
     let norm = compute_norm(&loaded.specs);
