@@ -49,6 +49,39 @@ fn rows_per_task(dim: usize) -> usize {
     (16384 / dim).max(1)
 }
 
+/// `f(out_row, in_row)` over every row of length `d`, rows in parallel.
+fn map_rows(x: &[f32], d: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    let chunk = d * rows_per_task(d);
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                f(yr, xr);
+            }
+        });
+    y
+}
+
+/// `f(out_row, a_row, b_row)` over every row of length `d` of two equal-shaped inputs.
+fn map_rows2(
+    a: &[f32],
+    b: &[f32],
+    d: usize,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) -> Vec<f32> {
+    let mut y = vec![0f32; a.len()];
+    let chunk = d * rows_per_task(d);
+    y.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+        .for_each(|(yc, (ac, bc))| {
+            for ((yr, ar), br) in yc.chunks_mut(d).zip(ac.chunks(d)).zip(bc.chunks(d)) {
+                f(yr, ar, br);
+            }
+        });
+    y
+}
+
 struct Softmax;
 
 impl CustomOp1 for Softmax {
@@ -59,22 +92,14 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "softmax")?;
         let d = last_dim(l);
-        let mut y = vec![0f32; x.len()];
-        let chunk = d * rows_per_task(d);
-        y.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                    let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    let mut sum = 0f32;
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = fast_exp(v - m);
-                    }
-                    sum += yr.iter().sum::<f32>();
-                    let inv = 1.0 / sum;
-                    yr.iter_mut().for_each(|o| *o *= inv);
-                }
-            });
+        let y = map_rows(x, d, |yr, xr| {
+            let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = fast_exp(v - m);
+            }
+            let inv = 1.0 / yr.iter().sum::<f32>();
+            yr.iter_mut().for_each(|o| *o *= inv);
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -107,18 +132,12 @@ impl CustomOp2 for SoftmaxBwd {
         let y = contiguous(s1, l1, "softmax-bwd")?;
         let g = contiguous(s2, l2, "softmax-bwd")?;
         let d = last_dim(l1);
-        let mut dx = vec![0f32; y.len()];
-        let chunk = d * rows_per_task(d);
-        dx.par_chunks_mut(chunk)
-            .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .for_each(|(dc, (yc, gc))| {
-                for ((dr, yr), gr) in dc.chunks_mut(d).zip(yc.chunks(d)).zip(gc.chunks(d)) {
-                    let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-                    for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
-                        *o = yv * (gv - dot);
-                    }
-                }
-            });
+        let dx = map_rows2(y, g, d, |dr, yr, gr| {
+            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+            for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
+                *o = yv * (gv - dot);
+            }
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -142,19 +161,13 @@ impl CustomOp1 for Normalize {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "layer-norm")?;
         let d = last_dim(l);
-        let mut y = vec![0f32; x.len()];
-        let chunk = d * rows_per_task(d);
         let eps = self.eps;
-        y.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                    let (mean, rstd) = moments(xr, eps);
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = (v - mean) * rstd;
-                    }
-                }
-            });
+        let y = map_rows(x, d, |yr, xr| {
+            let (mean, rstd) = moments(xr, eps);
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = (v - mean) * rstd;
+            }
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -192,28 +205,21 @@ impl CustomOp2 for NormalizeBwd {
         let x = contiguous(s1, l1, "layer-norm-bwd")?;
         let g = contiguous(s2, l2, "layer-norm-bwd")?;
         let d = last_dim(l1);
-        let mut dx = vec![0f32; x.len()];
-        let chunk = d * rows_per_task(d);
         let eps = self.eps;
-        dx.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .for_each(|(dc, (xc, gc))| {
-                for ((dr, xr), gr) in dc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
-                    let (mean, rstd) = moments(xr, eps);
-                    let n = d as f32;
-                    let mut mg = 0f32;
-                    let mut mgx = 0f32;
-                    for (&xv, &gv) in xr.iter().zip(gr) {
-                        mg += gv;
-                        mgx += gv * (xv - mean) * rstd;
-                    }
-                    mg /= n;
-                    mgx /= n;
-                    for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
-                        *o = rstd * (gv - mg - (xv - mean) * rstd * mgx);
-                    }
-                }
-            });
+        let dx = map_rows2(x, g, d, |dr, xr, gr| {
+            let (mean, rstd) = moments(xr, eps);
+            let n = d as f32;
+            let (mut mg, mut mgx) = (0f32, 0f32);
+            for (&xv, &gv) in xr.iter().zip(gr) {
+                mg += gv;
+                mgx += gv * (xv - mean) * rstd;
+            }
+            mg /= n;
+            mgx /= n;
+            for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
+                *o = rstd * (gv - mg - (xv - mean) * rstd * mgx);
+            }
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -279,12 +285,9 @@ impl CustomOp2 for AddBias {
         if b.len() != c {
             candle_core::bail!("add-bias: bias has {} values, rows have {c}", b.len());
         }
-        let mut y = x.to_vec();
-        y.par_chunks_mut(c * rows_per_task(c)).for_each(|chunk| {
-            for row in chunk.chunks_mut(c) {
-                for (o, v) in row.iter_mut().zip(b) {
-                    *o += v;
-                }
+        let y = map_rows(x, c, |yr, xr| {
+            for ((o, v), bv) in yr.iter_mut().zip(xr).zip(b) {
+                *o = v + bv;
             }
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -331,18 +334,13 @@ impl candle_core::CustomOp3 for LayerNormOp {
         let w = contiguous(s2, l2, "layer-norm")?;
         let b = contiguous(s3, l3, "layer-norm")?;
         let d = last_dim(l1);
-        let mut y = vec![0f32; x.len()];
         let eps = self.eps;
-        y.par_chunks_mut(d * rows_per_task(d))
-            .zip(x.par_chunks(d * rows_per_task(d)))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                    let (mean, rstd) = moments(xr, eps);
-                    for i in 0..d {
-                        yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-                    }
-                }
-            });
+        let y = map_rows(x, d, |yr, xr| {
+            let (mean, rstd) = moments(xr, eps);
+            for i in 0..d {
+                yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+            }
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -386,6 +384,8 @@ fn erf(x: f32) -> f32 {
     }
 }
 
+/// Block length for elementwise kernels run through [`map_rows`].
+const ELEMENTWISE_BLOCK: usize = 16384;
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
@@ -396,14 +396,12 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "gelu")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(16384)
-            .zip(x.par_chunks(16384))
-            .for_each(|(yc, xc)| {
-                for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
-                }
-            });
+        // Elementwise: "rows" are just blocks of the flat buffer.
+        let y = map_rows(x, ELEMENTWISE_BLOCK, |yc, xc| {
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
+            }
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -437,16 +435,13 @@ impl CustomOp2 for GeluBwd {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s1, l1, "gelu-bwd")?;
         let g = contiguous(s2, l2, "gelu-bwd")?;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(16384)
-            .zip(x.par_chunks(16384).zip(g.par_chunks(16384)))
-            .for_each(|(dc, (xc, gc))| {
-                for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                    let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                    let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
-                    *o = gv * (cdf + v * pdf);
-                }
-            });
+        let dx = map_rows2(x, g, ELEMENTWISE_BLOCK, |dc, xc, gc| {
+            for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
+                *o = gv * (cdf + v * pdf);
+            }
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
