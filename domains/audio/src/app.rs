@@ -222,7 +222,7 @@ impl BatchSource for SpecSource<'_> {
 }
 
 /// Global mean/std of the spectrogram values (before normalisation).
-fn compute_norm(specs: &[Spectrogram]) -> tessera_tokens::NormStats {
+fn compute_norm<'a>(specs: impl IntoIterator<Item = &'a Spectrogram>) -> tessera_tokens::NormStats {
     let mut r = RunningStats::default();
     for s in specs {
         r.push_slice(&s.data);
@@ -463,24 +463,20 @@ pub fn probe(
         bail!("probe needs labels: a manifest with a label column (--label-column) or a folder of class folders");
     }
     // Statistics: the card's, else computed from the training rows (as pretrain would).
-    let mut fe = fe;
-    if card.audio.norm.is_none() {
-        let mut raw = load(
-            &fe,
-            items
-                .iter()
-                .filter(|i| i.split.as_deref() != Some(&labels.test_split))
-                .cloned()
-                .collect(),
-            false,
-            "stats",
-        )?;
-        let mut cfg = card.audio.clone();
-        cfg.norm = Some(compute_norm(&raw.specs));
-        raw.specs.clear();
-        fe = AudioFrontend::new(&cfg)?;
+    let mut loaded = load(&fe, items, common.strict, "decoding")?;
+    if fe.cfg.norm.is_none() {
+        let train = loaded
+            .items
+            .iter()
+            .zip(&loaded.specs)
+            .filter(|(i, _)| i.split.as_deref() != Some(labels.test_split.as_str()))
+            .map(|(_, s)| s);
+        let norm = compute_norm(train);
+        loaded
+            .specs
+            .par_iter_mut()
+            .for_each(|s| norm.apply(&mut s.data));
     }
-    let loaded = load(&fe, items, common.strict, "decoding")?;
     report_skipped(&loaded.skipped);
     let mut classes: Vec<String> = loaded
         .items
