@@ -116,6 +116,16 @@ fn probabilities(
     p
 }
 
+/// Copies the `[N, dh]` block of task `t` (batch `t / H`, head `t % H`) into a
+/// `[B, N, width]` buffer at column `offset + head * dh`.
+fn scatter_head(out: &mut [f32], block: &[f32], dm: &Dims, t: usize, width: usize, offset: usize) {
+    let (bi, hi) = (t / dm.h, t % dm.h);
+    for i in 0..dm.n {
+        let dst = (bi * dm.n + i) * width + offset + hi * dm.dh;
+        out[dst..dst + dm.dh].copy_from_slice(&block[i * dm.dh..(i + 1) * dm.dh]);
+    }
+}
+
 struct Attention {
     heads: usize,
     scale: f32,
@@ -146,11 +156,7 @@ impl CustomOp1 for Attention {
             .collect();
         let mut out = vec![0f32; dm.b * n * d];
         for (t, o) in blocks.iter().enumerate() {
-            let (bi, hi) = (t / dm.h, t % dm.h);
-            for i in 0..n {
-                let dst = (bi * n + i) * d + hi * dh;
-                out[dst..dst + dh].copy_from_slice(&o[i * dh..(i + 1) * dh]);
-            }
+            scatter_head(&mut out, o, &dm, t, d, 0);
         }
         Ok((CpuStorage::F32(out), Shape::from((dm.b, n, d))))
     }
@@ -246,12 +252,8 @@ impl CustomOp2 for AttentionBwd {
             .collect();
         let mut out = vec![0f32; dm.b * n * row];
         for (t, parts) in blocks.iter().enumerate() {
-            let (bi, hi) = (t / dm.h, t % dm.h);
             for (j, part) in parts.iter().enumerate() {
-                for i in 0..n {
-                    let dst = (bi * n + i) * row + j * d + hi * dh;
-                    out[dst..dst + dh].copy_from_slice(&part[i * dh..(i + 1) * dh]);
-                }
+                scatter_head(&mut out, part, &dm, t, row, j * d);
             }
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))

@@ -174,6 +174,21 @@ struct SpecSource<'a> {
     fe: &'a AudioFrontend,
     specs: &'a [Spectrogram],
     seed: u64,
+    /// The shuffle of the epoch last used (a pure function of seed and epoch).
+    order: Option<(usize, Vec<usize>)>,
+}
+
+impl SpecSource<'_> {
+    /// Index of the sample at position `pos` of epoch `epoch`.
+    fn sample_at(&mut self, epoch: usize, pos: usize) -> usize {
+        if self.order.as_ref().map(|o| o.0) != Some(epoch) {
+            let perm = Rng::new(self.seed)
+                .fork(&format!("epoch-{epoch}"))
+                .permutation(self.specs.len());
+            self.order = Some((epoch, perm));
+        }
+        self.order.as_ref().map(|o| o.1[pos]).unwrap_or(pos)
+    }
 }
 
 impl BatchSource for SpecSource<'_> {
@@ -195,10 +210,7 @@ impl BatchSource for SpecSource<'_> {
             for j in 0..bs {
                 let global = (step - 1) as usize * bs + j;
                 let (epoch, pos) = (global / n, global % n);
-                let perm = Rng::new(self.seed)
-                    .fork(&format!("epoch-{epoch}"))
-                    .permutation(n);
-                let s = &self.specs[perm[pos]];
+                let s = &self.specs[self.sample_at(epoch, pos)];
                 let start = if s.frames > target {
                     rng.below(s.frames - target + 1)
                 } else {
@@ -270,7 +282,10 @@ pub fn pretrain(
         "{}: {} files, {} tokens of {} values per clip, encoder {} M parameters, recipe {}",
         card.name,
         loaded.specs.len(),
-        fe.token_grid()?.0 * fe.token_grid()?.1,
+        {
+            let (rows, cols) = fe.token_grid()?;
+            rows * cols
+        },
         fe.tokenizer.p(),
         store.count(ENCODER_PREFIX) as f64 / 1e6,
         recipe.name()
@@ -279,6 +294,7 @@ pub fn pretrain(
         fe: &fe,
         specs: &loaded.specs,
         seed: card.seed,
+        order: None,
     };
     let opts = RunOptions {
         run_dir: out,

@@ -111,7 +111,7 @@ pub fn read_wav(path: &Path) -> Result<Audio, AudioError> {
     let header = parse_header(&mut src, path)?;
     let mut samples = Vec::with_capacity(header.n_samples());
     // Blocks of about 256 KiB holding whole frames.
-    let block = header.block_align * (262_144 / header.block_align).max(1);
+    let block = header.fmt.block_align * (262_144 / header.fmt.block_align).max(1);
     let mut buf = vec![0u8; block.min(header.data_len as usize)];
     let mut offset = header.data_offset;
     let end = header.data_offset + header.data_len;
@@ -119,13 +119,13 @@ pub fn read_wav(path: &Path) -> Result<Audio, AudioError> {
         let n = (end - offset).min(buf.len() as u64) as usize;
         src.read_at(offset, &mut buf[..n])
             .map_err(|e| io_err(path, e))?;
-        decode_into(&buf[..n], header.kind, &mut samples);
+        decode_into(&buf[..n], header.fmt.kind, &mut samples);
         offset += n as u64;
     }
     Ok(Audio {
         samples,
-        channels: header.channels,
-        sample_rate_hz: header.sample_rate_hz,
+        channels: header.fmt.channels,
+        sample_rate_hz: header.fmt.sample_rate_hz,
     })
 }
 
@@ -139,11 +139,11 @@ pub fn read_wav_bytes(bytes: &[u8], path_for_errors: &Path) -> Result<Audio, Aud
     let start = header.data_offset as usize;
     let data = &bytes[start..start + header.data_len as usize];
     let mut samples = Vec::with_capacity(header.n_samples());
-    decode_into(data, header.kind, &mut samples);
+    decode_into(data, header.fmt.kind, &mut samples);
     Ok(Audio {
         samples,
-        channels: header.channels,
-        sample_rate_hz: header.sample_rate_hz,
+        channels: header.fmt.channels,
+        sample_rate_hz: header.fmt.sample_rate_hz,
     })
 }
 
@@ -154,14 +154,14 @@ pub fn read_wav_bytes(bytes: &[u8], path_for_errors: &Path) -> Result<Audio, Aud
 pub fn inspect_wav(path: &Path) -> Result<WavInfo, AudioError> {
     let mut src = open(path)?;
     let header = parse_header(&mut src, path)?;
-    let frames = header.data_len / header.block_align as u64;
+    let frames = header.data_len / header.fmt.block_align as u64;
     Ok(WavInfo {
-        format: header.format,
-        channels: header.channels,
-        sample_rate_hz: header.sample_rate_hz,
-        bits_per_sample: header.bits_per_sample,
+        format: header.fmt.format,
+        channels: header.fmt.channels,
+        sample_rate_hz: header.fmt.sample_rate_hz,
+        bits_per_sample: header.fmt.bits_per_sample,
         frames,
-        duration_s: frames as f64 / f64::from(header.sample_rate_hz),
+        duration_s: frames as f64 / f64::from(header.fmt.sample_rate_hz),
     })
 }
 
@@ -245,13 +245,7 @@ enum SampleKind {
 
 #[derive(Debug)]
 struct Header {
-    kind: SampleKind,
-    format: String,
-    channels: usize,
-    sample_rate_hz: u32,
-    bits_per_sample: u16,
-    /// Bytes per frame (all channels).
-    block_align: usize,
+    fmt: Fmt,
     data_offset: u64,
     /// Validated: non-zero, a whole number of frames, within the file.
     data_len: u64,
@@ -259,12 +253,13 @@ struct Header {
 
 impl Header {
     fn n_samples(&self) -> usize {
-        let bytes_per_sample = self.block_align / self.channels;
+        let bytes_per_sample = self.fmt.block_align / self.fmt.channels;
         (self.data_len / bytes_per_sample as u64) as usize
     }
 }
 
-/// The parsed `fmt ` chunk before validation against the data chunk.
+/// The parsed `fmt ` chunk.
+#[derive(Debug)]
 struct Fmt {
     kind: SampleKind,
     format: String,
@@ -436,12 +431,7 @@ fn parse_header(src: &mut dyn ByteSource, path: &Path) -> Result<Header, AudioEr
         )));
     }
     Ok(Header {
-        kind: fmt.kind,
-        format: fmt.format,
-        channels: fmt.channels,
-        sample_rate_hz: fmt.sample_rate_hz,
-        bits_per_sample: fmt.bits_per_sample,
-        block_align: fmt.block_align,
+        fmt,
         data_offset,
         data_len,
     })
