@@ -99,6 +99,8 @@ fn inf_norm(g: &[f64]) -> f64 {
 /// `f(x, grad)` returns the objective at `x` and writes its gradient into `grad`
 /// (`grad.len() == x.len()`). Non-finite trial values are treated as "too far" by the
 /// line search.
+// `!(slope < 0.0)` below is deliberate: it also treats a NaN slope as "not descending".
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 pub fn minimize<F>(mut f: F, x: &mut [f64], cfg: &LbfgsConfig) -> LbfgsReport
 where
     F: FnMut(&[f64], &mut [f64]) -> f64,
