@@ -17,7 +17,7 @@ FSDD=${FSDD:-../shared/data/audio/fsdd}
 OUT=${OUT:-runs/fsdd}
 THREADS=${THREADS:-1}
 bin="${CARGO_TARGET_DIR:-target}/release/tessera-audio"
-cargo build --release -q -p tessera-audio
+cargo build --release -q -p tessera-audio-cli
 m="$FSDD/labels.csv"
 mkdir -p "$OUT"
 i=0

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}
 rounds=${2:-3}
-cargo build --release -q -p tessera-audio
+cargo build --release -q -p tessera-audio-cli
 PY=$(benchmarks/setup_torch.sh)
 t=(); p=()
 for r in $(seq "$rounds"); do

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-exec cargo run --release -q -p tessera-audio -- demo --out runs/demo "$@"
+exec cargo run --release -q -p tessera-audio-cli -- demo --out runs/demo "$@"

@@ -21,3 +21,22 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# ONNX Runtime for the ort-only runtime and the export tests, plus the Python client's
+# packages: a virtual environment in the cache holding numpy, onnx and the onnxruntime
+# wheel, whose shared library ort loads (its own binary download does not work offline).
+ORT_VERSION=1.31.1
+TESSERA_CACHE="${TESSERA_CACHE:-$HOME/.cache/tessera}"
+VENV="$TESSERA_CACHE/venv"
+if ! "$VENV/bin/python" -c "import numpy, onnx, onnxruntime as o; assert o.__version__ == '$ORT_VERSION'" >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 || { echo "setup: python3 is needed for ONNX Runtime; install python3 and python3-venv" >&2; exit 1; }
+  echo "setup: installing numpy, onnx and onnxruntime==$ORT_VERSION into $VENV" >&2
+  mkdir -p "$TESSERA_CACHE"
+  python3 -m venv "$VENV" 2>/dev/null || {
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q --disable-pip-version-check numpy onnx "onnxruntime==$ORT_VERSION"
+fi
+ORT_DYLIB_PATH="$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION | head -1)"
+export ORT_DYLIB_PATH TESSERA_CACHE
+export TESSERA_PYTHON="$VENV/bin/python"

@@ -8,11 +8,13 @@
 //! This crate has no numeric-framework dependency so that readers and tokenizers can be
 //! reused by an ONNX-runtime-only application.
 
+pub mod card;
 pub mod mask;
 pub mod rng;
 pub mod spec;
 pub mod stats;
 
+pub use card::ModelCard;
 pub use mask::{random_mask, MaskConfig, MaskedBatch};
 pub use rng::Rng;
 pub use spec::{CoordAxis, TokenLayout, TokenSpec};

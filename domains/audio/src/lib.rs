@@ -2,7 +2,7 @@
 //! the spectrogram patch tokenizer (frequency and time coordinates).
 //!
 //! Everything here is free of candle so an ONNX-runtime-only application can reuse it;
-//! the `cli` feature adds the `tessera-audio` binary's training glue.
+//! the `tessera-audio` binary lives in `domains/audio/cli` (package `tessera-audio-cli`).
 
 pub mod error;
 pub mod features;

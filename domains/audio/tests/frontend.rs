@@ -807,7 +807,7 @@ fn files_on_disk_read_and_inspect_consistently() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// Throughput on this machine: `cargo test -p tessera-audio --no-default-features --release
+/// Throughput on this machine: `cargo test -p tessera-audio --release
 /// --test frontend throughput -- --ignored --nocapture`.
 #[test]
 #[ignore]

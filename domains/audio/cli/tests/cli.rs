@@ -201,7 +201,7 @@ fn help_shows_examples() {
 #[test]
 fn fsdd_logmel_baseline_when_present() {
     let fsdd =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/audio/fsdd/labels.csv");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/data/audio/fsdd/labels.csv");
     if !fsdd.exists() {
         eprintln!("skipping: {} not found", fsdd.display());
         return;

@@ -1,6 +1,7 @@
 //! `tessera-audio`: pretrain, embed, probe, stats, inspect and demo for audio.
 
 mod app;
+mod deploy;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ enum Cmd {
         /// Use a randomly initialised encoder from --preset/--seed instead of a checkpoint.
         #[arg(long)]
         random_init: bool,
+        /// Run an exported model folder (from `export`) with ONNX Runtime instead of candle.
+        #[arg(long, value_name = "DIR")]
+        onnx: Option<PathBuf>,
     },
     /// Linear and kNN probes on frozen features; writes results.csv, results.parquet, results.md.
     #[command(
@@ -122,6 +126,31 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         timed_steps: usize,
     },
+    /// Export a run's encoder to ONNX (model.onnx, model_grid.onnx taking the log-mel) with its model card.
+    #[command(
+        after_help = "Example:\n  tessera-audio export --checkpoint runs/fsdd-mae --out exports/fsdd-mae\n  tessera-audio embed --onnx exports/fsdd-mae --data fsdd/recordings --out emb-onnx/"
+    )]
+    Export {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Benchmark encoder inference: candle against ONNX Runtime on the same batches (JSON lines).
+    #[command(
+        after_help = "Example:\n  tessera-audio bench-infer --checkpoint runs/fsdd-mae --onnx exports/fsdd-mae --batches 1,32 --threads 2"
+    )]
+    BenchInfer {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Exported model folder.
+        #[arg(long, value_name = "DIR")]
+        onnx: PathBuf,
+        /// Batch sizes to time.
+        #[arg(long, value_delimiter = ',', default_value = "1,32")]
+        batches: Vec<usize>,
+        /// Timed repetitions per batch size.
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+    },
     /// The quick start: generate a small labelled dataset, pretrain, probe against random init and log-mel.
     #[command(after_help = "Example:\n  tessera-audio demo --out runs/demo")]
     Demo {
@@ -142,8 +171,22 @@ fn main() -> ExitCode {
         Cmd::Embed {
             common,
             labels,
+            onnx: Some(dir),
+            ..
+        } => deploy::embed_onnx(&common, &labels, &dir),
+        Cmd::Embed {
+            common,
+            labels,
             random_init,
+            onnx: None,
         } => app::embed(&common, &labels, random_init),
+        Cmd::Export { common } => deploy::export(&common),
+        Cmd::BenchInfer {
+            common,
+            onnx,
+            batches,
+            reps,
+        } => deploy::bench_infer(&common, &onnx, &batches, reps),
         Cmd::Probe {
             common,
             labels,

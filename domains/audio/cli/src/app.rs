@@ -20,15 +20,15 @@ use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, Tra
 pub const PRESETS: Presets = Presets(&[
     (
         "audio-tiny-mae",
-        include_str!("../../../models/audio-tiny-mae.toml"),
+        include_str!("../../../../models/audio-tiny-mae.toml"),
     ),
     (
         "audio-tiny-mae-frames",
-        include_str!("../../../models/audio-tiny-mae-frames.toml"),
+        include_str!("../../../../models/audio-tiny-mae-frames.toml"),
     ),
     (
         "audio-nano-demo",
-        include_str!("../../../models/audio-nano-demo.toml"),
+        include_str!("../../../../models/audio-nano-demo.toml"),
     ),
 ]);
 const DEFAULT_PRESET: &str = "audio-tiny-mae";
@@ -44,6 +44,9 @@ pub struct Card {
     pub train: TrainConfig,
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// The data `pretrain` read (recorded for the deployment card).
+    #[serde(default)]
+    pub data: String,
 }
 
 impl Card {
@@ -66,7 +69,7 @@ impl Card {
         Ok(card)
     }
 
-    fn from_run(run: &Path) -> Result<Card> {
+    pub(crate) fn from_run(run: &Path) -> Result<Card> {
         let ck = latest_checkpoint(run)?.ok_or_else(|| {
             anyhow::anyhow!("{}: no checkpoint in this run folder", run.display())
         })?;
@@ -85,10 +88,10 @@ impl Card {
 }
 
 /// Files of a dataset, decoded and turned into (unnormalised or normalised) spectrograms.
-struct Loaded {
-    items: Vec<DataItem>,
-    specs: Vec<Spectrogram>,
-    skipped: Vec<String>,
+pub(crate) struct Loaded {
+    pub(crate) items: Vec<DataItem>,
+    pub(crate) specs: Vec<Spectrogram>,
+    pub(crate) skipped: Vec<String>,
 }
 
 fn columns(labels: &LabelArgs) -> ManifestColumns {
@@ -100,7 +103,11 @@ fn columns(labels: &LabelArgs) -> ManifestColumns {
 
 /// The WAV files of `--data`, optionally without the test split; an empty list is an error
 /// naming the folder or manifest.
-fn list_wavs(common: &CommonArgs, labels: &LabelArgs, without_test: bool) -> Result<Vec<DataItem>> {
+pub(crate) fn list_wavs(
+    common: &CommonArgs,
+    labels: &LabelArgs,
+    without_test: bool,
+) -> Result<Vec<DataItem>> {
     let data = common.data()?;
     let items: Vec<DataItem> = list_data(data, &["wav", "wave"], &columns(labels))?
         .into_iter()
@@ -118,7 +125,12 @@ fn list_wavs(common: &CommonArgs, labels: &LabelArgs, without_test: bool) -> Res
 }
 
 /// Decodes every file in parallel. Unreadable files are skipped (and counted) unless `strict`.
-fn load(fe: &AudioFrontend, items: Vec<DataItem>, strict: bool, what: &str) -> Result<Loaded> {
+pub(crate) fn load(
+    fe: &AudioFrontend,
+    items: Vec<DataItem>,
+    strict: bool,
+    what: &str,
+) -> Result<Loaded> {
     if items.is_empty() {
         bail!("no WAV files to read");
     }
@@ -159,7 +171,7 @@ fn load(fe: &AudioFrontend, items: Vec<DataItem>, strict: bool, what: &str) -> R
     })
 }
 
-fn report_skipped(skipped: &[String]) {
+pub(crate) fn report_skipped(skipped: &[String]) {
     if !skipped.is_empty() {
         eprintln!(
             "skipped {} unreadable file(s); first: {}",
@@ -258,6 +270,9 @@ pub fn pretrain(
     if let Some(m) = minutes {
         card.train.time_limit_s = Some(m * 60.0);
     }
+    if let (false, Some(data)) = (resume, &common.data) {
+        card.data = data.display().to_string();
+    }
     let items = list_wavs(common, labels, true)?;
     // Statistics come from the card if present, otherwise from this data (then saved in the card).
     let had_norm = card.audio.norm.is_some();
@@ -332,7 +347,10 @@ pub fn pretrain(
 }
 
 /// The encoder of a run (weights from its latest checkpoint), or a random one.
-fn encoder_for(common: &CommonArgs, random_init: bool) -> Result<(Card, AudioFrontend, Encoder)> {
+pub(crate) fn encoder_for(
+    common: &CommonArgs,
+    random_init: bool,
+) -> Result<(Card, AudioFrontend, Encoder)> {
     let card = match (&common.checkpoint, random_init) {
         (Some(run), false) => Card::from_run(run)?,
         (None, true) => Card::resolve(common)?,
@@ -399,7 +417,7 @@ fn columns_of(f: &Features, from: usize, to: usize) -> Result<Features> {
     Ok(Features::new(data, f.n, to - from)?)
 }
 
-fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
+pub(crate) fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
     let mut header =
         format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
