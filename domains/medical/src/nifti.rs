@@ -23,8 +23,9 @@
 //!
 //! Robustness: every size the header declares is checked before anything is allocated.
 //! For an uncompressed file, `vox_offset + voxels * bytes_per_voxel` must fit in the file;
-//! a gzip stream is decoded with a hard cap (the declared size; the buffer grows with the
-//! data actually decoded, never beyond deflate's 1032:1 limit of the compressed size), a
+//! a gzip stream must be able to hold the declared size (deflate expands at most ~1032:1,
+//! so a larger claim is refused before anything is allocated), is decoded with a hard cap
+//! at the declared size, in 256k-voxel chunks converted while the next chunk inflates; a
 //! stream that ends early is [`MedicalError::Truncated`], and the gzip trailer (CRC-32 and
 //! length) is checked after the voxel data, so a corrupt stream is [`MedicalError::Gzip`].
 //! Nothing here panics on any input.
@@ -49,6 +50,8 @@ use crate::volume::{LabelMap, Volume, Warning};
 const MAX_DEFLATE_RATIO: u64 = 1032;
 /// Voxels converted per parallel task.
 const BLOCK_VOXELS: usize = 1 << 16;
+/// Voxels per gzip chunk (inflated while the previous one is converted).
+const GZ_CHUNK_VOXELS: usize = 1 << 18;
 
 /// NIfTI-1 (348-byte header) or NIfTI-2 (540-byte header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,7 +450,7 @@ fn locate(path: &Path) -> Result<Location, MedicalError> {
 // Byte sources
 
 /// Positioned reads from a file or a slice; `Sync` so blocks can be read in parallel.
-trait RandomAccess: Sync {
+trait RandomAccess: Sync + Send {
     fn len(&self) -> u64;
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 }
@@ -502,7 +505,7 @@ impl RandomAccess for FileAccess {
 enum Source<'a> {
     Plain(Box<dyn RandomAccess + 'a>),
     Gz {
-        dec: MultiGzDecoder<Box<dyn BufRead + 'a>>,
+        dec: MultiGzDecoder<Box<dyn BufRead + Send + 'a>>,
         compressed_len: u64,
     },
 }
@@ -899,22 +902,45 @@ fn read_data(
                     ),
                 });
             }
-            let cap = nbytes.min(compressed_len.saturating_mul(MAX_DEFLATE_RATIO) + 4096);
-            let mut bytes = Vec::with_capacity(cap as usize);
-            dec.by_ref()
-                .take(nbytes)
-                .read_to_end(&mut bytes)
-                .map_err(|e| gz_err(path, e, what))?;
-            if (bytes.len() as u64) < nbytes {
+            // Deflate cannot expand beyond ~1032:1, so a claim past that is refused before
+            // anything is allocated or decoded.
+            let most = compressed_len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1 << 16);
+            if nbytes > most {
                 return Err(MedicalError::Truncated {
                     path: path.clone(),
                     reason: format!(
-                        "the header declares {} {} voxels ({nbytes} bytes) but the gzip stream holds only {} bytes of voxel data",
+                        "the header declares {} {} voxels ({nbytes} bytes), more than a {compressed_len}-byte gzip stream can hold",
                         shape_text(h),
                         h.datatype.name(),
-                        bytes.len()
                     ),
                 });
+            }
+            // Inflate chunk k+1 while chunk k is converted on the other core.
+            let chunk = GZ_CHUNK_VOXELS * size;
+            let mut out = vec![0f32; n];
+            let mut stream = dec.by_ref().take(nbytes);
+            let mut ready = Vec::with_capacity(chunk.min(nbytes as usize));
+            let mut spare = Vec::with_capacity(chunk.min(nbytes as usize));
+            let mut got = fill(&mut stream, &mut ready, chunk).map_err(|e| gz_err(path, e, what))?;
+            let mut non_finite = 0;
+            for o in out.chunks_mut(GZ_CHUNK_VOXELS) {
+                if ready.len() < o.len() * size {
+                    return Err(MedicalError::Truncated {
+                        path: path.clone(),
+                        reason: format!(
+                            "the header declares {} {} voxels ({nbytes} bytes) but the gzip stream holds only {got} bytes of voxel data",
+                            shape_text(h),
+                            h.datatype.name(),
+                        ),
+                    });
+                }
+                let (count, next) = rayon::join(
+                    || convert.run(&ready, o),
+                    || fill(&mut stream, &mut spare, chunk),
+                );
+                non_finite += count;
+                got += next.map_err(|e| gz_err(path, e, what))?;
+                std::mem::swap(&mut ready, &mut spare);
             }
             // Read on to the end of the stream (a little at most) so the gzip trailer's
             // CRC-32 and length are checked; trailing data beyond that is ignored.
@@ -926,15 +952,15 @@ fn read_data(
                     Err(e) => return Err(gz_err(path, e, "gzip trailer")),
                 }
             }
-            let mut out = vec![0f32; n];
-            let non_finite = out
-                .par_chunks_mut(BLOCK_VOXELS)
-                .zip(bytes.par_chunks(BLOCK_VOXELS * size))
-                .map(|(o, b)| convert.run(b, o))
-                .sum();
             Ok((out, non_finite))
         }
     }
+}
+
+/// Replace `buf`'s contents with up to `len` bytes from `r` (fewer only at its end).
+fn fill(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<u64> {
+    buf.clear();
+    r.take(len as u64).read_to_end(buf).map(|n| n as u64)
 }
 
 fn shape_text(h: &NiftiHeader) -> String {

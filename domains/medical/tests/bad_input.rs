@@ -175,11 +175,18 @@ fn truncated_files_and_huge_declared_volumes() {
     }
     assert!(matches!(read(&huge), Err(MedicalError::Truncated { .. })));
     assert!(matches!(read(&gz(&huge)), Err(MedicalError::Truncated { .. })));
-    // A gz stream that is mostly zeros still cannot grow the buffer past what it decodes.
-    let mut padded = huge.clone();
-    padded.extend(vec![0u8; 5 << 20]);
+    let msg = read(&gz(&huge)).unwrap_err().to_string();
+    assert!(msg.contains("more than a") && msg.contains("-byte gzip stream can hold"), "{msg}");
+    // A claim a gzip stream could hold (5 MB of zeros) but this one does not: streamed with
+    // the cap, then refused.
+    let mut claim = n1();
+    set_i16(&mut claim, 42, 2000); // 5x2000x3 int16 = 60,000 bytes
+    let mut padded = claim.clone();
+    padded.extend(vec![0u8; 40_000]);
     let msg = read(&gz(&padded)).unwrap_err().to_string();
-    assert!(msg.contains("holds only 5243000 bytes"), "{msg}");
+    assert!(msg.contains("holds only 40120 bytes of voxel data"), "{msg}");
+    padded.extend(vec![0u8; 19_880]);
+    assert!(read(&gz(&padded)).is_ok());
 }
 
 #[test]
