@@ -41,7 +41,9 @@ pub enum MedicalError {
     #[error("{path}: not a label map: {reason}")]
     NotLabels { path: PathBuf, reason: String },
     /// An image and its label map (or two volumes) do not share one voxel grid.
-    #[error("{image} and {label} are on different grids: {field} is {image_value} vs {label_value}")]
+    #[error(
+        "{image} and {label} are on different grids: {field} is {image_value} vs {label_value}"
+    )]
     GridMismatch {
         image: PathBuf,
         label: PathBuf,

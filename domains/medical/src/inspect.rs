@@ -28,24 +28,56 @@ pub fn inspect(path: &Path) -> Result<String, MedicalError> {
         let _ = writeln!(s, "data file:   {}", h.data_path.display());
     }
     let _ = writeln!(s, "format:      {}", h.format);
-    let _ = writeln!(s, "dims:        {} ({} channels)", dims.join(" x "), h.channels());
-    let _ = writeln!(s, "datatype:    {} (code {}, bitpix {})", h.datatype.name(), h.datatype.code(), h.bitpix);
-    let _ = writeln!(s, "pixdim:      {:?} (qfac {})", &h.pixdim[1..=nd.min(7)], h.pixdim[0]);
-    let _ = writeln!(s, "spacing mm:  {:?} (from the affine)", voxel_sizes(&affine));
+    let _ = writeln!(
+        s,
+        "dims:        {} ({} channels)",
+        dims.join(" x "),
+        h.channels()
+    );
+    let _ = writeln!(
+        s,
+        "datatype:    {} (code {}, bitpix {})",
+        h.datatype.name(),
+        h.datatype.code(),
+        h.bitpix
+    );
+    let _ = writeln!(
+        s,
+        "pixdim:      {:?} (qfac {})",
+        &h.pixdim[1..=nd.min(7)],
+        h.pixdim[0]
+    );
+    let _ = writeln!(
+        s,
+        "spacing mm:  {:?} (from the affine)",
+        voxel_sizes(&affine)
+    );
     let _ = writeln!(
         s,
         "scaling:     scl_slope {} scl_inter {}{}",
         h.scl_slope,
         h.scl_inter,
-        if h.scaling().is_none() { " (not applied)" } else { "" }
+        if h.scaling().is_none() {
+            " (not applied)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(s, "vox_offset:  {}", h.vox_offset);
-    let _ = writeln!(s, "qform_code:  {}  sform_code: {}  (affine from {source})", h.qform_code, h.sform_code);
+    let _ = writeln!(
+        s,
+        "qform_code:  {}  sform_code: {}  (affine from {source})",
+        h.qform_code, h.sform_code
+    );
     let codes = axcodes(&affine).unwrap_or_else(|e| format!("undefined ({e})"));
     let _ = writeln!(s, "orientation: {codes}");
     let _ = writeln!(s, "affine (world_from_voxel):");
     for row in &affine {
-        let _ = writeln!(s, "  [{:>12.5} {:>12.5} {:>12.5} {:>12.5}]", row[0], row[1], row[2], row[3]);
+        let _ = writeln!(
+            s,
+            "  [{:>12.5} {:>12.5} {:>12.5} {:>12.5}]",
+            row[0], row[1], row[2], row[3]
+        );
     }
     if h.intent_code != 0 || !h.intent_name.is_empty() {
         let _ = writeln!(s, "intent:      {} {:?}", h.intent_code, h.intent_name);

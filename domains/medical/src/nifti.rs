@@ -97,7 +97,11 @@ impl std::fmt::Display for FileFormat {
             (true, false, true) => "pair (.hdr/.img.gz)",
             (true, true, false) => "pair (.hdr.gz/.img)",
         };
-        let e = if self.big_endian { "big-endian" } else { "little-endian" };
+        let e = if self.big_endian {
+            "big-endian"
+        } else {
+            "little-endian"
+        };
         write!(f, "{v}, {layout}, {e}")
     }
 }
@@ -244,13 +248,21 @@ pub struct NiftiHeader {
 impl NiftiHeader {
     /// Spatial size `[x, y, z]` (`dim[1..=3]`, 1 for absent axes).
     pub fn dims(&self) -> [usize; 3] {
-        let d = |i: usize| if i <= self.dim[0] as usize { self.dim[i] as usize } else { 1 };
+        let d = |i: usize| {
+            if i <= self.dim[0] as usize {
+                self.dim[i] as usize
+            } else {
+                1
+            }
+        };
         [d(1), d(2), d(3)]
     }
 
     /// Product of `dim[4..=7]` (time points, vector components, ...); 1 for a 3-D image.
     pub fn channels(&self) -> usize {
-        (4..=self.dim[0] as usize).map(|i| self.dim[i] as usize).product()
+        (4..=self.dim[0] as usize)
+            .map(|i| self.dim[i] as usize)
+            .product()
     }
 
     /// Number of voxels over all dimensions.
@@ -347,7 +359,7 @@ pub fn labels_from_volume(v: Volume) -> Result<LabelMap, MedicalError> {
     let bad = v
         .data
         .par_iter()
-        .position_first(|&x| !(x >= 0.0 && x <= 65535.0 && (x - x.round()).abs() <= 1e-3));
+        .position_first(|&x| !((0.0..=65535.0).contains(&x) && (x - x.round()).abs() <= 1e-3));
     if let Some(i) = bad {
         let [nx, ny, nz] = v.dims;
         let (x, y, z, c) = (i % nx, i / nx % ny, i / (nx * ny) % nz, i / (nx * ny * nz));
@@ -407,17 +419,21 @@ fn with_suffix(path: &Path, strip: usize, suffix: &str) -> PathBuf {
 fn locate(path: &Path) -> Result<Location, MedicalError> {
     let name = path.as_os_str().to_string_lossy().to_ascii_lowercase();
     let first_existing = |cands: [PathBuf; 2]| -> Result<PathBuf, MedicalError> {
-        cands.iter().find(|p| p.is_file()).cloned().ok_or_else(|| MedicalError::Io {
-            path: cands[0].clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "the other half of the .hdr/.img pair {} is missing (also tried {})",
-                    path.display(),
-                    cands[1].display()
+        cands
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .ok_or_else(|| MedicalError::Io {
+                path: cands[0].clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "the other half of the .hdr/.img pair {} is missing (also tried {})",
+                        path.display(),
+                        cands[1].display()
+                    ),
                 ),
-            ),
-        })
+            })
     };
     let (strip, other) = if name.ends_with(".hdr.gz") || name.ends_with(".img.gz") {
         (7, [".img.gz", ".img", ".hdr.gz", ".hdr"])
@@ -505,7 +521,7 @@ impl RandomAccess for FileAccess {
 enum Source<'a> {
     Plain(Box<dyn RandomAccess + 'a>),
     Gz {
-        dec: MultiGzDecoder<Box<dyn BufRead + Send + 'a>>,
+        dec: Box<MultiGzDecoder<Box<dyn BufRead + Send + 'a>>>,
         compressed_len: u64,
     },
 }
@@ -518,7 +534,7 @@ impl<'a> Source<'a> {
     fn from_bytes(bytes: &'a [u8]) -> Self {
         if is_gzip(bytes) {
             Source::Gz {
-                dec: MultiGzDecoder::new(Box::new(bytes)),
+                dec: Box::new(MultiGzDecoder::new(Box::new(bytes))),
                 compressed_len: bytes.len() as u64,
             }
         } else {
@@ -539,7 +555,7 @@ impl<'a> Source<'a> {
             // FileAccess reads are positioned, so the file cursor is still at 0.
             let reader = BufReader::with_capacity(1 << 16, access.file);
             Ok(Source::Gz {
-                dec: MultiGzDecoder::new(Box::new(reader)),
+                dec: Box::new(MultiGzDecoder::new(Box::new(reader))),
                 compressed_len: len,
             })
         } else {
@@ -604,7 +620,10 @@ fn read_header_from(src: &mut Source, loc: &Location) -> Result<(NiftiHeader, u6
             let n = read_full(dec, &mut buf[..4]).map_err(|e| gz_err(path, e, "header"))?;
             match n {
                 4 => match header_len(&buf, path) {
-                    Ok(len) => 4 + read_full(dec, &mut buf[4..len]).map_err(|e| gz_err(path, e, "header"))?,
+                    Ok(len) => {
+                        4 + read_full(dec, &mut buf[4..len])
+                            .map_err(|e| gz_err(path, e, "header"))?
+                    }
                     Err(e) => return Err(e),
                 },
                 n => n,
@@ -691,7 +710,11 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
     let v1 = b.len() == 348;
     let be = i32::from_le_bytes([b[0], b[1], b[2], b[3]]) != b.len() as i32;
     let f = Fields { b, be };
-    let version = if v1 { NiftiVersion::Nifti1 } else { NiftiVersion::Nifti2 };
+    let version = if v1 {
+        NiftiVersion::Nifti1
+    } else {
+        NiftiVersion::Nifti2
+    };
 
     // magic
     let (magic, single, pair) = if v1 {
@@ -734,7 +757,11 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
     // dim
     let mut dim = [0i64; 8];
     for (i, d) in dim.iter_mut().enumerate() {
-        *d = if v1 { f.i16(40 + 2 * i) } else { f.i64(16 + 8 * i) };
+        *d = if v1 {
+            f.i16(40 + 2 * i)
+        } else {
+            f.i64(16 + 8 * i)
+        };
     }
     if !(1..=7).contains(&dim[0]) {
         return Err(bad("dim", format!("dim[0] is {}, expected 1..=7", dim[0])));
@@ -748,7 +775,12 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
         n_voxels = n_voxels
             .checked_mul(d as u64)
             .filter(|&n| n <= isize::MAX as u64 / 8)
-            .ok_or_else(|| bad("dim", format!("{:?} overflows the voxel count", &dim[1..=nd])))?;
+            .ok_or_else(|| {
+                bad(
+                    "dim",
+                    format!("{:?} overflows the voxel count", &dim[1..=nd]),
+                )
+            })?;
     }
 
     // datatype
@@ -759,13 +791,19 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
     // pixdim
     let mut pixdim = [0f64; 8];
     for (i, p) in pixdim.iter_mut().enumerate() {
-        *p = if v1 { f.f32(76 + 4 * i) } else { f.f64(104 + 8 * i) };
+        *p = if v1 {
+            f.f32(76 + 4 * i)
+        } else {
+            f.f64(104 + 8 * i)
+        };
     }
-    for i in 1..=nd.min(3) {
-        if !(pixdim[i].is_finite() && pixdim[i] > 0.0) {
+    for (i, &p) in pixdim.iter().enumerate().take(nd.min(3) + 1).skip(1) {
+        if !(p.is_finite() && p > 0.0) {
             return Err(bad(
                 "pixdim",
-                format!("pixdim[{i}] (voxel size along axis {i}) is {}, expected a finite value > 0", pixdim[i]),
+                format!(
+                    "pixdim[{i}] (voxel size along axis {i}) is {p}, expected a finite value > 0"
+                ),
             ));
         }
     }
@@ -778,7 +816,10 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
     // vox_offset
     let vox_offset = if v1 { f.f32(108) } else { f.i64(168) as f64 };
     if !(vox_offset.is_finite() && vox_offset >= 0.0 && vox_offset.fract() == 0.0) {
-        return Err(bad("vox_offset", format!("{vox_offset} is not a non-negative integer")));
+        return Err(bad(
+            "vox_offset",
+            format!("{vox_offset} is not a non-negative integer"),
+        ));
     }
     let vox_offset = vox_offset as u64;
     if !is_pair && vox_offset < b.len() as u64 {
@@ -789,7 +830,11 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
     }
 
     // scaling
-    let (scl_slope, scl_inter) = if v1 { (f.f32(112), f.f32(116)) } else { (f.f64(176), f.f64(184)) };
+    let (scl_slope, scl_inter) = if v1 {
+        (f.f32(112), f.f32(116))
+    } else {
+        (f.f64(176), f.f64(184))
+    };
     if scl_slope != 0.0 && scl_slope.is_finite() && !scl_inter.is_finite() {
         return Err(bad(
             "scl_inter",
@@ -797,12 +842,26 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
         ));
     }
 
-    let (qform_code, sform_code) = if v1 { (f.i16(252), f.i16(254)) } else { (f.i32(344), f.i32(348)) };
-    let q = |i: usize| if v1 { f.f32(256 + 4 * i) } else { f.f64(352 + 8 * i) };
+    let (qform_code, sform_code) = if v1 {
+        (f.i16(252), f.i16(254))
+    } else {
+        (f.i32(344), f.i32(348))
+    };
+    let q = |i: usize| {
+        if v1 {
+            f.f32(256 + 4 * i)
+        } else {
+            f.f64(352 + 8 * i)
+        }
+    };
     let mut srow = [[0f64; 4]; 3];
     for (r, row) in srow.iter_mut().enumerate() {
         for (c, x) in row.iter_mut().enumerate() {
-            *x = if v1 { f.f32(280 + 16 * r + 4 * c) } else { f.f64(400 + 32 * r + 8 * c) };
+            *x = if v1 {
+                f.f32(280 + 16 * r + 4 * c)
+            } else {
+                f.f64(400 + 32 * r + 8 * c)
+            };
         }
     }
     let header_gz = gz;
@@ -886,7 +945,10 @@ fn read_data(
                 })?;
             Ok((out, non_finite))
         }
-        Source::Gz { dec, compressed_len } => {
+        Source::Gz {
+            dec,
+            compressed_len,
+        } => {
             let what = "voxel data";
             // Skip extensions up to vox_offset.
             let skip = h.vox_offset.saturating_sub(consumed);
@@ -904,7 +966,9 @@ fn read_data(
             }
             // Deflate cannot expand beyond ~1032:1, so a claim past that is refused before
             // anything is allocated or decoded.
-            let most = compressed_len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1 << 16);
+            let most = compressed_len
+                .saturating_mul(MAX_DEFLATE_RATIO)
+                .saturating_add(1 << 16);
             if nbytes > most {
                 return Err(MedicalError::Truncated {
                     path: path.clone(),
@@ -921,7 +985,8 @@ fn read_data(
             let mut stream = dec.by_ref().take(nbytes);
             let mut ready = Vec::with_capacity(chunk.min(nbytes as usize));
             let mut spare = Vec::with_capacity(chunk.min(nbytes as usize));
-            let mut got = fill(&mut stream, &mut ready, chunk).map_err(|e| gz_err(path, e, what))?;
+            let mut got =
+                fill(&mut stream, &mut ready, chunk).map_err(|e| gz_err(path, e, what))?;
             let mut non_finite = 0;
             for o in out.chunks_mut(GZ_CHUNK_VOXELS) {
                 if ready.len() < o.len() * size {
@@ -964,7 +1029,10 @@ fn fill(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<u64
 }
 
 fn shape_text(h: &NiftiHeader) -> String {
-    let d: Vec<String> = h.dim[1..=h.dim[0] as usize].iter().map(|d| d.to_string()).collect();
+    let d: Vec<String> = h.dim[1..=h.dim[0] as usize]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     d.join("x")
 }
 
@@ -1040,7 +1108,10 @@ impl Converter {
     fn with<T: Raw>(self, bytes: &[u8], out: &mut [f32], read: impl Fn(&[u8]) -> T) -> usize {
         let src = bytes.chunks_exact(T::N);
         match self.scale {
-            None => out.iter_mut().zip(src).for_each(|(o, c)| *o = read(c).to_f32()),
+            None => out
+                .iter_mut()
+                .zip(src)
+                .for_each(|(o, c)| *o = read(c).to_f32()),
             Some((s, i)) => out
                 .iter_mut()
                 .zip(src)

@@ -30,7 +30,12 @@ fn check_finite(data: &[f32], what: &str) -> Result<(), MedicalError> {
 
 /// Clip to the window `[lo_hu, hi_hu]` (Hounsfield units) and scale it linearly onto
 /// `range` (e.g. soft tissue `-160..240`, lung `-1000..200`, bone `-500..1300`).
-pub fn ct_window(v: &mut Volume<f32>, lo_hu: f32, hi_hu: f32, range: OutputRange) -> Result<(), MedicalError> {
+pub fn ct_window(
+    v: &mut Volume<f32>,
+    lo_hu: f32,
+    hi_hu: f32,
+    range: OutputRange,
+) -> Result<(), MedicalError> {
     if !(lo_hu.is_finite() && hi_hu.is_finite() && lo_hu < hi_hu) {
         return Err(MedicalError::InvalidArgument {
             name: "window",
@@ -129,10 +134,18 @@ pub fn mri_zscore(v: &mut Volume<f32>, cfg: &MriNorm) -> Result<Vec<ZScoreStats>
         let clip = |x: f32| f64::from(x).clamp(clip_lo, clip_hi);
         let count = values.len() as f64;
         let mean = values.par_iter().map(|&x| clip(x)).sum::<f64>() / count;
-        let var = values.par_iter().map(|&x| (clip(x) - mean).powi(2)).sum::<f64>() / count;
+        let var = values
+            .par_iter()
+            .map(|&x| (clip(x) - mean).powi(2))
+            .sum::<f64>()
+            / count;
         let std = if var.sqrt() > 1e-8 { var.sqrt() } else { 1.0 };
         ch.par_iter_mut().for_each(|x| {
-            *x = if fg.contains(*x) { ((clip(*x) - mean) / std) as f32 } else { 0.0 };
+            *x = if fg.contains(*x) {
+                ((clip(*x) - mean) / std) as f32
+            } else {
+                0.0
+            };
         });
         stats.push(ZScoreStats {
             clip_lo,
@@ -187,7 +200,14 @@ pub fn foreground_box<T: Copy + Sync>(
     }
     // Per z slice: (min x, max x, min y, max y) of the foreground, merged over channels.
     let merge = |a: Option<[usize; 6]>, b: Option<[usize; 6]>| match (a, b) {
-        (Some(a), Some(b)) => Some([a[0].min(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].max(b[3]), a[4].min(b[4]), a[5].max(b[5])]),
+        (Some(a), Some(b)) => Some([
+            a[0].min(b[0]),
+            a[1].max(b[1]),
+            a[2].min(b[2]),
+            a[3].max(b[3]),
+            a[4].min(b[4]),
+            a[5].max(b[5]),
+        ]),
         (a, None) => a,
         (None, b) => b,
     };

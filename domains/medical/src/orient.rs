@@ -42,15 +42,18 @@ pub fn world_from_voxel(h: &NiftiHeader) -> Result<(Affine, Option<Warning>), Me
     let warning = if h.sform_code > 0 {
         a[..3].copy_from_slice(&h.srow);
         if h.srow.iter().flatten().any(|x| !x.is_finite()) {
-            return Err(singular(format!("sform rows {:?} hold non-finite values", h.srow)));
+            return Err(singular(format!(
+                "sform rows {:?} hold non-finite values",
+                h.srow
+            )));
         }
         None
     } else if h.qform_code > 0 {
         a = qform_affine(h)?;
         None
     } else {
-        for i in 0..3 {
-            a[i][i] = h.pixdim[i + 1];
+        for (i, row) in a.iter_mut().take(3).enumerate() {
+            row[i] = h.pixdim[i + 1];
         }
         Some(Warning::NoOrientation)
     };
@@ -140,7 +143,8 @@ pub fn orientation(a: &Affine) -> Result<[(usize, i8); 3], String> {
             m[i][j] = a[i][j] / if zooms[j] == 0.0 { 1.0 } else { zooms[j] };
         }
     }
-    let mut r = polar_factor(m).ok_or_else(|| format!("3x3 part {:?} is singular or not finite", &a[..3]))?;
+    let mut r = polar_factor(m)
+        .ok_or_else(|| format!("3x3 part {:?} is singular or not finite", &a[..3]))?;
     let mut out = [(0, 1); 3];
     for (j, o) in out.iter_mut().enumerate() {
         let mut best = 0;
@@ -212,7 +216,11 @@ pub fn to_ras<T: Copy + Send + Sync>(v: &Volume<T>) -> Result<Volume<T>, Medical
         path: v.header.path.clone(),
         reason,
     })?;
-    if ornt.iter().enumerate().all(|(i, &(ax, dir))| ax == i && dir > 0) {
+    if ornt
+        .iter()
+        .enumerate()
+        .all(|(i, &(ax, dir))| ax == i && dir > 0)
+    {
         return Ok(v.clone());
     }
     let n_in = v.dims;
@@ -229,7 +237,11 @@ pub fn to_ras<T: Copy + Send + Sync>(v: &Volume<T>) -> Result<Volume<T>, Medical
         spacing_mm[o] = v.spacing_mm[i];
         let s = strides[i] as isize;
         let flipped = dir < 0;
-        base[o] = if flipped { (n_in[i] as isize - 1) * s } else { 0 };
+        base[o] = if flipped {
+            (n_in[i] as isize - 1) * s
+        } else {
+            0
+        };
         step[o] = if flipped { -s } else { s };
         // New column o is the old column i, negated if flipped; a flipped axis moves the
         // origin to the old last voxel.
@@ -247,15 +259,17 @@ pub fn to_ras<T: Copy + Send + Sync>(v: &Volume<T>) -> Result<Volume<T>, Medical
     if plane > 0 {
         for (c, out) in data.chunks_mut(v.n_spatial()).enumerate() {
             let src = v.channel(c);
-            out.par_chunks_mut(plane).enumerate().for_each(|(z, slice)| {
-                let oz = base[2] + z as isize * step[2];
-                for (y, row) in slice.chunks_mut(dims[0]).enumerate() {
-                    let oy = oz + base[1] + y as isize * step[1] + base[0];
-                    for (x, o) in row.iter_mut().enumerate() {
-                        *o = src[(oy + x as isize * step[0]) as usize];
+            out.par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(z, slice)| {
+                    let oz = base[2] + z as isize * step[2];
+                    for (y, row) in slice.chunks_mut(dims[0]).enumerate() {
+                        let oy = oz + base[1] + y as isize * step[1] + base[0];
+                        for (x, o) in row.iter_mut().enumerate() {
+                            *o = src[(oy + x as isize * step[0]) as usize];
+                        }
                     }
-                }
-            });
+                });
         }
     }
     Ok(Volume {

@@ -21,7 +21,9 @@ use crate::volume::Volume;
 
 /// Output grid size for `dims` at `spacing_mm` resampled to `target_mm` (see module docs).
 pub fn output_shape(dims: [usize; 3], spacing_mm: [f64; 3], target_mm: [f64; 3]) -> [usize; 3] {
-    std::array::from_fn(|i| ((dims[i] as f64 * spacing_mm[i] / target_mm[i]).round() as usize).max(1))
+    std::array::from_fn(|i| {
+        ((dims[i] as f64 * spacing_mm[i] / target_mm[i]).round() as usize).max(1)
+    })
 }
 
 /// Trilinear resampling of an image to `target_mm`.
@@ -31,7 +33,12 @@ pub fn resample_linear(v: &Volume<f32>, target_mm: [f64; 3]) -> Result<Volume<f3
         let plane = dims[0] * dims[1];
         for (y, row) in out.chunks_mut(axes[0].len()).enumerate() {
             let (y0, y1, wy) = axes[1][y];
-            let r = [z0 * plane + y0 * dims[0], z0 * plane + y1 * dims[0], z1 * plane + y0 * dims[0], z1 * plane + y1 * dims[0]];
+            let r = [
+                z0 * plane + y0 * dims[0],
+                z0 * plane + y1 * dims[0],
+                z1 * plane + y0 * dims[0],
+                z1 * plane + y1 * dims[0],
+            ];
             for (o, &(x0, x1, wx)) in row.iter_mut().zip(&axes[0]) {
                 let lerp = |r: usize| {
                     let (a, b) = (f64::from(src[r + x0]), f64::from(src[r + x1]));
@@ -92,7 +99,12 @@ fn resample_with<T: Copy + Send + Sync>(
     if v.n_spatial() == 0 || v.data.len() != v.n_spatial() * v.channels {
         return Err(MedicalError::InvalidArgument {
             name: "volume",
-            reason: format!("dims {:?} x {} channels do not match {} values", v.dims, v.channels, v.data.len()),
+            reason: format!(
+                "dims {:?} x {} channels do not match {} values",
+                v.dims,
+                v.channels,
+                v.data.len()
+            ),
         });
     }
     let dims = output_shape(v.dims, v.spacing_mm, target_mm);

@@ -130,7 +130,8 @@ pub fn check_same_grid<A, B>(image: &Volume<A>, label: &Volume<B>) -> Result<(),
     for r in 0..3 {
         for c in 0..4 {
             let (a, b) = (image.world_from_voxel[r][c], label.world_from_voxel[r][c]);
-            if !((a - b).abs() <= GRID_TOLERANCE_MM) {
+            let close = (a - b).abs() <= GRID_TOLERANCE_MM; // false for NaN
+            if !close {
                 return Err(mismatch(
                     "world_from_voxel (affine)",
                     format!("{:?}", image.world_from_voxel[r]),

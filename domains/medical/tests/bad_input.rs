@@ -10,7 +10,12 @@ use tessera_medical::nifti::{read_pair_bytes, read_volume_bytes};
 use tessera_medical::{read_volume, MedicalError, Volume, Warning};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn p() -> &'static Path {
@@ -62,7 +67,10 @@ fn wrong_sizeof_hdr_or_magic() {
     let mut b = n1();
     b[0..4].copy_from_slice(&349i32.to_le_bytes());
     let msg = read(&b).unwrap_err().to_string();
-    assert!(msg.contains("not a NIfTI file") && msg.contains("sizeof_hdr is 349"), "{msg}");
+    assert!(
+        msg.contains("not a NIfTI file") && msg.contains("sizeof_hdr is 349"),
+        "{msg}"
+    );
 
     let mut b = n1();
     b[344..348].copy_from_slice(b"abc\0");
@@ -151,11 +159,21 @@ fn other_bad_fields() {
 
 #[test]
 fn unsupported_datatypes_are_named() {
-    for (code, name) in [(32i16, "complex64"), (128, "RGB24"), (2304, "RGBA32"), (1536, "float128"), (1, "binary"), (7, "not a NIfTI datatype code")] {
+    for (code, name) in [
+        (32i16, "complex64"),
+        (128, "RGB24"),
+        (2304, "RGBA32"),
+        (1536, "float128"),
+        (1, "binary"),
+        (7, "not a NIfTI datatype code"),
+    ] {
         let mut b = n1();
         set_i16(&mut b, 70, code);
         let msg = read(&b).unwrap_err().to_string();
-        assert!(msg.contains(&format!("unsupported datatype {code} ({name})")), "{msg}");
+        assert!(
+            msg.contains(&format!("unsupported datatype {code} ({name})")),
+            "{msg}"
+        );
     }
 }
 
@@ -163,9 +181,15 @@ fn unsupported_datatypes_are_named() {
 fn truncated_files_and_huge_declared_volumes() {
     let b = n1();
     let msg = read(&b[..b.len() - 1]).unwrap_err().to_string();
-    assert!(msg.contains("truncated") && msg.contains("5x4x3 int16") && msg.contains("471 bytes"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("5x4x3 int16") && msg.contains("471 bytes"),
+        "{msg}"
+    );
     let msg = read(&gz(&b[..b.len() - 10])).unwrap_err().to_string();
-    assert!(msg.contains("truncated") && msg.contains("110 bytes of voxel data"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("110 bytes of voxel data"),
+        "{msg}"
+    );
 
     // 30000^3 int16 = 54 TB declared by a 472-byte file (plain) and a tiny gz: refused
     // before allocating (plain: size check; gz: the stream cap).
@@ -174,9 +198,15 @@ fn truncated_files_and_huge_declared_volumes() {
         set_i16(&mut huge, 40 + 2 * i, 30000);
     }
     assert!(matches!(read(&huge), Err(MedicalError::Truncated { .. })));
-    assert!(matches!(read(&gz(&huge)), Err(MedicalError::Truncated { .. })));
+    assert!(matches!(
+        read(&gz(&huge)),
+        Err(MedicalError::Truncated { .. })
+    ));
     let msg = read(&gz(&huge)).unwrap_err().to_string();
-    assert!(msg.contains("more than a") && msg.contains("-byte gzip stream can hold"), "{msg}");
+    assert!(
+        msg.contains("more than a") && msg.contains("-byte gzip stream can hold"),
+        "{msg}"
+    );
     // A claim a gzip stream could hold (5 MB of zeros) but this one does not: streamed with
     // the cap, then refused.
     let mut claim = n1();
@@ -184,7 +214,10 @@ fn truncated_files_and_huge_declared_volumes() {
     let mut padded = claim.clone();
     padded.extend(vec![0u8; 40_000]);
     let msg = read(&gz(&padded)).unwrap_err().to_string();
-    assert!(msg.contains("holds only 40120 bytes of voxel data"), "{msg}");
+    assert!(
+        msg.contains("holds only 40120 bytes of voxel data"),
+        "{msg}"
+    );
     padded.extend(vec![0u8; 19_880]);
     assert!(read(&gz(&padded)).is_ok());
 }
@@ -197,7 +230,13 @@ fn corrupt_and_truncated_gzip_streams() {
     assert!(matches!(err, MedicalError::Truncated { .. }), "{err}");
     // Cut inside the trailer (CRC + size).
     let err = read(&z[..z.len() - 3]).unwrap_err();
-    assert!(matches!(err, MedicalError::Truncated { .. } | MedicalError::Gzip { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            MedicalError::Truncated { .. } | MedicalError::Gzip { .. }
+        ),
+        "{err}"
+    );
     // Wrong CRC-32 in the trailer: only a full decode notices.
     let mut bad = z.clone();
     let n = bad.len();
@@ -210,7 +249,10 @@ fn corrupt_and_truncated_gzip_streams() {
     for b in &mut bad[n / 2..n / 2 + 16] {
         *b = 0xff;
     }
-    assert!(matches!(read(&bad), Err(MedicalError::Gzip { .. } | MedicalError::Truncated { .. })));
+    assert!(matches!(
+        read(&bad),
+        Err(MedicalError::Gzip { .. } | MedicalError::Truncated { .. })
+    ));
     // A bad gzip header.
     let mut bad = z.clone();
     bad[2] = 99; // compression method
@@ -246,19 +288,31 @@ fn pairs_missing_or_mismatched() {
     let hdr = dir.join("lonely.hdr");
     std::fs::write(&hdr, fixture("n1pair_int16.hdr")).unwrap();
     let msg = read_volume(&hdr).unwrap_err().to_string();
-    assert!(msg.contains("lonely.img") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains("lonely.img") && msg.contains("missing"),
+        "{msg}"
+    );
     // A .hdr whose magic says single file.
     let single = dir.join("single.hdr");
     std::fs::write(&single, n1()).unwrap();
     std::fs::write(dir.join("single.img"), [0u8; 120]).unwrap();
-    bad_field(read_volume(&single).map_err(|e| rename(e, "bad.nii")), "magic");
+    bad_field(
+        read_volume(&single).map_err(|e| rename(e, "bad.nii")),
+        "magic",
+    );
     let missing: PathBuf = dir.join("nothing.nii.gz");
-    assert!(matches!(read_volume(&missing), Err(MedicalError::Io { .. })));
+    assert!(matches!(
+        read_volume(&missing),
+        Err(MedicalError::Io { .. })
+    ));
     // Image file shorter than the header declares.
     let h = fixture("n1pair_int16.hdr");
     let img = fixture("n1pair_int16.img");
     assert!(read_pair_bytes(&h, &img, p()).is_ok());
-    assert!(matches!(read_pair_bytes(&h, &img[..100], p()), Err(MedicalError::Truncated { .. })));
+    assert!(matches!(
+        read_pair_bytes(&h, &img[..100], p()),
+        Err(MedicalError::Truncated { .. })
+    ));
     assert!(read_pair_bytes(&h, &gz(&img), p()).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -266,7 +320,11 @@ fn pairs_missing_or_mismatched() {
 /// Relabel a BadHeader's path so `bad_field` can check the message.
 fn rename(e: MedicalError, to: &str) -> MedicalError {
     match e {
-        MedicalError::BadHeader { field, reason, .. } => MedicalError::BadHeader { path: to.into(), field, reason },
+        MedicalError::BadHeader { field, reason, .. } => MedicalError::BadHeader {
+            path: to.into(),
+            field,
+            reason,
+        },
         e => e,
     }
 }

@@ -25,17 +25,32 @@ fn reads_every_hippocampus_case() {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (ci, cl, cx, cy, cz, cd) = (col("image"), col("label"), col("dim_x"), col("dim_y"), col("dim_z"), col("image_dtype"));
+    let (ci, cl, cx, cy, cz, cd) = (
+        col("image"),
+        col("label"),
+        col("dim_x"),
+        col("dim_y"),
+        col("dim_z"),
+        col("image_dtype"),
+    );
     let (c1, c2) = (col("n_voxels_anterior(1)"), col("n_voxels_posterior(2)"));
     let mut n = 0;
     for line in lines.filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split(',').collect();
         let img = read_volume(&dir.join(f[ci])).unwrap_or_else(|e| panic!("{e}"));
         let lab = read_labels(&dir.join(f[cl])).unwrap_or_else(|e| panic!("{e}"));
-        let dims: [usize; 3] = [f[cx].parse().unwrap(), f[cy].parse().unwrap(), f[cz].parse().unwrap()];
+        let dims: [usize; 3] = [
+            f[cx].parse().unwrap(),
+            f[cy].parse().unwrap(),
+            f[cz].parse().unwrap(),
+        ];
         assert_eq!(img.dims, dims, "{}", f[ci]);
         assert_eq!(img.channels, 1);
-        let want = if f[cd] == "uint8" { Datatype::U8 } else { Datatype::F32 };
+        let want = if f[cd] == "uint8" {
+            Datatype::U8
+        } else {
+            Datatype::F32
+        };
         assert_eq!(img.header.datatype, want, "{}", f[ci]);
         check_same_grid(&img, &lab).unwrap();
         assert!(lab.data.iter().all(|&x| x <= 2), "{}", f[cl]);
@@ -44,7 +59,11 @@ fn reads_every_hippocampus_case() {
         assert_eq!(count(2), f[c2].parse::<usize>().unwrap(), "{}", f[cl]);
         assert!(img.data.iter().all(|x| x.is_finite()), "{}", f[ci]);
         // 1 mm isotropic; to_ras keeps the label counts and the shared grid.
-        assert!(img.spacing_mm.iter().all(|s| (s - 1.0).abs() < 1e-4), "{:?}", img.spacing_mm);
+        assert!(
+            img.spacing_mm.iter().all(|s| (s - 1.0).abs() < 1e-4),
+            "{:?}",
+            img.spacing_mm
+        );
         let (ri, rl) = (to_ras(&img).unwrap(), to_ras(&lab).unwrap());
         assert_eq!(axcodes(&ri.world_from_voxel).unwrap(), "RAS");
         check_same_grid(&ri, &rl).unwrap();
