@@ -928,7 +928,7 @@ fn read_data(
                     ),
                 });
             }
-            let mut out = vec![0f32; n];
+            let mut out = zeroed_f32(n);
             let non_finite = out
                 .par_chunks_mut(BLOCK_VOXELS)
                 .enumerate()
@@ -981,7 +981,7 @@ fn read_data(
             }
             // Inflate chunk k+1 while chunk k is converted on the other core.
             let chunk = GZ_CHUNK_VOXELS * size;
-            let mut out = vec![0f32; n];
+            let mut out = zeroed_f32(n);
             let mut stream = dec.by_ref().take(nbytes);
             let mut ready = Vec::with_capacity(chunk.min(nbytes as usize));
             let mut spare = Vec::with_capacity(chunk.min(nbytes as usize));
@@ -1020,6 +1020,26 @@ fn read_data(
             Ok((out, non_finite))
         }
     }
+}
+
+/// A zeroed f32 buffer. On Linux a large one is first advised to use transparent huge
+/// pages (numpy does the same): filling a fresh 40 MB buffer otherwise spends more time in
+/// 4 KiB page faults than in decoding.
+fn zeroed_f32(n: usize) -> Vec<f32> {
+    let v = vec![0f32; n];
+    #[cfg(target_os = "linux")]
+    if n >= 1 << 20 {
+        let page = 4096usize;
+        let start = v.as_ptr() as usize & !(page - 1);
+        let end = v.as_ptr() as usize + n * 4;
+        // SAFETY: madvise only advises the kernel about pages of this allocation's own
+        // mapping (a large zeroed allocation is its own mmap, page-aligned minus a header);
+        // it neither reads nor writes memory, and failure leaves everything unchanged.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+    v
 }
 
 /// Replace `buf`'s contents with up to `len` bytes from `r` (fewer only at its end).
