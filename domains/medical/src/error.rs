@@ -60,4 +60,9 @@ pub enum MedicalError {
     /// An argument of a transform is out of range.
     #[error("invalid argument `{name}`: {reason}")]
     InvalidArgument { name: &'static str, reason: String },
+    #[error(transparent)]
+    Tokens(#[from] tessera_tokens::TokenError),
+    /// A front-end configuration that cannot work.
+    #[error("medical front end: {0}")]
+    Config(String),
 }

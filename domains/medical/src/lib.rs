@@ -11,13 +11,16 @@
 //! (still empty) `cli` feature is reserved for the `tessera-medical` binary.
 
 pub mod error;
+pub mod frontend;
 pub mod inspect;
 pub mod nifti;
 pub mod normalize;
 pub mod orient;
 pub mod resample;
+pub mod tokenizer;
 pub mod volume;
 
 pub use error::MedicalError;
+pub use frontend::{Intensity, MedicalFrontend, MedicalFrontendConfig};
 pub use nifti::{read_header, read_labels, read_volume};
 pub use volume::{check_same_grid, LabelMap, Volume, Warning};
