@@ -12,7 +12,7 @@ pub struct DataItem {
     pub split: Option<String>,
 }
 
-/// Which manifest columns hold the label and the split (the path column is `path` or `file`).
+/// Which manifest columns hold the label and the split (the path column is `path`, `file` or `image`).
 #[derive(Debug, Clone, Default)]
 pub struct ManifestColumns {
     pub label: Option<String>,
@@ -105,13 +105,16 @@ fn read_manifest(path: &Path, cols: &ManifestColumns) -> anyhow::Result<Vec<Data
             .ok_or_else(|| anyhow::anyhow!("{}: empty manifest", path.display()))?,
     );
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
-    let path_col = find("path").or_else(|| find("file")).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: manifest needs a `path` or `file` column (found: {})",
-            path.display(),
-            header.join(", ")
-        )
-    })?;
+    let path_col = find("path")
+        .or_else(|| find("file"))
+        .or_else(|| find("image"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: manifest needs a `path`, `file` or `image` column (found: {})",
+                path.display(),
+                header.join(", ")
+            )
+        })?;
     let col = |name: &Option<String>| -> anyhow::Result<Option<usize>> {
         match name {
             Some(n) => find(n).map(Some).ok_or_else(|| {

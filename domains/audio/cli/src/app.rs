@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tessera_audio::features::Spectrogram;
 use tessera_audio::{AudioFrontend, AudioFrontendConfig};
-use tessera_cli::{list_data, progress, CommonArgs, DataItem, ManifestColumns, Presets};
+use tessera_cli::{list_data, progress, write_npy, CommonArgs, DataItem, ManifestColumns, Presets};
 use tessera_core::{Encoder, EncoderConfig, EncoderSpec, ParamStore, TokenTensors};
 use tessera_eval::{run_probes, Features, ProbeConfig, ResultRow};
 use tessera_recipes::{Batch, RecipeConfig, ENCODER_PREFIX};
@@ -415,26 +415,6 @@ fn columns_of(f: &Features, from: usize, to: usize) -> Result<Features> {
         data.extend_from_slice(&f.data[i * f.d + from..i * f.d + to]);
     }
     Ok(Features::new(data, f.n, to - from)?)
-}
-
-pub(crate) fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 4);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in data {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    let tmp = path.with_extension("npy.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 pub fn embed(common: &CommonArgs, labels: &LabelArgs, random_init: bool) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Deployment: `export` (checkpoint → ONNX + model card), `embed --onnx` (the ort-only path)
 //! and `bench-infer` (candle vs ONNX Runtime encoder inference).
 
-use crate::app::{encoder_for, list_wavs, load, report_skipped, write_npy, Card};
+use crate::app::{encoder_for, list_wavs, load, report_skipped, Card};
 use crate::LabelArgs;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 use tessera_audio::tokenizer::{bin_centres_hz, first_frame_s};
 use tessera_audio::{AudioFrontend, AudioFrontendConfig};
-use tessera_cli::{progress, CommonArgs};
+use tessera_cli::{progress, write_npy, CommonArgs};
 use tessera_core::{Encoder, TokenTensors};
 use tessera_export::{AxisCoords, GridAxis, GridFront};
 use tessera_tokens::card::{EncoderSummary, OnnxFiles, Training};

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Side-by-side 3-D MAE training step, Tessera vs PyTorch, in one run (alternating, so machine
+# load hits both alike). Config: Tessera's micro encoder (192/6/3), decoder 128/2/4, 1x96^3
+# crops at 1 mm, 16^3 patches (216 tokens of 4096 values), mask 0.75, batch 4. Prints both
+# JSON lines per round and the ratio of medians. Usage: benchmarks/mae3d_step.sh [threads] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-2}
+rounds=${2:-3}
+cargo build --release -q -p tessera-medical-cli
+PY=$(benchmarks/setup_torch.sh)
+t=(); p=()
+for r in $(seq "$rounds"); do
+  a=$("${CARGO_TARGET_DIR:-target}/release/tessera-medical" bench-step --preset medical-micro-mae-bench --batch-size 4 --threads "$threads" --warmup 2 --timed-steps 6)
+  b=$("$PY" benchmarks/mae3d_step_torch.py --threads "$threads" --batch-size 4 --crop 96 --patch 16 --steps 6 --warmup 2)
+  echo "$a"; echo "$b"
+  t+=("$(echo "$a" | sed -E 's/.*"samples_per_s": ([0-9.]+).*/\1/')")
+  p+=("$(echo "$b" | sed -E 's/.*"samples_per_s": ([0-9.]+).*/\1/')")
+done
+python3 - "${t[*]}" "${p[*]}" <<'PY'
+import statistics, sys
+t = [float(x) for x in sys.argv[1].split()]; p = [float(x) for x in sys.argv[2].split()]
+mt, mp = statistics.median(t), statistics.median(p)
+print(f"tessera median {mt:.2f} samples/s, pytorch median {mp:.2f} samples/s, ratio tessera/pytorch {mt/mp:.2f}")
+PY

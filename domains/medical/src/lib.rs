@@ -1,0 +1,28 @@
+//! Medical-volume domain: NIfTI-1/2 reading, RAS+ orientation, resampling to a spacing in
+//! mm, CT/MRI intensity normalisation and foreground cropping.
+//!
+//! The pipeline a tokenizer builds on:
+//! [`nifti::read_volume`] → [`orient::to_ras`] → [`resample::resample_linear`] →
+//! [`normalize::mri_zscore`] / [`normalize::ct_window`]; label maps follow with
+//! [`nifti::read_labels`], [`volume::check_same_grid`], [`orient::to_ras`] and
+//! [`resample::resample_nearest`].
+//!
+//! Everything here is free of candle, so an ONNX-runtime-only application can reuse it; the
+//! (still empty) `cli` feature is reserved for the `tessera-medical` binary.
+
+pub mod cache;
+pub mod error;
+pub mod frontend;
+pub mod inspect;
+pub mod nifti;
+pub mod normalize;
+pub mod orient;
+pub mod resample;
+pub mod synth;
+pub mod tokenizer;
+pub mod volume;
+
+pub use error::MedicalError;
+pub use frontend::{Intensity, MedicalFrontend, MedicalFrontendConfig};
+pub use nifti::{read_header, read_labels, read_volume};
+pub use volume::{check_same_grid, LabelMap, Volume, Warning};
