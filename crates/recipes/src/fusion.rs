@@ -152,9 +152,9 @@ pub struct FusionPlan {
 }
 
 impl FusionPlan {
-    /// α of class `c`: `c / (K − 1)`.
+    /// α of class `c`: `c / (K − 1)` (K below 2 is treated as 2).
     pub fn alpha(&self, c: u8) -> f32 {
-        c as f32 / (self.k - 1) as f32
+        c as f32 / self.k.saturating_sub(1).max(1) as f32
     }
 }
 
