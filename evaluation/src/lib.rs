@@ -6,6 +6,9 @@
 //! - [`knn`]: DINO's weighted k-nearest-neighbour classifier (Caron et al. 2021,
 //!   "Emerging Properties in Self-Supervised Vision Transformers", arXiv:2104.14294).
 //! - [`metrics`]: accuracy, macro-F1 and the confusion matrix.
+//! - [`segmentation`]: Dice and HD95 (95th-percentile Hausdorff distance in mm, exact
+//!   anisotropic distance transform) on label volumes, as medpy and MONAI define them, and
+//!   their per-class mean over cases.
 //! - [`split`]: a deterministic stratified train/validation split.
 //! - [`tables`]: result rows, their summary over seeds, Markdown, and (with the `tables`
 //!   feature) CSV/Parquet files through polars.
@@ -48,6 +51,7 @@ pub mod lbfgs;
 pub mod linear;
 pub mod metrics;
 pub mod protocol;
+pub mod segmentation;
 pub mod split;
 pub mod tables;
 
@@ -57,6 +61,10 @@ pub use metrics::{
     accuracy, check_labels, classification_report, confusion_matrix, macro_f1, ClassificationReport,
 };
 pub use protocol::{run_probes, ProbeConfig, ProbeResults};
+pub use segmentation::{
+    check_volume, dice, dice_per_class, hausdorff95, hausdorff95_pooled, hausdorff_percentile,
+    score_case, summarise_segmentation, CaseScores, ClassSummary, HdPooling,
+};
 pub use split::stratified_split;
 pub use tables::{
     confusion_to_csv, summarise, summary_to_markdown, to_markdown, write_confusion_csv, ResultRow,

@@ -3,9 +3,11 @@
 //! A recipe owns the encoder and whatever heads it needs (decoder, projector, EMA
 //! teacher), all registered in the trainer's [`ParamStore`]. It receives token batches and
 //! a step-keyed random generator and returns a scalar loss; it never knows which modality
-//! produced the tokens. Adding an objective is a new file plus one variant in
-//! [`RecipeConfig`]: the trainer does not change.
+//! produced the tokens. Objectives: [`mae`] (masked autoencoding), [`fusion`] (Volume
+//! Fusion, MIS-FM's segmentation pretext task). Adding an objective is a new file plus one
+//! variant in [`RecipeConfig`]: the trainer does not change.
 
+pub mod fusion;
 pub mod mae;
 
 use candle_core::Tensor;
@@ -51,7 +53,10 @@ pub trait Recipe {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RecipeConfig {
+    /// Masked autoencoding, `kind = "mae"`.
     Mae(mae::MaeConfig),
+    /// Volume Fusion (MIS-FM), `kind = "volume_fusion"`.
+    VolumeFusion(fusion::FusionConfig),
 }
 
 impl RecipeConfig {
@@ -60,6 +65,9 @@ impl RecipeConfig {
     pub fn build(&self, enc: &EncoderConfig, store: &mut ParamStore) -> Result<Box<dyn Recipe>> {
         match self {
             RecipeConfig::Mae(c) => Ok(Box::new(mae::Mae::new(c, enc, store)?)),
+            RecipeConfig::VolumeFusion(c) => {
+                Ok(Box::new(fusion::VolumeFusion::new(c, enc, store)?))
+            }
         }
     }
 }

@@ -161,6 +161,12 @@ pub struct StepLog {
     pub grad_norm: f64,
     pub samples_per_s: f64,
     pub elapsed_s: f64,
+    /// The recipe's own scalars of this step ([`StepOutput::metrics`], e.g. Volume
+    /// Fusion's `alpha_accuracy`), by name.
+    ///
+    /// [`StepOutput::metrics`]: tessera_recipes::StepOutput::metrics
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub recipe: std::collections::BTreeMap<String, f64>,
 }
 
 /// What a finished (or time-limited) run reports.
@@ -261,6 +267,7 @@ pub fn train(
                 grad_norm,
                 samples_per_s: window.1 as f64 / dt,
                 elapsed_s: t0.elapsed().as_secs_f64(),
+                recipe: out.metrics.iter().cloned().collect(),
             };
             let line = serde_json::to_string(&log).map_err(|e| io_err(&metrics_path, e))?;
             writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
