@@ -17,6 +17,7 @@ use ort::value::{Tensor, ValueType};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tessera_audio::{AudioError, AudioFrontend, AudioFrontendConfig};
+use tessera_medical::{MedicalError, MedicalFrontend, MedicalFrontendConfig};
 use tessera_tokens::card::CARD_METADATA_KEY;
 use tessera_tokens::{ModelCard, SampleTokens, TokenError, Tokens};
 
@@ -40,8 +41,10 @@ pub enum RuntimeError {
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
+    Medical(#[from] MedicalError),
+    #[error(transparent)]
     Tokens(#[from] TokenError),
-    #[error("modality `{0}` has no file reader in this runtime (known: audio)")]
+    #[error("modality `{0}` has no file reader in this runtime (known: audio, medical)")]
     Modality(String),
 }
 
@@ -127,6 +130,7 @@ pub struct Outputs {
 /// A domain's file reader, chosen by the card's `modality`.
 pub enum Frontend {
     Audio(Box<AudioFrontend>),
+    Medical(Box<MedicalFrontend>),
 }
 
 impl Frontend {
@@ -146,6 +150,14 @@ impl Frontend {
                 }
                 Ok(Frontend::Audio(Box::new(AudioFrontend::new(&cfg)?)))
             }
+            "medical" => {
+                let cfg: MedicalFrontendConfig =
+                    card.frontend_as().map_err(|e| RuntimeError::Card {
+                        path: path.to_path_buf(),
+                        msg: format!("[frontend] is not a medical front end: {e}"),
+                    })?;
+                Ok(Frontend::Medical(Box::new(MedicalFrontend::new(&cfg)?)))
+            }
             other => Err(RuntimeError::Modality(other.into())),
         }
     }
@@ -154,6 +166,7 @@ impl Frontend {
     pub fn file_tokens(&self, path: &Path) -> Result<SampleTokens> {
         match self {
             Frontend::Audio(fe) => Ok(fe.file_tokens(path)?),
+            Frontend::Medical(fe) => Ok(fe.file_tokens(path)?),
         }
     }
 }
@@ -253,7 +266,7 @@ impl Encoder {
             });
         }
         let front = match card.modality.as_str() {
-            "audio" => Some(Frontend::from_card(&card, &dir.join("model.toml"))?),
+            "audio" | "medical" => Some(Frontend::from_card(&card, &dir.join("model.toml"))?),
             _ => None,
         };
         Ok(Self {

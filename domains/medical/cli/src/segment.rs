@@ -1,0 +1,554 @@
+//! `segment`: few-label segmentation on top of a pretrained (or random) encoder.
+//!
+//! The head maps each patch token to voxel logits: `LayerNorm → Linear(D → P·C)` (SETR's
+//! "naive" head at patch resolution, one logit per voxel and class) plus, with
+//! `skip_values`, a linear map of the patch's own normalised voxels (`Linear(P → P·C)`), a
+//! full-resolution skip that lets boundaries follow the intensities. The loss is
+//! cross-entropy plus soft Dice over all classes (nnU-Net's loss). Training runs through the
+//! shared trainer (checkpoints, resume, schedule) on random crops of the labelled cases,
+//! `foreground_crop_fraction` of them centred on a labelled voxel; inference tiles each
+//! whole volume (padded to whole patches) into windows of at most `window` voxels.
+
+use crate::app::{encoder_for, is_volume, random_origin, Card};
+use crate::SplitArgs;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tessera_cli::{list_data, progress, CommonArgs, DataItem, ManifestColumns};
+use tessera_core::layers::{LayerNorm, Linear};
+use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
+use tessera_eval::segmentation::{score_case, summarise_segmentation, CaseScores};
+use tessera_medical::synth::{write_nifti, Voxels};
+use tessera_medical::tokenizer::{crop_block, PatchConfig, VolumeTokenizer};
+use tessera_medical::{LabelMap, MedicalFrontend, Volume};
+use tessera_recipes::fusion::fusion_losses;
+use tessera_recipes::{Batch, Recipe, StepOutput};
+use tessera_tokens::{Rng, Tokens};
+use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, TrainError};
+
+#[derive(Debug, Clone, Args)]
+pub struct SegmentArgs {
+    /// Start from a randomly initialised encoder (the baseline) instead of --checkpoint.
+    #[arg(long)]
+    pub random_init: bool,
+    /// Keep the encoder frozen (train the head only).
+    #[arg(long)]
+    pub freeze: bool,
+    /// Split value of the labelled training rows (default: every row that is not test).
+    #[arg(long)]
+    pub train_split: Option<String>,
+    /// Stop training after this many minutes (the schedule is unchanged).
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Apply a trained segmentation run (--checkpoint) to --data and write label maps to --out.
+    #[arg(long)]
+    pub apply: bool,
+    /// Name of this run in the printed results (default: the output folder name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+fn three() -> usize {
+    3
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn two_thirds() -> f64 {
+    0.67
+}
+fn window() -> [usize; 3] {
+    [64, 64, 64]
+}
+
+/// Hyperparameters of `segment` (the `[segment]` table of a card).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentConfig {
+    /// Classes including background.
+    #[serde(default = "three")]
+    pub classes: usize,
+    #[serde(default)]
+    pub freeze_encoder: bool,
+    #[serde(default = "yes")]
+    pub skip_values: bool,
+    #[serde(default = "one")]
+    pub dice_weight: f64,
+    #[serde(default = "two_thirds")]
+    pub foreground_crop_fraction: f64,
+    /// Largest inference window in voxels (whole volumes are tiled into such windows).
+    #[serde(default = "window")]
+    pub window: [usize; 3],
+    /// Set when the run was initialised from a pretraining run (recorded, not read).
+    #[serde(default)]
+    pub init: String,
+    pub train: TrainConfig,
+}
+
+/// Encoder plus the segmentation head; a `Recipe` so the shared trainer runs it. Views:
+/// 0 = image tokens, 1 = label tokens (class ids as values, one per voxel).
+pub struct SegModel {
+    cfg: SegmentConfig,
+    encoder: Encoder,
+    norm: LayerNorm,
+    head: Linear,
+    skip: Option<Linear>,
+    voxels: usize,
+}
+
+impl SegModel {
+    pub fn new(
+        cfg: &SegmentConfig,
+        encoder: Encoder,
+        store: &mut ParamStore,
+        voxels: usize,
+    ) -> Result<Self> {
+        let d = encoder.cfg.dim;
+        let p = encoder.cfg.patch_dim;
+        let c = cfg.classes;
+        if c < 2 {
+            bail!("segment: classes must be at least 2 (background and one structure)");
+        }
+        Ok(Self {
+            norm: LayerNorm::new(store, "seg.head.norm", d, encoder.cfg.norm_eps)?,
+            head: Linear::new(store, "seg.head.proj", d, voxels * c, true)?,
+            skip: if cfg.skip_values {
+                Some(Linear::new(store, "seg.skip", p, voxels * c, false)?)
+            } else {
+                None
+            },
+            cfg: cfg.clone(),
+            encoder,
+            voxels,
+        })
+    }
+
+    /// Voxel logits per token, class-major inside a token: `[B, N, C·V]`.
+    pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
+        let mut x = self.encoder.forward(t)?.patches;
+        if self.cfg.freeze_encoder {
+            x = x.detach();
+        }
+        let mut y = self.head.forward(&self.norm.forward(&x)?)?;
+        if let Some(s) = &self.skip {
+            y = (y + s.forward(&t.values)?)?;
+        }
+        Ok(y)
+    }
+}
+
+impl Recipe for SegModel {
+    fn name(&self) -> &'static str {
+        "segment"
+    }
+    fn views(&self) -> usize {
+        2
+    }
+    fn loss(&self, batch: &Batch, _rng: &mut Rng) -> tessera_recipes::Result<StepOutput> {
+        let (img, lab) = (&batch.views[0], &batch.views[1]);
+        let (b, n, v, c) = (img.b, img.n, self.voxels, self.cfg.classes);
+        if lab.p != v || lab.n != n || lab.b != b {
+            return Err(CoreError::Config(format!(
+                "segment: label view has {}x{}x{} values, expected {b}x{n}x{v}",
+                lab.b, lab.n, lab.p
+            )));
+        }
+        let dev = Device::Cpu;
+        let t = TokenTensors::from_tokens(img, &dev)?;
+        // [B, N, C, V] → [B, N·V, C]
+        let logits = self
+            .logits(&t)?
+            .reshape((b, n, c, v))?
+            .transpose(2, 3)?
+            .contiguous()?
+            .reshape((b, n * v, c))?;
+        let mut onehot = vec![0f32; b * n * v * c];
+        let mut keep = vec![0f32; b * n * v];
+        for bi in 0..b {
+            for ni in 0..n {
+                if lab.padding[bi * n + ni] != 0 {
+                    continue;
+                }
+                for vi in 0..v {
+                    let i = (bi * n + ni) * v + vi;
+                    let k = (lab.values[i] as usize).min(c - 1);
+                    onehot[i * c + k] = 1.0;
+                    keep[i] = 1.0;
+                }
+            }
+        }
+        let onehot = Tensor::from_vec(onehot, (b, n * v, c), &dev)?;
+        let keep = Tensor::from_vec(keep, (b, n * v), &dev)?;
+        let (ce, dice) = fusion_losses(&logits, &onehot, &keep)?;
+        let loss = (&ce + (&dice * self.cfg.dice_weight)?)?;
+        let metrics = vec![
+            ("ce".to_string(), ce.to_scalar::<f32>()? as f64),
+            ("dice_loss".to_string(), dice.to_scalar::<f32>()? as f64),
+        ];
+        Ok(StepOutput { loss, metrics })
+    }
+    fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+}
+
+/// A labelled case on the card's grid.
+struct Case {
+    image: Arc<Volume<f32>>,
+    labels: Vec<f32>,
+    /// Indices of labelled (non-zero) voxels.
+    foreground: Vec<usize>,
+}
+
+struct CaseSource<'a> {
+    fe: &'a MedicalFrontend,
+    labels_tk: VolumeTokenizer,
+    cases: &'a [Case],
+    seed: u64,
+    fg_fraction: f64,
+}
+
+impl BatchSource for CaseSource<'_> {
+    fn batch(
+        &mut self,
+        step: u64,
+        bs: usize,
+        _views: usize,
+        rng: &mut Rng,
+    ) -> tessera_train::Result<Batch> {
+        let n = self.cases.len();
+        let crop = self.fe.cfg.crop;
+        let data = |e: tessera_medical::MedicalError| TrainError::Data(e.to_string());
+        let (mut imgs, mut labs) = (Vec::with_capacity(bs), Vec::with_capacity(bs));
+        for j in 0..bs {
+            let global = (step - 1) as usize * bs + j;
+            let (epoch, pos) = (global / n, global % n);
+            let perm = Rng::new(self.seed)
+                .fork(&format!("epoch-{epoch}"))
+                .permutation(n);
+            let case = &self.cases[perm[pos]];
+            let v = &case.image;
+            let origin = if !case.foreground.is_empty() && rng.uniform() < self.fg_fraction {
+                let i = case.foreground[rng.below(case.foreground.len())];
+                let (x, y, z) = (
+                    i % v.dims[0],
+                    (i / v.dims[0]) % v.dims[1],
+                    i / (v.dims[0] * v.dims[1]),
+                );
+                let c = [x, y, z];
+                [0, 1, 2].map(|a| c[a] as isize - (crop[a] / 2) as isize)
+            } else {
+                random_origin(v.dims, crop, rng)
+            };
+            imgs.push(
+                self.fe
+                    .tokens(&self.fe.block(v, origin, crop))
+                    .map_err(data)?,
+            );
+            let lb = crop_block(&case.labels, 1, v.dims, v.spacing_mm, origin, crop, 0.0);
+            labs.push(self.labels_tk.tokenize(&lb).map_err(data)?);
+        }
+        let tok = |s: &[tessera_tokens::SampleTokens]| {
+            Tokens::from_samples(s).map_err(|e| TrainError::Data(e.to_string()))
+        };
+        Ok(Batch {
+            views: vec![tok(&imgs)?, tok(&labs)?],
+        })
+    }
+}
+
+/// Image/label pairs of `--data`: a manifest with `image` and `label` columns, or a folder
+/// with `images/` and `labels/` (same file names).
+fn list_cases(common: &CommonArgs, split: &SplitArgs) -> Result<Vec<(DataItem, PathBuf)>> {
+    let data = common.data()?;
+    if data.is_dir() {
+        let (img, lab) = (data.join("images"), data.join("labels"));
+        if !img.is_dir() || !lab.is_dir() {
+            bail!("{}: expected images/ and labels/ sub-folders (or a manifest with image,label columns)", data.display());
+        }
+        let items = list_data(&img, &["nii", "gz", "hdr"], &ManifestColumns::default())?;
+        return Ok(items
+            .into_iter()
+            .filter(|i| is_volume(&i.path))
+            .map(|i| {
+                let l = lab.join(i.path.file_name().unwrap_or_default());
+                (i, l)
+            })
+            .collect());
+    }
+    let cols = ManifestColumns {
+        label: Some("label".into()),
+        split: split.split_column.clone(),
+    };
+    let root = data.parent().unwrap_or(Path::new("."));
+    list_data(data, &["nii", "gz", "hdr"], &cols)?
+        .into_iter()
+        .map(|i| {
+            let l = i
+                .label
+                .clone()
+                .with_context(|| format!("{}: row without a label path", i.path.display()))?;
+            let l = PathBuf::from(l);
+            let l = if l.is_absolute() { l } else { root.join(l) };
+            Ok((i, l))
+        })
+        .collect()
+}
+
+/// Predicted labels (x fastest, on the volume's own grid) of one prepared volume.
+fn predict(model: &SegModel, fe: &MedicalFrontend, v: &Volume<f32>) -> Result<Vec<u8>> {
+    let tk = &fe.tokenizer;
+    let patch = tk.patch;
+    let c = model.cfg.classes;
+    let padded = [0, 1, 2].map(|a| v.dims[a].div_ceil(patch[a]) * patch[a]);
+    let win = [0, 1, 2].map(|a| (model.cfg.window[a] / patch[a]).max(1) * patch[a]);
+    let [nx, ny, _] = v.dims;
+    let mut out = vec![0u8; v.dims.iter().product()];
+    let starts = |a: usize| (0..padded[a]).step_by(win[a]).collect::<Vec<_>>();
+    for &z0 in &starts(2) {
+        for &y0 in &starts(1) {
+            for &x0 in &starts(0) {
+                let o = [x0, y0, z0];
+                let size = [0, 1, 2].map(|a| win[a].min(padded[a] - o[a]));
+                let b = fe.block(v, o.map(|x| x as isize), size);
+                let t = Tokens::from_samples(&[fe.tokens(&b)?])?;
+                let logits = model.logits(&TokenTensors::from_tokens(&t, &Device::Cpu)?)?;
+                let rows = logits.flatten_all()?.to_vec1::<f32>()?;
+                let lv = tk.untokenize(&rows, size, c)?; // [C, sz, sy, sx]
+                let plane = size.iter().product::<usize>();
+                for z in 0..size[2] {
+                    for y in 0..size[1] {
+                        for x in 0..size[0] {
+                            let (gx, gy, gz) = (o[0] + x, o[1] + y, o[2] + z);
+                            if gx >= v.dims[0] || gy >= v.dims[1] || gz >= v.dims[2] {
+                                continue;
+                            }
+                            let i = (z * size[1] + y) * size[0] + x;
+                            let best = (0..c)
+                                .max_by(|&a, &b| lv[a * plane + i].total_cmp(&lv[b * plane + i]))
+                                .unwrap_or(0);
+                            out[(gz * ny + gy) * nx + gx] = best as u8;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn score(pred: &[u8], truth: &LabelMap, classes: usize) -> Result<CaseScores> {
+    let t: Vec<u8> = truth.data.iter().map(|&x| x.min(255) as u8).collect();
+    let [nx, ny, nz] = truth.dims;
+    let s = truth.spacing_mm;
+    let cls: Vec<usize> = (1..classes).collect();
+    Ok(score_case(
+        pred,
+        &t,
+        [nz, ny, nx],
+        [s[2], s[1], s[0]],
+        &cls,
+    )?)
+}
+
+fn build_model(card: &Card, enc: Encoder, store: &mut ParamStore) -> Result<SegModel> {
+    let voxels = card.medical.tokenizer.patch.iter().product::<usize>();
+    SegModel::new(&card.segment, enc, store, voxels)
+}
+
+pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result<()> {
+    tessera_cli::init_threads(common.threads)?;
+    if args.apply {
+        return apply(common, split);
+    }
+    let out = common.out()?;
+    let (mut card, fe, enc, mut store) = encoder_for(common, args.random_init)?;
+    card.segment.freeze_encoder |= args.freeze;
+    card.segment.init = match (&common.checkpoint, args.random_init) {
+        (Some(run), false) => run.display().to_string(),
+        _ => format!("random (seed {})", card.seed),
+    };
+    if let Some(s) = common.steps {
+        card.segment.train.steps = s;
+    }
+    if let Some(b) = common.batch_size {
+        card.segment.train.batch_size = b;
+    }
+    if let Some(m) = args.minutes {
+        card.segment.train.time_limit_s = Some(m * 60.0);
+    }
+    let mut model = build_model(&card, enc, &mut store)?;
+    if card.segment.freeze_encoder {
+        store.set_trainable(tessera_recipes::ENCODER_PREFIX, false);
+    }
+    let all = list_cases(common, split)?;
+    let is_test = |i: &DataItem| i.split.as_deref() == Some(split.test_split.as_str());
+    let train: Vec<_> = all
+        .iter()
+        .filter(|(i, _)| {
+            !is_test(i)
+                && args
+                    .train_split
+                    .as_ref()
+                    .is_none_or(|s| i.split.as_deref() == Some(s.as_str()))
+        })
+        .collect();
+    let test: Vec<_> = all.iter().filter(|(i, _)| is_test(i)).collect();
+    if train.is_empty() {
+        bail!("no labelled training cases (check --train-split and the split column)");
+    }
+    let bar = progress(train.len() as u64, "reading labelled cases");
+    let mut cases = Vec::with_capacity(train.len());
+    for (item, lab) in &train {
+        let (v, l) = fe.load_case(&item.path, lab)?;
+        let labels: Vec<f32> = l.data.iter().map(|&x| x as f32).collect();
+        let foreground = (0..labels.len()).filter(|&i| labels[i] > 0.0).collect();
+        cases.push(Case {
+            image: Arc::new(v),
+            labels,
+            foreground,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "segment: {} labelled cases, {} test cases, encoder {} ({}), head {} parameters",
+        cases.len(),
+        test.len(),
+        if card.segment.freeze_encoder {
+            "frozen"
+        } else {
+            "fine-tuned"
+        },
+        card.segment.init,
+        store.count("seg.")
+    );
+    let mut source = CaseSource {
+        fe: &fe,
+        labels_tk: VolumeTokenizer::new(
+            &PatchConfig {
+                patch: card.medical.tokenizer.patch,
+            },
+            1,
+        )?,
+        cases: &cases,
+        seed: card.seed,
+        fg_fraction: card.segment.foreground_crop_fraction,
+    };
+    let opts = RunOptions {
+        run_dir: out,
+        seed: card.seed,
+        resume: false,
+        config_toml: card.to_toml()?,
+        progress: true,
+    };
+    let summary =
+        tessera_train::train(&mut model, &store, &mut source, &card.segment.train, &opts)?;
+    println!(
+        "trained {} steps in {:.1} s, final loss {:.4}",
+        summary.last_step,
+        summary.elapsed_s,
+        summary.losses.last().copied().unwrap_or(f64::NAN)
+    );
+    if test.is_empty() {
+        println!("no `{}` rows: nothing to evaluate", split.test_split);
+        return Ok(());
+    }
+    let bar = progress(test.len() as u64, "evaluating");
+    let mut rows = vec!["case,class,dice,hd95_mm".to_string()];
+    let mut scores = Vec::new();
+    for (item, lab) in &test {
+        let (v, l) = fe.load_case(&item.path, lab)?;
+        let s = score(&predict(&model, &fe, &v)?, &l, card.segment.classes)?;
+        for (k, &c) in s.classes.iter().enumerate() {
+            rows.push(format!(
+                "{},{c},{:.5},{:.4}",
+                item.path.display(),
+                s.dice[k],
+                s.hd95_mm[k]
+            ));
+        }
+        scores.push(s);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    std::fs::write(out.join("cases.csv"), rows.join("\n") + "\n")?;
+    let sum = summarise_segmentation(&scores)?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        out.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let mean_dice = sum.iter().map(|c| c.dice_mean).sum::<f64>() / sum.len() as f64;
+    let mut line = format!(
+        "{{\"name\": \"{name}\", \"init\": \"{}\", \"encoder\": \"{}\", \"train_cases\": {}, \"test_cases\": {}, \"steps\": {}, \"train_s\": {:.0}",
+        card.segment.init,
+        if card.segment.freeze_encoder { "frozen" } else { "fine-tuned" },
+        cases.len(),
+        test.len(),
+        summary.last_step,
+        summary.elapsed_s
+    );
+    for c in &sum {
+        line += &format!(
+            ", \"dice_{}\": {:.4}, \"hd95_{}\": {:.3}",
+            c.class, c.dice_mean, c.class, c.hd95_mean_mm
+        );
+    }
+    line += &format!(", \"dice_mean\": {mean_dice:.4}}}");
+    std::fs::write(out.join("summary.json"), format!("{line}\n"))?;
+    println!("{line}");
+    Ok(())
+}
+
+/// `segment --apply`: label maps of new volumes, written on the card's grid (RAS+, target
+/// spacing) with that grid's affine, as `<out>/<file name>`.
+fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
+    let Some(run) = &common.checkpoint else {
+        bail!("--apply needs --checkpoint <segmentation run>");
+    };
+    let out = common.out()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (card, fe, enc, mut store) = encoder_for(common, false)?;
+    let model = build_model(&card, enc, &mut store)?;
+    let ck =
+        latest_checkpoint(run)?.with_context(|| format!("{}: no checkpoint", run.display()))?;
+    store.load_safetensors(&ck.model_path(), "seg")?;
+    if store.count("seg.") == 0 {
+        bail!(
+            "{}: not a segmentation run (no seg.* weights)",
+            run.display()
+        );
+    }
+    let items = crate::app::list_volumes(common, split, false)?;
+    let bar = progress(items.len() as u64, "segmenting");
+    for it in &items {
+        let v = fe.load(&it.path)?;
+        let pred = predict(&model, &fe, &v)?;
+        let name = it
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = if name.ends_with(".gz") {
+            name
+        } else {
+            format!("{name}.gz")
+        };
+        write_nifti(
+            &out.join(&name),
+            v.dims,
+            v.world_from_voxel,
+            Voxels::U8(&pred),
+        )?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("wrote {} label maps to {}", items.len(), out.display());
+    Ok(())
+}

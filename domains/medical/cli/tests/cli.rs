@@ -1,0 +1,354 @@
+//! `tessera-medical` as a user meets it, on generated phantoms (and the real MSD
+//! hippocampus files when ../shared/data is present): pretraining with both recipes and a
+//! bounded cache, segmentation with Dice/HD95, applying a trained head, export with the
+//! grid graph matching candle, ONNX embeddings equal to candle's, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tessera-medical"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-medical-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = bin().args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "tessera-medical {args:?} failed:\n{}",
+        text(&o)
+    );
+    text(&o)
+}
+
+fn fails(args: &[&str]) -> String {
+    let o = bin().args(args).output().unwrap();
+    assert!(
+        !o.status.success(),
+        "tessera-medical {args:?} should fail:\n{}",
+        text(&o)
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    errors[0].to_string()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn read_npy(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap();
+    let header = u16::from_le_bytes([b[8], b[9]]) as usize;
+    b[10 + header..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Phantoms plus a manifest: 6 training cases, 3 test cases.
+fn dataset(d: &Path) -> PathBuf {
+    let data = d.join("data");
+    tessera_medical::synth::write_dataset(&data, 9, 4).unwrap();
+    let mut csv = String::from("image,label,split\n");
+    for i in 0..9 {
+        let split = if i < 6 { "train" } else { "test" };
+        csv += &format!("images/case_{i:03}.nii.gz,labels/case_{i:03}.nii.gz,{split}\n");
+    }
+    std::fs::write(data.join("split.csv"), csv).unwrap();
+    data
+}
+
+#[test]
+fn pretrain_segment_apply_and_export() {
+    let d = tmp("flow");
+    let data = dataset(&d);
+    let manifest = data.join("split.csv");
+    let mae = d.join("mae");
+    let out = ok(&[
+        "pretrain",
+        "--preset",
+        "medical-nano-demo",
+        "--data",
+        &s(&manifest),
+        "--steps",
+        "6",
+        "--batch-size",
+        "2",
+        "--out",
+        &s(&mae),
+    ]);
+    assert!(
+        out.contains("6 volumes") && out.contains("trained steps 1..6"),
+        "{out}"
+    );
+    assert!(out.contains("volume cache:"), "{out}");
+    // Volume Fusion through the same command.
+    let cfg = d.join("vf.toml");
+    std::fs::write(&cfg, "[recipe]\nkind = \"volume_fusion\"\n").unwrap();
+    let out = ok(&[
+        "pretrain",
+        "--preset",
+        "medical-nano-demo",
+        "--config",
+        &s(&cfg),
+        "--data",
+        &s(&manifest),
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--out",
+        &s(&d.join("vf")),
+    ]);
+    assert!(out.contains("recipe volume_fusion"), "{out}");
+
+    // Segmentation from the MAE run: Dice and HD95 on the 3 test cases.
+    let seg = d.join("seg");
+    let out = ok(&[
+        "segment",
+        "--checkpoint",
+        &s(&mae),
+        "--data",
+        &s(&manifest),
+        "--train-split",
+        "train",
+        "--steps",
+        "8",
+        "--batch-size",
+        "2",
+        "--out",
+        &s(&seg),
+    ]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("{\"name\""))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("\"test_cases\": 3") && line.contains("dice_1") && line.contains("hd95_2"),
+        "{line}"
+    );
+    let cases = std::fs::read_to_string(seg.join("cases.csv")).unwrap();
+    assert_eq!(cases.lines().count(), 1 + 3 * 2, "{cases}");
+    // Apply the trained head: one label map per input, on a readable grid.
+    let preds = d.join("preds");
+    ok(&[
+        "segment",
+        "--apply",
+        "--checkpoint",
+        &s(&seg),
+        "--data",
+        &s(&data.join("images")),
+        "--out",
+        &s(&preds),
+    ]);
+    let p = tessera_medical::read_labels(&preds.join("case_000.nii.gz")).unwrap();
+    assert!(p.data.iter().all(|&x| x < 3));
+
+    // Export: the token graph and the [B,C,Z,Y,X] grid graph against candle.
+    let exp = d.join("export");
+    let out = ok(&["export", "--checkpoint", &s(&mae), "--out", &s(&exp)]);
+    let runtime = tessera_runtime::environment().is_ok();
+    if runtime {
+        assert!(
+            out.contains("checked: ONNX Runtime matches candle"),
+            "{out}"
+        );
+        let (e1, e2) = (d.join("e1"), d.join("e2"));
+        ok(&[
+            "embed",
+            "--checkpoint",
+            &s(&mae),
+            "--data",
+            &s(&data.join("images")),
+            "--out",
+            &s(&e1),
+        ]);
+        ok(&[
+            "embed",
+            "--onnx",
+            &s(&exp),
+            "--data",
+            &s(&data.join("images")),
+            "--out",
+            &s(&e2),
+        ]);
+        let (a, b) = (
+            read_npy(&e1.join("embeddings.npy")),
+            read_npy(&e2.join("embeddings.npy")),
+        );
+        let err = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            a.len() == b.len() && err <= 1e-4,
+            "candle vs ONNX Runtime: {err}"
+        );
+        // The grid graph takes the normalised centre crop as [1, 1, Z, Y, X].
+        let mut rt = tessera_runtime::Encoder::open(&exp).unwrap();
+        let (block, tokens) = match rt.frontend().unwrap() {
+            tessera_runtime::Frontend::Medical(fe) => {
+                let v = fe.load(&data.join("images/case_002.nii.gz")).unwrap();
+                let block = fe.centre(&v);
+                let t = fe.tokens(&block).unwrap();
+                (block, t)
+            }
+            _ => panic!("not a medical front end"),
+        };
+        let want = rt.embed_tokens(&[tokens]).unwrap().remove(0);
+        let [x, y, z] = block.dims;
+        let mut g =
+            tessera_runtime::RawSession::open(&exp.join("model_grid.onnx"), &Default::default())
+                .unwrap();
+        let got = g.run(&[("grid", &[1, 1, z, y, x], &block.data)]).unwrap();
+        let emb = &got.iter().find(|o| o.0 == "embedding").unwrap().2;
+        let err = emb
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err <= 1e-4, "grid graph vs token graph: {err}");
+    } else if std::env::var("TESSERA_REQUIRE_ORT").as_deref() == Ok("1") {
+        panic!("TESSERA_REQUIRE_ORT=1 but ONNX Runtime is missing");
+    }
+    let out = ok(&["inspect", &s(&data.join("images/case_000.nii.gz"))]);
+    assert!(out.contains("RAS"), "{out}");
+    let out = ok(&["stats", "--data", &s(&data), "--out", &s(&d.join("stats"))]);
+    assert!(out.contains("median spacing"), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn bad_volumes_are_skipped_or_fatal_with_strict() {
+    let d = tmp("bad");
+    let data = dataset(&d);
+    let imgs = data.join("images");
+    std::fs::write(
+        imgs.join("corrupt.nii.gz"),
+        b"\x1f\x8b\x08\x00garbage that is not deflate",
+    )
+    .unwrap();
+    std::fs::write(imgs.join("notes.nii"), b"not a nifti header at all").unwrap();
+    let run = d.join("run");
+    let out = ok(&[
+        "pretrain",
+        "--preset",
+        "medical-nano-demo",
+        "--data",
+        &s(&imgs),
+        "--steps",
+        "12",
+        "--batch-size",
+        "4",
+        "--out",
+        &s(&run),
+    ]);
+    assert!(out.contains("skipped 2 unreadable"), "{out}");
+    let err = fails(&[
+        "pretrain",
+        "--preset",
+        "medical-nano-demo",
+        "--data",
+        &s(&imgs),
+        "--steps",
+        "12",
+        "--batch-size",
+        "4",
+        "--strict",
+        "--out",
+        &s(&d.join("strict")),
+    ]);
+    assert!(
+        err.contains("corrupt.nii.gz") || err.contains("notes.nii"),
+        "{err}"
+    );
+    // A label map on a different grid than its image.
+    let other = d.join("other");
+    tessera_medical::synth::write_dataset(&other, 1, 99).unwrap();
+    std::fs::copy(
+        other.join("labels/case_000.nii.gz"),
+        data.join("labels/case_001.nii.gz"),
+    )
+    .unwrap();
+    let err = fails(&[
+        "segment",
+        "--random-init",
+        "--preset",
+        "medical-nano-demo",
+        "--data",
+        &s(&data.join("split.csv")),
+        "--train-split",
+        "train",
+        "--steps",
+        "2",
+        "--out",
+        &s(&d.join("seg")),
+    ]);
+    assert!(
+        err.contains("case_001.nii.gz") && err.contains("grid"),
+        "{err}"
+    );
+    // An empty folder.
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = fails(&["pretrain", "--data", &s(&empty), "--out", &s(&d.join("e"))]);
+    assert!(err.contains("no NIfTI volumes"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The real MSD hippocampus files, when present: a short segmentation run from random
+/// initialisation on the 10% split evaluates all 52 held-out cases.
+#[test]
+fn real_msd_hippocampus_when_present() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../../shared/data/medical/msd_hippocampus");
+    if !root.is_dir() {
+        eprintln!("skipping: {} not present", root.display());
+        return;
+    }
+    let split =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../benchmarks/msd_hippocampus_split.csv");
+    let d = tmp("msd");
+    let out = ok(&[
+        "segment",
+        "--random-init",
+        "--preset",
+        "medical-nano-demo",
+        "--data",
+        &s(&split),
+        "--train-split",
+        "labelled",
+        "--steps",
+        "10",
+        "--batch-size",
+        "2",
+        "--out",
+        &s(&d.join("seg")),
+    ]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("{\"name\""))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("\"train_cases\": 26") && line.contains("\"test_cases\": 52"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
