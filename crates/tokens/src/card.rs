@@ -71,6 +71,39 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
+    /// A card for `modality`; the exporter fills in the encoder summary, the ONNX file
+    /// names, the pooling and the Tessera version.
+    pub fn new(
+        name: &str,
+        modality: &str,
+        tokens: TokenSpec,
+        training: Training,
+        frontend: toml::Table,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            tessera_version: String::new(),
+            modality: modality.into(),
+            embedding: String::new(),
+            tokens,
+            encoder: EncoderSummary {
+                dim: 0,
+                depth: 0,
+                heads: 0,
+                registers: 0,
+                coord_scales: Vec::new(),
+            },
+            onnx: OnnxFiles {
+                opset: 0,
+                tokens_model: String::new(),
+                grid_model: None,
+                grid_axes: Vec::new(),
+            },
+            training,
+            frontend,
+        }
+    }
+
     pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string(self)
     }

@@ -12,7 +12,7 @@ use tessera_audio::{AudioFrontend, AudioFrontendConfig};
 use tessera_cli::{progress, write_npy, CommonArgs};
 use tessera_core::{Encoder, TokenTensors};
 use tessera_export::{AxisCoords, GridAxis, GridFront};
-use tessera_tokens::card::{EncoderSummary, OnnxFiles, Training};
+use tessera_tokens::card::Training;
 use tessera_tokens::{ModelCard, Rng, SampleTokens, Tokens};
 use tessera_train::latest_checkpoint;
 
@@ -54,33 +54,20 @@ fn grid_front(fe: &AudioFrontend) -> Option<GridFront> {
 }
 
 fn deployment_card(card: &Card, fe: &AudioFrontend, step: u64) -> Result<ModelCard> {
-    Ok(ModelCard {
-        name: card.name.clone(),
-        tessera_version: String::new(),
-        modality: "audio".into(),
-        embedding: String::new(),
-        tokens: fe.token_spec(),
-        encoder: EncoderSummary {
-            dim: 0,
-            depth: 0,
-            heads: 0,
-            registers: 0,
-            coord_scales: vec![],
-        },
-        onnx: OnnxFiles {
-            opset: 0,
-            tokens_model: String::new(),
-            grid_model: None,
-            grid_axes: vec![],
-        },
-        training: Training {
-            data: card.data.clone(),
-            steps: step,
-            seed: card.seed,
-            recipe: toml::Table::try_from(&card.recipe)?,
-        },
-        frontend: toml::Table::try_from(&card.audio)?,
-    })
+    let training = Training {
+        data: card.data.clone(),
+        steps: step,
+        seed: card.seed,
+        recipe: toml::Table::try_from(&card.recipe)?,
+    };
+    let frontend = toml::Table::try_from(&card.audio)?;
+    Ok(ModelCard::new(
+        &card.name,
+        "audio",
+        fe.token_spec(),
+        training,
+        frontend,
+    ))
 }
 
 /// Max absolute difference between candle and ONNX Runtime embeddings on `n` random crops.

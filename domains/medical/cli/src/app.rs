@@ -13,7 +13,7 @@ use tessera_export::{AxisCoords, GridAxis, GridFront};
 use tessera_medical::cache::VolumeCache;
 use tessera_medical::{MedicalFrontend, MedicalFrontendConfig, Volume};
 use tessera_recipes::{Batch, RecipeConfig, ENCODER_PREFIX};
-use tessera_tokens::card::{EncoderSummary, OnnxFiles, Training};
+use tessera_tokens::card::Training;
 use tessera_tokens::{ModelCard, Rng, SampleTokens, Tokens};
 use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, TrainError};
 
@@ -625,33 +625,14 @@ pub fn export(common: &CommonArgs) -> Result<()> {
         Some(c) => c.step()?,
         None => 0,
     };
-    let mcard = ModelCard {
-        name: card.name.clone(),
-        tessera_version: String::new(),
-        modality: "medical".into(),
-        embedding: String::new(),
-        tokens: fe.token_spec(),
-        encoder: EncoderSummary {
-            dim: 0,
-            depth: 0,
-            heads: 0,
-            registers: 0,
-            coord_scales: vec![],
-        },
-        onnx: OnnxFiles {
-            opset: 0,
-            tokens_model: String::new(),
-            grid_model: None,
-            grid_axes: vec![],
-        },
-        training: Training {
-            data: card.data.clone(),
-            steps: step,
-            seed: card.seed,
-            recipe: toml::Table::try_from(&card.recipe)?,
-        },
-        frontend: toml::Table::try_from(&card.medical)?,
+    let training = Training {
+        data: card.data.clone(),
+        steps: step,
+        seed: card.seed,
+        recipe: toml::Table::try_from(&card.recipe)?,
     };
+    let frontend = toml::Table::try_from(&card.medical)?;
+    let mcard = ModelCard::new(&card.name, "medical", fe.token_spec(), training, frontend);
     let report = tessera_export::export(&enc, &mcard, Some(&grid_front(&fe)), out)?;
     for f in &report.files {
         println!("wrote {}", f.display());
