@@ -101,16 +101,10 @@ pub fn environment() -> Result<ort::environment::Environment> {
 }
 
 /// Run-time options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Intra-op threads (0 = ONNX Runtime's default: all cores).
     pub threads: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { threads: 0 }
-    }
 }
 
 /// Encoder outputs for a batch, row-major.
@@ -198,8 +192,8 @@ fn input_width(outlet: &ort::value::Outlet) -> Option<i64> {
     }
 }
 
-/// Opens a session on `path` and checks it against `card`.
-pub fn open_session(path: &Path, card: &ModelCard, opts: &Options) -> Result<Session> {
+/// A session on an ONNX file.
+fn session(path: &Path, opts: &Options) -> Result<Session> {
     let env = environment()?;
     if !path.is_file() {
         return Err(RuntimeError::Io {
@@ -213,7 +207,12 @@ pub fn open_session(path: &Path, card: &ModelCard, opts: &Options) -> Result<Ses
             .with_intra_threads(opts.threads)
             .map_err(ort::Error::from)?;
     }
-    let session = b.commit_from_file(path)?;
+    Ok(b.commit_from_file(path)?)
+}
+
+/// Opens a session on `path` and checks it against `card`.
+pub fn open_session(path: &Path, card: &ModelCard, opts: &Options) -> Result<Session> {
+    let session = session(path, opts)?;
     let mismatch = |msg: String| RuntimeError::Mismatch {
         path: path.to_path_buf(),
         msg,
@@ -348,14 +347,7 @@ pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 impl RawSession {
     pub fn open(path: &Path, opts: &Options) -> Result<Self> {
-        let env = environment()?;
-        let mut b = Session::builder(&env)?;
-        if opts.threads > 0 {
-            b = b
-                .with_intra_threads(opts.threads)
-                .map_err(ort::Error::from)?;
-        }
-        Ok(Self(b.commit_from_file(path)?))
+        Ok(Self(session(path, opts)?))
     }
 
     /// Runs the graph; returns every output in graph order.

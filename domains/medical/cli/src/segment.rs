@@ -6,8 +6,8 @@
 //! full-resolution skip that lets boundaries follow the intensities. The loss is
 //! cross-entropy plus soft Dice over all classes (nnU-Net's loss). Training runs through the
 //! shared trainer (checkpoints, resume, schedule) on random crops of the labelled cases,
-//! `foreground_crop_fraction` of them centred on a labelled voxel; inference tiles each
-//! whole volume (padded to whole patches) into windows of at most `window` voxels.
+//! `foreground_crop_fraction` of them centred on a labelled voxel; inference slides windows
+//! of the training crop size over the whole volume with half overlap.
 
 use crate::app::{encoder_for, is_volume, random_origin, Card};
 use crate::SplitArgs;
@@ -46,6 +46,9 @@ pub struct SegmentArgs {
     /// Apply a trained segmentation run (--checkpoint) to --data and write label maps to --out.
     #[arg(long)]
     pub apply: bool,
+    /// Evaluate a trained segmentation run (--checkpoint) on the test split of --data.
+    #[arg(long)]
+    pub evaluate: bool,
     /// Name of this run in the printed results (default: the output folder name).
     #[arg(long)]
     pub name: Option<String>,
@@ -63,9 +66,6 @@ fn one() -> f64 {
 fn two_thirds() -> f64 {
     0.67
 }
-fn window() -> [usize; 3] {
-    [64, 64, 64]
-}
 
 /// Hyperparameters of `segment` (the `[segment]` table of a card).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,9 +81,6 @@ pub struct SegmentConfig {
     pub dice_weight: f64,
     #[serde(default = "two_thirds")]
     pub foreground_crop_fraction: f64,
-    /// Largest inference window in voxels (whole volumes are tiled into such windows).
-    #[serde(default = "window")]
-    pub window: [usize; 3],
     /// Set when the run was initialised from a pretraining run (recorded, not read).
     #[serde(default)]
     pub init: String,
@@ -300,46 +297,74 @@ fn list_cases(common: &CommonArgs, split: &SplitArgs) -> Result<Vec<(DataItem, P
         .collect()
 }
 
-/// Predicted labels (x fastest, on the volume's own grid) of one prepared volume.
+/// Window origins along one axis: every `stride` voxels, the last one flush with the end
+/// (one window at 0, zero-padded, when the volume is smaller than the window).
+fn window_starts(n: usize, win: usize, stride: usize) -> Vec<isize> {
+    if n <= win {
+        return vec![0];
+    }
+    let mut v: Vec<isize> = (0..=n - win)
+        .step_by(stride.max(1))
+        .map(|x| x as isize)
+        .collect();
+    if *v.last().unwrap_or(&0) != (n - win) as isize {
+        v.push((n - win) as isize);
+    }
+    v
+}
+
+/// Predicted labels (x fastest, on the volume's own grid) of one prepared volume: sliding
+/// windows of the training crop size with half-window overlap (so token coordinates stay
+/// in the range seen in training), class probabilities averaged where windows overlap.
 fn predict(model: &SegModel, fe: &MedicalFrontend, v: &Volume<f32>) -> Result<Vec<u8>> {
-    let tk = &fe.tokenizer;
-    let patch = tk.patch;
     let c = model.cfg.classes;
-    let padded = [0, 1, 2].map(|a| v.dims[a].div_ceil(patch[a]) * patch[a]);
-    let win = [0, 1, 2].map(|a| (model.cfg.window[a] / patch[a]).max(1) * patch[a]);
-    let [nx, ny, _] = v.dims;
-    let mut out = vec![0u8; v.dims.iter().product()];
-    let starts = |a: usize| (0..padded[a]).step_by(win[a]).collect::<Vec<_>>();
-    for &z0 in &starts(2) {
-        for &y0 in &starts(1) {
-            for &x0 in &starts(0) {
+    let win = fe.cfg.crop;
+    let [nx, ny, nz] = v.dims;
+    let n = nx * ny * nz;
+    let mut prob = vec![0f32; c * n];
+    let starts: Vec<Vec<isize>> = (0..3)
+        .map(|a| window_starts(v.dims[a], win[a], win[a] / 2))
+        .collect();
+    let plane = win.iter().product::<usize>();
+    for &z0 in &starts[2] {
+        for &y0 in &starts[1] {
+            for &x0 in &starts[0] {
                 let o = [x0, y0, z0];
-                let size = [0, 1, 2].map(|a| win[a].min(padded[a] - o[a]));
-                let b = fe.block(v, o.map(|x| x as isize), size);
-                let t = Tokens::from_samples(&[fe.tokens(&b)?])?;
+                let t = Tokens::from_samples(&[fe.tokens(&fe.block(v, o, win))?])?;
                 let logits = model.logits(&TokenTensors::from_tokens(&t, &Device::Cpu)?)?;
                 let rows = logits.flatten_all()?.to_vec1::<f32>()?;
-                let lv = tk.untokenize(&rows, size, c)?; // [C, sz, sy, sx]
-                let plane = size.iter().product::<usize>();
-                for z in 0..size[2] {
-                    for y in 0..size[1] {
-                        for x in 0..size[0] {
-                            let (gx, gy, gz) = (o[0] + x, o[1] + y, o[2] + z);
-                            if gx >= v.dims[0] || gy >= v.dims[1] || gz >= v.dims[2] {
+                let lv = fe.tokenizer.untokenize(&rows, win, c)?; // [C, wz, wy, wx]
+                for z in 0..win[2] {
+                    for y in 0..win[1] {
+                        for x in 0..win[0] {
+                            let g = [o[0] + x as isize, o[1] + y as isize, o[2] + z as isize];
+                            if (0..3).any(|a| g[a] < 0 || g[a] >= v.dims[a] as isize) {
                                 continue;
                             }
-                            let i = (z * size[1] + y) * size[0] + x;
-                            let best = (0..c)
-                                .max_by(|&a, &b| lv[a * plane + i].total_cmp(&lv[b * plane + i]))
-                                .unwrap_or(0);
-                            out[(gz * ny + gy) * nx + gx] = best as u8;
+                            let i = (z * win[1] + y) * win[0] + x;
+                            let m = (0..c)
+                                .map(|k| lv[k * plane + i])
+                                .fold(f32::NEG_INFINITY, f32::max);
+                            let e: Vec<f32> =
+                                (0..c).map(|k| (lv[k * plane + i] - m).exp()).collect();
+                            let sum: f32 = e.iter().sum();
+                            let gi = (g[2] as usize * ny + g[1] as usize) * nx + g[0] as usize;
+                            for k in 0..c {
+                                prob[k * n + gi] += e[k] / sum;
+                            }
                         }
                     }
                 }
             }
         }
     }
-    Ok(out)
+    Ok((0..n)
+        .map(|i| {
+            (0..c)
+                .max_by(|&a, &b| prob[a * n + i].total_cmp(&prob[b * n + i]))
+                .unwrap_or(0) as u8
+        })
+        .collect())
 }
 
 fn score(pred: &[u8], truth: &LabelMap, classes: usize) -> Result<CaseScores> {
@@ -367,6 +392,36 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
         return apply(common, split);
     }
     let out = common.out()?;
+    if args.evaluate {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let (card, fe, model) = load_run(common)?;
+        let all = list_cases(common, split)?;
+        let test: Vec<_> = all
+            .iter()
+            .filter(|(i, _)| i.split.as_deref() == Some(split.test_split.as_str()))
+            .collect();
+        if test.is_empty() {
+            bail!("no `{}` rows to evaluate", split.test_split);
+        }
+        let head = format!(
+            "\"init\": \"{}\", \"run\": \"{}\"",
+            card.segment.init,
+            common
+                .checkpoint
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display()
+        );
+        return evaluate(
+            &model,
+            &fe,
+            &test,
+            card.segment.classes,
+            out,
+            &run_name(args, out),
+            &head,
+        );
+    }
     let (mut card, fe, enc, mut store) = encoder_for(common, args.random_init)?;
     card.segment.freeze_encoder |= args.freeze;
     card.segment.init = match (&common.checkpoint, args.random_init) {
@@ -459,12 +514,49 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
         println!("no `{}` rows: nothing to evaluate", split.test_split);
         return Ok(());
     }
+    let head = format!(
+        "\"init\": \"{}\", \"encoder\": \"{}\", \"train_cases\": {}, \"steps\": {}, \"train_s\": {:.0}",
+        card.segment.init,
+        if card.segment.freeze_encoder { "frozen" } else { "fine-tuned" },
+        cases.len(),
+        summary.last_step,
+        summary.elapsed_s
+    );
+    evaluate(
+        &model,
+        &fe,
+        &test,
+        card.segment.classes,
+        out,
+        &run_name(args, out),
+        &head,
+    )
+}
+
+fn run_name(args: &SegmentArgs, out: &Path) -> String {
+    args.name.clone().unwrap_or_else(|| {
+        out.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// Dice and HD95 of every test case: `cases.csv`, `summary.json` and one printed JSON line.
+fn evaluate(
+    model: &SegModel,
+    fe: &MedicalFrontend,
+    test: &[&(DataItem, PathBuf)],
+    classes: usize,
+    out: &Path,
+    name: &str,
+    head: &str,
+) -> Result<()> {
     let bar = progress(test.len() as u64, "evaluating");
     let mut rows = vec!["case,class,dice,hd95_mm".to_string()];
     let mut scores = Vec::new();
-    for (item, lab) in &test {
+    for (item, lab) in test {
         let (v, l) = fe.load_case(&item.path, lab)?;
-        let s = score(&predict(&model, &fe, &v)?, &l, card.segment.classes)?;
+        let s = score(&predict(model, fe, &v)?, &l, classes)?;
         for (k, &c) in s.classes.iter().enumerate() {
             rows.push(format!(
                 "{},{c},{:.5},{:.4}",
@@ -479,20 +571,10 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
     bar.finish_and_clear();
     std::fs::write(out.join("cases.csv"), rows.join("\n") + "\n")?;
     let sum = summarise_segmentation(&scores)?;
-    let name = args.name.clone().unwrap_or_else(|| {
-        out.file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
     let mean_dice = sum.iter().map(|c| c.dice_mean).sum::<f64>() / sum.len() as f64;
     let mut line = format!(
-        "{{\"name\": \"{name}\", \"init\": \"{}\", \"encoder\": \"{}\", \"train_cases\": {}, \"test_cases\": {}, \"steps\": {}, \"train_s\": {:.0}",
-        card.segment.init,
-        if card.segment.freeze_encoder { "frozen" } else { "fine-tuned" },
-        cases.len(),
-        test.len(),
-        summary.last_step,
-        summary.elapsed_s
+        "{{\"name\": \"{name}\", {head}, \"test_cases\": {}",
+        test.len()
     );
     for c in &sum {
         line += &format!(
@@ -506,14 +588,11 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
     Ok(())
 }
 
-/// `segment --apply`: label maps of new volumes, written on the card's grid (RAS+, target
-/// spacing) with that grid's affine, as `<out>/<file name>`.
-fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
+/// A trained segmentation run: its card, front end and model (encoder and head weights).
+fn load_run(common: &CommonArgs) -> Result<(Card, MedicalFrontend, SegModel)> {
     let Some(run) = &common.checkpoint else {
-        bail!("--apply needs --checkpoint <segmentation run>");
+        bail!("--apply and --evaluate need --checkpoint <segmentation run>");
     };
-    let out = common.out()?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let (card, fe, enc, mut store) = encoder_for(common, false)?;
     let model = build_model(&card, enc, &mut store)?;
     let ck =
@@ -525,6 +604,15 @@ fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
             run.display()
         );
     }
+    Ok((card, fe, model))
+}
+
+/// `segment --apply`: label maps of new volumes, written on the card's grid (RAS+, target
+/// spacing) with that grid's affine, as `<out>/<file name>`.
+fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
+    let out = common.out()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (_card, fe, model) = load_run(common)?;
     let items = crate::app::list_volumes(common, split, false)?;
     let bar = progress(items.len() as u64, "segmenting");
     for it in &items {
