@@ -308,3 +308,46 @@ pub fn train(
         checkpoint: last_ckpt,
     })
 }
+
+/// Times whole training steps (loss, backward, AdamW at a fixed learning rate) on one fixed
+/// batch: `warmup` untimed steps, then `steps` timed ones. Returns the JSON line every
+/// `bench-step` prints (`impl`, `threads`, `tokens`, `samples_per_s`, `step_ms`,
+/// `params_encoder`), the format the PyTorch peers in `benchmarks/` print too.
+pub fn bench_steps(
+    recipe: &dyn Recipe,
+    store: &ParamStore,
+    cfg: &TrainConfig,
+    batch: &Batch,
+    seed: u64,
+    warmup: usize,
+    steps: usize,
+) -> Result<String> {
+    let mut opt = AdamW::new(store, cfg);
+    let mut rng = Rng::new(seed);
+    let mut timed = 0.0;
+    for i in 0..warmup + steps {
+        let t0 = Instant::now();
+        let out = recipe.loss(batch, &mut rng)?;
+        let grads = out.loss.backward()?;
+        opt.step(store, &grads, 1e-4, i as u64 + 1)?;
+        if i >= warmup {
+            timed += t0.elapsed().as_secs_f64();
+        }
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+    let bs = batch.views.first().map(|v| v.b).unwrap_or(0);
+    let tokens = batch.views.first().map(|v| v.n).unwrap_or(0);
+    Ok(format!(
+        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {tokens}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"params_encoder\": {}}}",
+        (bs * steps) as f64 / timed,
+        1000.0 * timed / steps.max(1) as f64,
+        store.count(tessera_recipes::ENCODER_PREFIX)
+    ))
+}

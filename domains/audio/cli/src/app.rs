@@ -729,7 +729,6 @@ pub fn bench_step(common: &CommonArgs, frames: usize, warmup: usize, steps: usiz
     let enc_cfg = card.encoder_config(&fe)?;
     let mut store = ParamStore::new(card.seed, &Device::Cpu);
     let recipe = card.recipe.build(&enc_cfg, &mut store)?;
-    let mut opt = tessera_train::AdamW::new(&store, &card.train);
     let bins = card.audio.features.n_bins();
     let mut rng = Rng::new(card.seed);
     let samples = (0..bs)
@@ -746,30 +745,17 @@ pub fn bench_step(common: &CommonArgs, frames: usize, warmup: usize, steps: usiz
     let batch = Batch {
         views: vec![Tokens::from_samples(&samples)?],
     };
-    let mut timed = 0.0;
-    for i in 0..warmup + steps {
-        let t0 = std::time::Instant::now();
-        let out = recipe.loss(&batch, &mut rng)?;
-        let grads = out.loss.backward()?;
-        opt.step(&store, &grads, 1e-4, i as u64 + 1)?;
-        if i >= warmup {
-            timed += t0.elapsed().as_secs_f64();
-        }
-    }
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        });
     println!(
-        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"params_encoder\": {}}}",
-        samples[0].n,
-        (bs * steps) as f64 / timed,
-        1000.0 * timed / steps as f64,
-        store.count(ENCODER_PREFIX)
+        "{}",
+        tessera_train::bench_steps(
+            recipe.as_ref(),
+            &store,
+            &card.train,
+            &batch,
+            card.seed,
+            warmup,
+            steps
+        )?
     );
     Ok(())
 }

@@ -70,23 +70,28 @@ fn deployment_card(card: &Card, fe: &AudioFrontend, step: u64) -> Result<ModelCa
     ))
 }
 
-/// Max absolute difference between candle and ONNX Runtime embeddings on `n` random crops.
-fn parity(fe: &AudioFrontend, enc: &Encoder, dir: &Path, n: usize) -> Result<f32> {
-    let mut rt = tessera_runtime::Encoder::open(dir)?;
+/// Tokens of `n` centre-sized crops of random normal log-mel values.
+fn random_crops(fe: &AudioFrontend, n: usize, rng: &mut Rng) -> Result<Vec<SampleTokens>> {
     let (bins, frames) = (fe.cfg.features.n_bins(), fe.target_frames()?);
-    let mut rng = Rng::new(0);
-    let samples = (0..n)
+    (0..n)
         .map(|_| {
             let data = (0..bins * frames).map(|_| rng.normal() as f32).collect();
+            let hop_s = fe.cfg.features.hop_s();
             let s = tessera_audio::features::Spectrogram {
                 data,
                 bins,
                 frames,
-                hop_s: fe.cfg.features.hop_s(),
+                hop_s,
             };
             Ok(fe.tokens(&s)?)
         })
-        .collect::<Result<Vec<SampleTokens>>>()?;
+        .collect()
+}
+
+/// Max absolute difference between candle and ONNX Runtime embeddings on `n` random crops.
+fn parity(fe: &AudioFrontend, enc: &Encoder, dir: &Path, n: usize) -> Result<f32> {
+    let mut rt = tessera_runtime::Encoder::open(dir)?;
+    let samples = random_crops(fe, n, &mut Rng::new(0))?;
     let t = Tokens::from_samples(&samples)?;
     let want = enc
         .embed(&TokenTensors::from_tokens(&t, &Device::Cpu)?)?
@@ -193,21 +198,9 @@ pub fn bench_infer(common: &CommonArgs, onnx: &Path, batches: &[usize], reps: us
     let threads = common.threads.unwrap_or(0);
     let (_card, fe, enc) = encoder_for(common, common.checkpoint.is_none())?;
     let mut rt = tessera_runtime::Encoder::open_with(onnx, &tessera_runtime::Options { threads })?;
-    let (bins, frames) = (fe.cfg.features.n_bins(), fe.target_frames()?);
     let mut rng = Rng::new(1);
     for &b in batches {
-        let samples = (0..b)
-            .map(|_| {
-                let data = (0..bins * frames).map(|_| rng.normal() as f32).collect();
-                let s = tessera_audio::features::Spectrogram {
-                    data,
-                    bins,
-                    frames,
-                    hop_s: fe.cfg.features.hop_s(),
-                };
-                Ok(fe.tokens(&s)?)
-            })
-            .collect::<Result<Vec<SampleTokens>>>()?;
+        let samples = random_crops(&fe, b, &mut rng)?;
         let t = Tokens::from_samples(&samples)?;
         let tt = TokenTensors::from_tokens(&t, &Device::Cpu)?;
         let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {

@@ -641,19 +641,7 @@ pub fn export(common: &CommonArgs) -> Result<()> {
     let check = || -> Result<f32> {
         let mut rt = tessera_runtime::Encoder::open(out)?;
         let mut rng = Rng::new(0);
-        let c = fe.cfg.crop;
-        let samples = (0..2)
-            .map(|_| {
-                let n = fe.cfg.channels * c.iter().product::<usize>();
-                let b = tessera_medical::tokenizer::Block {
-                    data: (0..n).map(|_| rng.normal() as f32).collect(),
-                    channels: fe.cfg.channels,
-                    dims: c,
-                    spacing_mm: fe.cfg.spacing_mm,
-                };
-                Ok(fe.tokens(&b)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let samples = random_crops(&fe, 2, &mut rng)?;
         let t = Tokens::from_samples(&samples)?;
         let want = enc
             .embed(&TokenTensors::from_tokens(&t, &Device::Cpu)?)?
@@ -675,53 +663,50 @@ pub fn export(common: &CommonArgs) -> Result<()> {
     Ok(())
 }
 
+/// Tokens of `n` crops of random normal voxels (benchmarks and export checks).
+fn random_crops(fe: &MedicalFrontend, n: usize, rng: &mut Rng) -> Result<Vec<SampleTokens>> {
+    let c = fe.cfg.crop;
+    (0..n)
+        .map(|_| {
+            let len = fe.cfg.channels * c.iter().product::<usize>();
+            let b = tessera_medical::tokenizer::Block {
+                data: (0..len).map(|_| rng.normal() as f32).collect(),
+                channels: fe.cfg.channels,
+                dims: c,
+                spacing_mm: fe.cfg.spacing_mm,
+            };
+            Ok(fe.tokens(&b)?)
+        })
+        .collect()
+}
+
 /// One pretraining step on random crops of the card's size (the 96³/16³ benchmark
 /// with `--preset medical-micro-mae-bench`): samples/s as a JSON line.
 pub fn bench_step(common: &CommonArgs, warmup: usize, steps: usize) -> Result<()> {
     tessera_cli::init_threads(common.threads)?;
     let card = Card::resolve(common)?;
-    let bs = common.batch_size.unwrap_or(4);
     let fe = MedicalFrontend::new(&card.medical)?;
     let mut store = ParamStore::new(card.seed, &Device::Cpu);
     let recipe = card.recipe.build(&card.encoder_config(&fe)?, &mut store)?;
-    let mut opt = tessera_train::AdamW::new(&store, &card.train);
-    let mut rng = Rng::new(card.seed);
-    let c = card.medical.crop;
-    let samples = (0..bs)
-        .map(|_| {
-            let n = card.medical.channels * c.iter().product::<usize>();
-            let b = tessera_medical::tokenizer::Block {
-                data: (0..n).map(|_| rng.normal() as f32).collect(),
-                channels: card.medical.channels,
-                dims: c,
-                spacing_mm: card.medical.spacing_mm,
-            };
-            Ok(fe.tokens(&b)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let samples = random_crops(
+        &fe,
+        common.batch_size.unwrap_or(4),
+        &mut Rng::new(card.seed),
+    )?;
     let batch = Batch {
         views: vec![Tokens::from_samples(&samples)?],
     };
-    let mut timed = 0.0;
-    for i in 0..warmup + steps {
-        let t0 = std::time::Instant::now();
-        let out = recipe.loss(&batch, &mut rng)?;
-        let grads = out.loss.backward()?;
-        opt.step(&store, &grads, 1e-4, i as u64 + 1)?;
-        if i >= warmup {
-            timed += t0.elapsed().as_secs_f64();
-        }
-    }
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1usize);
     println!(
-        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"params_encoder\": {}}}",
-        samples[0].n,
-        (bs * steps) as f64 / timed,
-        1000.0 * timed / steps as f64,
-        store.count(ENCODER_PREFIX)
+        "{}",
+        tessera_train::bench_steps(
+            recipe.as_ref(),
+            &store,
+            &card.train,
+            &batch,
+            card.seed,
+            warmup,
+            steps
+        )?
     );
     Ok(())
 }

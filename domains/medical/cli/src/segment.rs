@@ -423,6 +423,22 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
         );
     }
     let (mut card, fe, enc, mut store) = encoder_for(common, args.random_init)?;
+    if let (Some(cfg), Some(_)) = (&common.config, &common.checkpoint) {
+        // A pretraining run's card comes from its folder; --config still overrides it here
+        // (e.g. `[segment.train] lr = ...`).
+        let text =
+            std::fs::read_to_string(cfg).with_context(|| format!("reading {}", cfg.display()))?;
+        let over: toml::Value =
+            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", cfg.display()))?;
+        let mut base = toml::Value::try_from(&card)?;
+        tessera_cli::deep_merge(&mut base, over);
+        card = base
+            .try_into()
+            .with_context(|| format!("{}: invalid override", cfg.display()))?;
+    }
+    if let Some(seed) = common.seed {
+        card.seed = seed; // data order and crops (and the encoder itself with --random-init)
+    }
     card.segment.freeze_encoder |= args.freeze;
     card.segment.init = match (&common.checkpoint, args.random_init) {
         (Some(run), false) => run.display().to_string(),

@@ -146,8 +146,20 @@ fn pretrain_segment_apply_and_export() {
     let cases = std::fs::read_to_string(seg.join("cases.csv")).unwrap();
     assert_eq!(cases.lines().count(), 1 + 3 * 2, "{cases}");
     // Re-evaluating the saved run gives the same scores.
-    ok(&["segment", "--evaluate", "--checkpoint", &s(&seg), "--data", &s(&manifest), "--out", &s(&d.join("eval"))]);
-    assert_eq!(std::fs::read_to_string(d.join("eval/cases.csv")).unwrap(), cases);
+    ok(&[
+        "segment",
+        "--evaluate",
+        "--checkpoint",
+        &s(&seg),
+        "--data",
+        &s(&manifest),
+        "--out",
+        &s(&d.join("eval")),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(d.join("eval/cases.csv")).unwrap(),
+        cases
+    );
     // Apply the trained head: one label map per input, on a readable grid.
     let preds = d.join("preds");
     ok(&[
