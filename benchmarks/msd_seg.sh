@@ -24,6 +24,8 @@ seg random-finetune --random-init & seg mae-finetune --checkpoint "$R/mae" & wai
 seg vf-finetune --checkpoint "$R/vf" & seg random-frozen --random-init --freeze --config benchmarks/seg_frozen.toml & wait
 seg mae-frozen --checkpoint "$R/mae" --freeze --config benchmarks/seg_frozen.toml &
 seg vf-frozen --checkpoint "$R/vf" --freeze --config benchmarks/seg_frozen.toml & wait
+seg random-finetune-s1 --random-init --seed 1 & seg mae-finetune-s1 --checkpoint "$R/mae" --seed 1 & wait
+seg vf-finetune-s1 --checkpoint "$R/vf" --seed 1
 PY=$(benchmarks/setup_torch.sh)
 "$PY" -m pip install -q nibabel scipy
 (cd benchmarks && "$PY" seg_unet_torch.py --threads 1 --minutes 10 --seed 0 | grep '^{')
