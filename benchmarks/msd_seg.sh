@@ -29,3 +29,4 @@ seg vf-finetune-s1 --checkpoint "$R/vf" --seed 1
 PY=$(benchmarks/setup_torch.sh)
 "$PY" -m pip install -q nibabel scipy
 (cd benchmarks && "$PY" seg_unet_torch.py --threads 1 --minutes 10 --seed 0 | grep '^{')
+(cd benchmarks && "$PY" seg_vit_torch.py --threads 1 --steps 800 --minutes 10 --seed 0 | grep '^{')
