@@ -10,7 +10,7 @@ use common::{max_abs_diff, ort_ready, python, temp_dir};
 use std::path::Path;
 use tessera_core::{Encoder, EncoderConfig, ParamStore, TokenTensors};
 use tessera_export::{export, AxisCoords, GridAxis, GridFront};
-use tessera_tokens::card::{EncoderSummary, OnnxFiles, Training};
+use tessera_tokens::card::Training;
 use tessera_tokens::{CoordAxis, ModelCard, Rng, SampleTokens, TokenLayout, TokenSpec, Tokens};
 
 const P: usize = 6; // 2 x 3 patches, one channel
@@ -27,49 +27,29 @@ fn encoder(registers: usize, learned_coords: bool) -> Encoder {
 }
 
 fn card() -> ModelCard {
-    ModelCard {
-        name: "parity".into(),
-        tessera_version: String::new(),
-        modality: "test".into(),
-        embedding: String::new(),
-        tokens: TokenSpec {
-            p: P,
-            k: K,
-            value_unit: "a.u.".into(),
-            axes: vec![
-                CoordAxis {
-                    name: "rows".into(),
-                    unit: "mm".into(),
-                    scale: 20.0,
-                },
-                CoordAxis {
-                    name: "cols".into(),
-                    unit: "s".into(),
-                    scale: 5.0,
-                },
-            ],
-            layout: TokenLayout::Patch2d {
-                channels: 1,
-                patch: [2, 3],
-                stride: [2, 3],
-            },
+    let axis = |name: &str, unit: &str, scale: f32| CoordAxis {
+        name: name.into(),
+        unit: unit.into(),
+        scale,
+    };
+    let tokens = TokenSpec {
+        p: P,
+        k: K,
+        value_unit: "a.u.".into(),
+        axes: vec![axis("rows", "mm", 20.0), axis("cols", "s", 5.0)],
+        layout: TokenLayout::Patch2d {
+            channels: 1,
+            patch: [2, 3],
+            stride: [2, 3],
         },
-        encoder: EncoderSummary {
-            dim: 0,
-            depth: 0,
-            heads: 0,
-            registers: 0,
-            coord_scales: vec![],
-        },
-        onnx: OnnxFiles {
-            opset: 0,
-            tokens_model: String::new(),
-            grid_model: None,
-            grid_axes: vec![],
-        },
-        training: Training::default(),
-        frontend: toml::Table::new(),
-    }
+    };
+    ModelCard::new(
+        "parity",
+        "test",
+        tokens,
+        Training::default(),
+        toml::Table::new(),
+    )
 }
 
 fn sample(n: usize, rng: &mut Rng) -> SampleTokens {

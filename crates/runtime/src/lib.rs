@@ -128,7 +128,8 @@ pub enum Frontend {
 }
 
 impl Frontend {
-    fn from_card(card: &ModelCard, path: &Path) -> Result<Self> {
+    /// The reader for the card's modality; `None` for modalities without one here.
+    fn from_card(card: &ModelCard, path: &Path) -> Result<Option<Self>> {
         match card.modality.as_str() {
             "audio" => {
                 let cfg: AudioFrontendConfig =
@@ -142,7 +143,7 @@ impl Frontend {
                         msg: "[frontend] has no normalisation statistics (norm)".into(),
                     });
                 }
-                Ok(Frontend::Audio(Box::new(AudioFrontend::new(&cfg)?)))
+                Ok(Some(Frontend::Audio(Box::new(AudioFrontend::new(&cfg)?))))
             }
             "medical" => {
                 let cfg: MedicalFrontendConfig =
@@ -150,9 +151,11 @@ impl Frontend {
                         path: path.to_path_buf(),
                         msg: format!("[frontend] is not a medical front end: {e}"),
                     })?;
-                Ok(Frontend::Medical(Box::new(MedicalFrontend::new(&cfg)?)))
+                Ok(Some(Frontend::Medical(Box::new(MedicalFrontend::new(
+                    &cfg,
+                )?))))
             }
-            other => Err(RuntimeError::Modality(other.into())),
+            _ => Ok(None),
         }
     }
 
@@ -264,10 +267,7 @@ impl Encoder {
                 ),
             });
         }
-        let front = match card.modality.as_str() {
-            "audio" | "medical" => Some(Frontend::from_card(&card, &dir.join("model.toml"))?),
-            _ => None,
-        };
+        let front = Frontend::from_card(&card, &dir.join("model.toml"))?;
         Ok(Self {
             card,
             dir: dir.to_path_buf(),

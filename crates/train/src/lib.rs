@@ -351,3 +351,37 @@ pub fn bench_steps(
         store.count(tessera_recipes::ENCODER_PREFIX)
     ))
 }
+
+/// Epoch-wise shuffled data order that is a pure function of the seed and the epoch (so a
+/// resumed run sees the same samples), with the current epoch's permutation cached.
+#[derive(Debug, Clone)]
+pub struct EpochOrder {
+    seed: u64,
+    n: usize,
+    cached: Option<(usize, Vec<usize>)>,
+}
+
+impl EpochOrder {
+    pub fn new(seed: u64, n: usize) -> Self {
+        Self {
+            seed,
+            n,
+            cached: None,
+        }
+    }
+
+    /// Index of the sample at position `global` of the stream (`global / n` is the epoch).
+    pub fn sample(&mut self, global: usize) -> usize {
+        if self.n == 0 {
+            return 0;
+        }
+        let (epoch, pos) = (global / self.n, global % self.n);
+        if self.cached.as_ref().map(|c| c.0) != Some(epoch) {
+            let perm = Rng::new(self.seed)
+                .fork(&format!("epoch-{epoch}"))
+                .permutation(self.n);
+            self.cached = Some((epoch, perm));
+        }
+        self.cached.as_ref().map(|c| c.1[pos]).unwrap_or(pos)
+    }
+}

@@ -57,7 +57,13 @@ impl VolumeCache {
     }
 
     pub fn stats(&self) -> CacheStats {
-        self.inner.lock().map(|g| g.stats).unwrap_or_default()
+        self.lock().stats
+    }
+
+    /// The state; a panic in another thread while holding the lock leaves it consistent
+    /// (every update is a single insert or remove), so poisoning is ignored.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached volume `key`, or `load()`'s result (cached if it fits). The loader runs
@@ -68,7 +74,7 @@ impl VolumeCache {
         load: impl FnOnce() -> Result<Volume<f32>, MedicalError>,
     ) -> Result<Arc<Volume<f32>>, MedicalError> {
         {
-            let mut g = self.inner.lock().expect("cache lock poisoned");
+            let mut g = self.lock();
             g.clock += 1;
             let now = g.clock;
             if let Some(entry) = g.map.get_mut(&key) {
@@ -81,7 +87,7 @@ impl VolumeCache {
         }
         let v = Arc::new(load()?);
         let size = size_of(&v);
-        let mut g = self.inner.lock().expect("cache lock poisoned");
+        let mut g = self.lock();
         if size > self.limit_bytes {
             g.stats.uncacheable += 1;
             return Ok(v);

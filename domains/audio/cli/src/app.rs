@@ -14,7 +14,9 @@ use tessera_eval::{run_probes, Features, ProbeConfig, ResultRow};
 use tessera_recipes::{Batch, RecipeConfig, ENCODER_PREFIX};
 use tessera_tokens::stats::RunningStats;
 use tessera_tokens::{Rng, SampleTokens, Tokens};
-use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, TrainError};
+use tessera_train::{
+    latest_checkpoint, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
+};
 
 /// Named model cards compiled into the binary (`--preset NAME`).
 pub const PRESETS: Presets = Presets(&[
@@ -185,22 +187,7 @@ pub(crate) fn report_skipped(skipped: &[String]) {
 struct SpecSource<'a> {
     fe: &'a AudioFrontend,
     specs: &'a [Spectrogram],
-    seed: u64,
-    /// The shuffle of the epoch last used (a pure function of seed and epoch).
-    order: Option<(usize, Vec<usize>)>,
-}
-
-impl SpecSource<'_> {
-    /// Index of the sample at position `pos` of epoch `epoch`.
-    fn sample_at(&mut self, epoch: usize, pos: usize) -> usize {
-        if self.order.as_ref().map(|o| o.0) != Some(epoch) {
-            let perm = Rng::new(self.seed)
-                .fork(&format!("epoch-{epoch}"))
-                .permutation(self.specs.len());
-            self.order = Some((epoch, perm));
-        }
-        self.order.as_ref().map(|o| o.1[pos]).unwrap_or(pos)
-    }
+    order: EpochOrder,
 }
 
 impl BatchSource for SpecSource<'_> {
@@ -211,7 +198,6 @@ impl BatchSource for SpecSource<'_> {
         views: usize,
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
-        let n = self.specs.len();
         let target = self
             .fe
             .target_frames()
@@ -220,9 +206,7 @@ impl BatchSource for SpecSource<'_> {
         for _ in 0..views.max(1) {
             let mut samples = Vec::with_capacity(bs);
             for j in 0..bs {
-                let global = (step - 1) as usize * bs + j;
-                let (epoch, pos) = (global / n, global % n);
-                let s = &self.specs[self.sample_at(epoch, pos)];
+                let s = &self.specs[self.order.sample((step - 1) as usize * bs + j)];
                 let start = if s.frames > target {
                     rng.below(s.frames - target + 1)
                 } else {
@@ -308,8 +292,7 @@ pub fn pretrain(
     let mut source = SpecSource {
         fe: &fe,
         specs: &loaded.specs,
-        seed: card.seed,
-        order: None,
+        order: EpochOrder::new(card.seed, loaded.specs.len()),
     };
     let opts = RunOptions {
         run_dir: out,

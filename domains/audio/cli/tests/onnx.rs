@@ -204,18 +204,21 @@ fn export_embed_onnx_and_python_client_agree() {
     // Broken export folders: one clear line, non-zero exit.
     let broken = d.join("broken");
     std::fs::create_dir_all(&broken).unwrap();
-    let o = bin()
-        .args([
-            "embed",
-            "--onnx",
-            &s(&broken),
-            "--data",
-            &s(&wavs),
-            "--out",
-            &s(&d.join("x")),
-        ])
-        .output()
-        .unwrap();
+    let embed_broken = || {
+        bin()
+            .args([
+                "embed",
+                "--onnx",
+                &s(&broken),
+                "--data",
+                &s(&wavs),
+                "--out",
+                &s(&d.join("x")),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = embed_broken();
     assert!(
         !o.status.success() && text(&o).contains("model.toml"),
         "{}",
@@ -227,18 +230,7 @@ fn export_embed_onnx_and_python_client_agree() {
         card.replace("name = \"audio-nano-demo\"", "name = \"other\""),
     )
     .unwrap();
-    let o = bin()
-        .args([
-            "embed",
-            "--onnx",
-            &s(&broken),
-            "--data",
-            &s(&wavs),
-            "--out",
-            &s(&d.join("x")),
-        ])
-        .output()
-        .unwrap();
+    let o = embed_broken();
     assert!(
         !o.status.success() && text(&o).contains("does not match"),
         "{}",

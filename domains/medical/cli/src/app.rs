@@ -15,7 +15,9 @@ use tessera_medical::{MedicalFrontend, MedicalFrontendConfig, Volume};
 use tessera_recipes::{Batch, RecipeConfig, ENCODER_PREFIX};
 use tessera_tokens::card::Training;
 use tessera_tokens::{ModelCard, Rng, SampleTokens, Tokens};
-use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, TrainError};
+use tessera_train::{
+    latest_checkpoint, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
+};
 
 /// Named model cards compiled into the binary (`--preset NAME`).
 pub const PRESETS: Presets = Presets(&[
@@ -107,10 +109,12 @@ pub fn is_volume(p: &Path) -> bool {
 }
 
 /// Volumes of `--data`: a folder (its `images/` or `imagesTr/` sub-folder when present) or a
-/// manifest with an `image` (or `path`) column; test rows dropped when `without_test`.
+/// manifest with an `image` (or `path`) column, labels from `label_column`; test rows dropped
+/// when `without_test`.
 pub fn list_volumes(
     common: &CommonArgs,
     split: &SplitArgs,
+    label_column: Option<&str>,
     without_test: bool,
 ) -> Result<Vec<DataItem>> {
     let data = common.data()?;
@@ -121,7 +125,7 @@ pub fn list_volumes(
         }
     }
     let cols = ManifestColumns {
-        label: None,
+        label: label_column.map(String::from),
         split: split.split_column.clone(),
     };
     let items: Vec<DataItem> = list_data(&spec, &["nii", "gz", "hdr"], &cols)?
@@ -141,9 +145,8 @@ pub struct VolumeSource<'a> {
     pub fe: &'a MedicalFrontend,
     pub paths: &'a [PathBuf],
     pub cache: &'a VolumeCache,
-    pub seed: u64,
     pub strict: bool,
-    order: Option<(usize, Vec<usize>)>,
+    order: EpochOrder,
     /// Unreadable volumes: reported once, then passed over.
     bad: std::collections::HashSet<usize>,
     pub skipped: Vec<String>,
@@ -161,22 +164,11 @@ impl<'a> VolumeSource<'a> {
             fe,
             paths,
             cache,
-            seed,
             strict,
-            order: None,
+            order: EpochOrder::new(seed, paths.len()),
             bad: Default::default(),
             skipped: Vec::new(),
         }
-    }
-
-    fn sample_at(&mut self, epoch: usize, pos: usize) -> usize {
-        if self.order.as_ref().map(|o| o.0) != Some(epoch) {
-            let perm = Rng::new(self.seed)
-                .fork(&format!("epoch-{epoch}"))
-                .permutation(self.paths.len());
-            self.order = Some((epoch, perm));
-        }
-        self.order.as_ref().map(|o| o.1[pos]).unwrap_or(pos)
     }
 
     fn volume(&mut self, i: usize) -> tessera_train::Result<Option<Arc<Volume<f32>>>> {
@@ -229,7 +221,7 @@ impl BatchSource for VolumeSource<'_> {
                     self.skipped.first().cloned().unwrap_or_default()
                 )));
             }
-            let i = self.sample_at(global / n, global % n);
+            let i = self.order.sample(global);
             if let Some(v) = self.volume(i)? {
                 picked.push(v);
             }
@@ -276,7 +268,7 @@ pub fn pretrain(
     if let (false, Some(data)) = (resume, &common.data) {
         card.data = data.display().to_string();
     }
-    let paths: Vec<PathBuf> = list_volumes(common, split, true)?
+    let paths: Vec<PathBuf> = list_volumes(common, split, None, true)?
         .into_iter()
         .map(|i| i.path)
         .collect();
@@ -421,7 +413,7 @@ pub fn embed(
     tessera_cli::init_threads(common.threads)?;
     let out = common.out()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let items = list_volumes(common, split, false)?;
+    let items = list_volumes(common, split, None, false)?;
     let (kept, data, d) = match onnx {
         Some(dir) => {
             let mut rt = tessera_runtime::Encoder::open_with(
@@ -470,14 +462,7 @@ pub fn probe(
     let out = common.out()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let (card, fe, enc, _store) = encoder_for(common, random_init)?;
-    let cols = ManifestColumns {
-        label: Some(label_column.into()),
-        split: split.split_column.clone(),
-    };
-    let items: Vec<DataItem> = list_data(common.data()?, &["nii", "gz", "hdr"], &cols)?
-        .into_iter()
-        .filter(|i| is_volume(&i.path))
-        .collect();
+    let items = list_volumes(common, split, Some(label_column), false)?;
     let (kept, tokens) = centre_tokens(&fe, items, common.strict)?;
     let f = embed_tokens(&enc, &tokens)?;
     let mut classes: Vec<String> = kept.iter().filter_map(|i| i.label.clone()).collect();
@@ -525,7 +510,7 @@ pub fn probe(
 pub fn stats(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
     let out = common.out()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let items = list_volumes(common, split, false)?;
+    let items = list_volumes(common, split, None, false)?;
     let bar = progress(items.len() as u64, "reading");
     let mut rows =
         vec!["file,nx,ny,nz,channels,sx_mm,sy_mm,sz_mm,datatype,axcodes,min,max,mean".to_string()];

@@ -27,7 +27,9 @@ use tessera_medical::{LabelMap, MedicalFrontend, Volume};
 use tessera_recipes::fusion::fusion_losses;
 use tessera_recipes::{Batch, Recipe, StepOutput};
 use tessera_tokens::{Rng, Tokens};
-use tessera_train::{latest_checkpoint, BatchSource, RunOptions, TrainConfig, TrainError};
+use tessera_train::{
+    latest_checkpoint, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
+};
 
 #[derive(Debug, Clone, Args)]
 pub struct SegmentArgs {
@@ -206,7 +208,7 @@ struct CaseSource<'a> {
     fe: &'a MedicalFrontend,
     labels_tk: VolumeTokenizer,
     cases: &'a [Case],
-    seed: u64,
+    order: EpochOrder,
     fg_fraction: f64,
 }
 
@@ -218,17 +220,11 @@ impl BatchSource for CaseSource<'_> {
         _views: usize,
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
-        let n = self.cases.len();
         let crop = self.fe.cfg.crop;
         let data = |e: tessera_medical::MedicalError| TrainError::Data(e.to_string());
         let (mut imgs, mut labs) = (Vec::with_capacity(bs), Vec::with_capacity(bs));
         for j in 0..bs {
-            let global = (step - 1) as usize * bs + j;
-            let (epoch, pos) = (global / n, global % n);
-            let perm = Rng::new(self.seed)
-                .fork(&format!("epoch-{epoch}"))
-                .permutation(n);
-            let case = &self.cases[perm[pos]];
+            let case = &self.cases[self.order.sample((step - 1) as usize * bs + j)];
             let v = &case.image;
             let origin = if !case.foreground.is_empty() && rng.uniform() < self.fg_fraction {
                 let i = case.foreground[rng.below(case.foreground.len())];
@@ -345,12 +341,10 @@ fn predict(model: &SegModel, fe: &MedicalFrontend, v: &Volume<f32>) -> Result<Ve
                             let m = (0..c)
                                 .map(|k| lv[k * plane + i])
                                 .fold(f32::NEG_INFINITY, f32::max);
-                            let e: Vec<f32> =
-                                (0..c).map(|k| (lv[k * plane + i] - m).exp()).collect();
-                            let sum: f32 = e.iter().sum();
+                            let sum: f32 = (0..c).map(|k| (lv[k * plane + i] - m).exp()).sum();
                             let gi = (g[2] as usize * ny + g[1] as usize) * nx + g[0] as usize;
                             for k in 0..c {
-                                prob[k * n + gi] += e[k] / sum;
+                                prob[k * n + gi] += (lv[k * plane + i] - m).exp() / sum;
                             }
                         }
                     }
@@ -508,7 +502,7 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
             1,
         )?,
         cases: &cases,
-        seed: card.seed,
+        order: EpochOrder::new(card.seed, cases.len()),
         fg_fraction: card.segment.foreground_crop_fraction,
     };
     let opts = RunOptions {
@@ -629,7 +623,7 @@ fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
     let out = common.out()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let (_card, fe, model) = load_run(common)?;
-    let items = crate::app::list_volumes(common, split, false)?;
+    let items = crate::app::list_volumes(common, split, None, false)?;
     let bar = progress(items.len() as u64, "segmenting");
     for it in &items {
         let v = fe.load(&it.path)?;
