@@ -131,6 +131,15 @@ impl EncoderOutput {
     }
 }
 
+/// `prefix.name`, or `name` when the prefix is empty.
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
 #[derive(Clone)]
 pub struct Encoder {
     pub cfg: EncoderConfig,
@@ -147,13 +156,7 @@ impl Encoder {
     /// Builds (or re-binds) the encoder's parameters under `prefix` (e.g. `encoder`).
     pub fn new(cfg: &EncoderConfig, store: &mut ParamStore, prefix: &str) -> Result<Self> {
         cfg.validate()?;
-        let p = |s: &str| {
-            if prefix.is_empty() {
-                s.to_string()
-            } else {
-                format!("{prefix}.{s}")
-            }
-        };
+        let p = |s: &str| join(prefix, s);
         let d = cfg.dim;
         let coord_enc = FourierEncoding::new(&cfg.coord_scales, d, &cfg.fourier, store.device())?;
         let coord_proj = if cfg.learned_coords {
@@ -190,6 +193,21 @@ impl Encoder {
             blocks,
             norm: LayerNorm::new(store, &p("norm"), d, cfg.norm_eps)?,
         })
+    }
+
+    /// Layer-wise learning-rate decay for fine-tuning (BEiT, arXiv:2106.08254; MAE's
+    /// fine-tuning recipe): block `i` of `L` learns at `decay^(L − i)` times the scheduled
+    /// rate, the embeddings (patch, coordinate, CLS and register tokens) at `decay^(L + 1)`,
+    /// the final norm (and every parameter outside `prefix`, such as a task head) at 1.
+    pub fn set_layer_decay(&self, store: &mut ParamStore, prefix: &str, decay: f64) {
+        let p = |s: &str| join(prefix, s);
+        let depth = self.blocks.len() as i32;
+        for name in ["patch_embed", "coord_embed", "cls_token", "reg_token"] {
+            store.set_lr_scale(&p(name), decay.powi(depth + 1));
+        }
+        for i in 0..depth {
+            store.set_lr_scale(&p(&format!("blocks.{i}")), decay.powi(depth - i));
+        }
     }
 
     /// Embeds values and coordinates: `[B, N, D]` (no CLS).
@@ -277,6 +295,33 @@ mod tests {
         cfg.layer_scale = Some(0.5);
         let mut store = ParamStore::new(0, &Device::Cpu);
         Encoder::new(&cfg, &mut store, "encoder").unwrap()
+    }
+
+    #[test]
+    fn layer_decay_scales_by_depth() {
+        let mut cfg = EncoderConfig::preset("nano", 6, vec![10.0, 10.0]).unwrap();
+        cfg.depth = 11; // `blocks.1` must not also match `blocks.10`
+        cfg.registers = 1;
+        let mut store = ParamStore::new(0, &Device::Cpu);
+        let enc = Encoder::new(&cfg, &mut store, "encoder").unwrap();
+        store
+            .get(
+                "head.w",
+                &[2],
+                crate::params::Init::Zeros,
+                crate::params::Decay::Yes,
+            )
+            .unwrap();
+        enc.set_layer_decay(&mut store, "encoder", 0.5);
+        let scale = |n: &str| store.param(n).unwrap().lr_scale;
+        assert_eq!(scale("encoder.patch_embed.proj.weight"), 0.5f64.powi(12));
+        assert_eq!(scale("encoder.cls_token"), 0.5f64.powi(12));
+        assert_eq!(scale("encoder.reg_token"), 0.5f64.powi(12));
+        assert_eq!(scale("encoder.blocks.0.attn.qkv.weight"), 0.5f64.powi(11));
+        assert_eq!(scale("encoder.blocks.1.attn.qkv.weight"), 0.5f64.powi(10));
+        assert_eq!(scale("encoder.blocks.10.mlp.fc1.weight"), 0.5);
+        assert_eq!(scale("encoder.norm.weight"), 1.0);
+        assert_eq!(scale("head.w"), 1.0);
     }
 
     #[test]

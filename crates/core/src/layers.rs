@@ -1,5 +1,5 @@
 //! Small building blocks: linear, layer norm, multi-head self-attention with a padding
-//! mask, GELU MLP, pre-norm block with optional LayerScale. Each is built with
+//! mask, GELU MLP, pre-norm block with optional LayerScale, a 3-D convolution. Each is built with
 //! `new(store, prefix, ...)` so names mirror timm's ViT.
 
 use crate::ops;
@@ -51,6 +51,62 @@ impl Linear {
         let last = out.len() - 1;
         out[last] = self.weight.dim(0)?;
         Ok(y.reshape(out)?)
+    }
+}
+
+/// A `k×k×k` convolution with zero "same" padding and stride 1 on channel-last volumes,
+/// computed as one GEMM over the unfolded neighbourhoods (so the backward pass is GEMMs
+/// and copies too). `weight [out, k³·in]`, neighbourhood-major (`dz, dy, dx`, then input
+/// channel), He-normal initialised.
+#[derive(Clone)]
+pub struct Conv3d {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub kernel: usize,
+}
+
+impl Conv3d {
+    pub fn new(
+        store: &mut ParamStore,
+        prefix: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+    ) -> Result<Self> {
+        if kernel % 2 == 0 {
+            return Err(crate::CoreError::Config(format!(
+                "{prefix}: convolution kernel must be odd, got {kernel}"
+            )));
+        }
+        let fan_in = kernel.pow(3) * c_in;
+        let weight = store.get(
+            &format!("{prefix}.weight"),
+            &[c_out, fan_in],
+            Init::TruncNormal((2.0 / fan_in as f32).sqrt()),
+            Decay::Yes,
+        )?;
+        let bias = store.get(&format!("{prefix}.bias"), &[c_out], Init::Zeros, Decay::No)?;
+        Ok(Self {
+            weight,
+            bias,
+            kernel,
+        })
+    }
+
+    /// # Shapes
+    /// `x [B, Z, Y, X, in]` → `[B, Z, Y, X, out]`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, z, y, w, c) = x.dims5()?;
+        let k = self.kernel;
+        let y_out = if k == 1 {
+            x.reshape((b * z * y * w, c))?.matmul(&self.weight.t()?)?
+        } else {
+            ops::unfold3d(x, k)?
+                .reshape((b * z * y * w, k * k * k * c))?
+                .matmul(&self.weight.t()?)?
+        };
+        let y_out = ops::add_bias(&y_out, &self.bias)?;
+        Ok(y_out.reshape((b, z, y, w, self.weight.dim(0)?))?)
     }
 }
 
@@ -196,4 +252,106 @@ pub fn masked_mean(x: &Tensor, padding: &Tensor) -> Result<Tensor> {
     let sum = x.broadcast_mul(&keep)?.sum(1)?;
     let count = keep.sum(1)?.clamp(1.0, f64::MAX)?;
     Ok(sum.broadcast_div(&count)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use tessera_tokens::Rng;
+
+    /// Direct convolution, channel-last, zero padding.
+    fn naive(x: &[f32], dims: [usize; 5], w: &[f32], bias: &[f32], k: usize) -> Vec<f32> {
+        let [b, z, y, xx, c] = dims;
+        let o = bias.len();
+        let h = (k / 2) as isize;
+        let mut out = vec![0f32; b * z * y * xx * o];
+        for bi in 0..b {
+            for zi in 0..z {
+                for yi in 0..y {
+                    for xi in 0..xx {
+                        for oi in 0..o {
+                            let mut acc = bias[oi];
+                            for dz in 0..k {
+                                for dy in 0..k {
+                                    for dx in 0..k {
+                                        let (sz, sy, sx) = (
+                                            zi as isize + dz as isize - h,
+                                            yi as isize + dy as isize - h,
+                                            xi as isize + dx as isize - h,
+                                        );
+                                        if sz < 0 || sy < 0 || sx < 0 {
+                                            continue;
+                                        }
+                                        let (sz, sy, sx) = (sz as usize, sy as usize, sx as usize);
+                                        if sz >= z || sy >= y || sx >= xx {
+                                            continue;
+                                        }
+                                        for ci in 0..c {
+                                            let xv =
+                                                x[(((bi * z + sz) * y + sy) * xx + sx) * c + ci];
+                                            let wi = ((dz * k + dy) * k + dx) * c + ci;
+                                            acc += w[oi * k * k * k * c + wi] * xv;
+                                        }
+                                    }
+                                }
+                            }
+                            out[(((bi * z + zi) * y + yi) * xx + xi) * o + oi] = acc;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv3d_matches_direct_convolution_and_has_gradients() {
+        let dev = Device::Cpu;
+        let mut rng = Rng::new(3);
+        for k in [1, 3] {
+            let dims = [2, 3, 4, 5, 2];
+            let mut store = ParamStore::new(k as u64, &dev);
+            let conv = Conv3d::new(&mut store, "c", 2, 3, k).unwrap();
+            let bias: Vec<f32> = (0..3).map(|_| rng.normal() as f32).collect();
+            let conv = Conv3d {
+                bias: Tensor::new(bias.as_slice(), &dev).unwrap(),
+                ..conv
+            };
+            let n: usize = dims.iter().product();
+            let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+            let xt = Var::from_tensor(&Tensor::from_vec(x.clone(), dims.to_vec(), &dev).unwrap())
+                .unwrap();
+            let y = conv.forward(xt.as_tensor()).unwrap();
+            let w: Vec<f32> = conv.weight.flatten_all().unwrap().to_vec1().unwrap();
+            let want = naive(&x, dims, &w, &bias, k);
+            let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(y.dims(), &[2, 3, 4, 5, 3]);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "k={k}: {a} vs {b}");
+            }
+            // d(sum y)/dx at one voxel: the sum of the weights that reach it.
+            let g = y.sum_all().unwrap().backward().unwrap();
+            let gx: Vec<f32> = g
+                .get(xt.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let eps = 1e-2;
+            let i = 2 * 5 * 2 + 3 * 2 + 1; // an interior voxel's channel 1
+            let mut xp = x.clone();
+            xp[i] += eps;
+            let fd: f32 = (naive(&xp, dims, &w, &bias, k).iter().sum::<f32>()
+                - want.iter().sum::<f32>())
+                / eps;
+            assert!(
+                (gx[i] - fd).abs() < 1e-2 * (1.0 + fd.abs()),
+                "k={k}: {} vs {fd}",
+                gx[i]
+            );
+        }
+        assert!(Conv3d::new(&mut ParamStore::new(0, &dev), "c", 1, 1, 2).is_err());
+    }
 }

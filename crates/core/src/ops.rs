@@ -658,3 +658,140 @@ mod tests {
         }
     }
 }
+
+/// The `k³` neighbourhoods of a channel-last volume `[B, Z, Y, X, C]`, zero-padded:
+/// `[B, Z, Y, X, k³·C]`, neighbourhood-major (`dz, dy, dx`, then channel). Its backward
+/// pass is [`Fold3d`], which sums each neighbourhood gradient back onto its voxels.
+struct Unfold3d {
+    k: usize,
+}
+
+/// Shape `[B, Z, Y, X, C]` of a channel-last volume layout.
+fn dims5(l: &Layout, op: &str) -> candle_core::Result<[usize; 5]> {
+    match l.dims() {
+        &[b, z, y, x, c] => Ok([b, z, y, x, c]),
+        d => candle_core::bail!("{op}: expected [B, Z, Y, X, C], got {d:?}"),
+    }
+}
+
+/// For output voxel `(z, y, x)` and offset `(dz, dy, dx)`, the source voxel index inside
+/// one `[Z, Y, X]` volume, or `None` in the zero padding.
+#[inline]
+fn neighbour(p: [usize; 3], d: [usize; 3], h: usize, dims: [usize; 3]) -> Option<usize> {
+    let mut s = [0usize; 3];
+    for a in 0..3 {
+        let v = (p[a] + d[a]).checked_sub(h)?;
+        if v >= dims[a] {
+            return None;
+        }
+        s[a] = v;
+    }
+    Some((s[0] * dims[1] + s[1]) * dims[2] + s[2])
+}
+
+impl CustomOp1 for Unfold3d {
+    fn name(&self) -> &'static str {
+        "tessera-unfold3d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, "unfold3d")?;
+        let [b, z, y, w, c] = dims5(l, "unfold3d")?;
+        let (k, h) = (self.k, self.k / 2);
+        let kc = k * k * k * c;
+        let vol = z * y * w;
+        let mut out = vec![0f32; b * vol * kc];
+        // One task per (batch, z) slice of output voxels.
+        out.par_chunks_mut(y * w * kc)
+            .enumerate()
+            .for_each(|(bz, chunk)| {
+                let (bi, zi) = (bz / z, bz % z);
+                let src = &x[bi * vol * c..(bi + 1) * vol * c];
+                for yi in 0..y {
+                    for xi in 0..w {
+                        let row = &mut chunk[(yi * w + xi) * kc..(yi * w + xi + 1) * kc];
+                        let mut o = 0;
+                        for dz in 0..k {
+                            for dy in 0..k {
+                                for dx in 0..k {
+                                    let n = neighbour([zi, yi, xi], [dz, dy, dx], h, [z, y, w]);
+                                    if let Some(n) = n {
+                                        row[o..o + c].copy_from_slice(&src[n * c..(n + 1) * c]);
+                                    }
+                                    o += c;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from(vec![b, z, y, w, kc])))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?.apply_op1_no_bwd(&Fold3d { k: self.k })?,
+        ))
+    }
+}
+
+/// The adjoint of [`Unfold3d`]: `[B, Z, Y, X, k³·C]` → `[B, Z, Y, X, C]`, each voxel
+/// gathering the gradient of every neighbourhood it appears in.
+struct Fold3d {
+    k: usize,
+}
+
+impl CustomOp1 for Fold3d {
+    fn name(&self) -> &'static str {
+        "tessera-fold3d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = contiguous(s, l, "fold3d")?;
+        let [b, z, y, w, kc] = dims5(l, "fold3d")?;
+        let (k, h) = (self.k, self.k / 2);
+        let c = kc / (k * k * k);
+        let vol = z * y * w;
+        let mut out = vec![0f32; b * vol * c];
+        out.par_chunks_mut(y * w * c)
+            .enumerate()
+            .for_each(|(bz, chunk)| {
+                let (bi, zi) = (bz / z, bz % z);
+                let src = &g[bi * vol * kc..(bi + 1) * vol * kc];
+                for yi in 0..y {
+                    for xi in 0..w {
+                        let acc = &mut chunk[(yi * w + xi) * c..(yi * w + xi + 1) * c];
+                        // Voxel p is neighbour (dz, dy, dx) of output q = p − d + h, i.e.
+                        // the neighbour of p at the mirrored offset (k − 1 − d).
+                        for dz in 0..k {
+                            for dy in 0..k {
+                                for dx in 0..k {
+                                    let m = [k - 1 - dz, k - 1 - dy, k - 1 - dx];
+                                    let Some(q) = neighbour([zi, yi, xi], m, h, [z, y, w]) else {
+                                        continue;
+                                    };
+                                    let o = ((dz * k + dy) * k + dx) * c;
+                                    let r = &src[q * kc + o..q * kc + o + c];
+                                    for (a, v) in acc.iter_mut().zip(r) {
+                                        *a += v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from(vec![b, z, y, w, c])))
+    }
+}
+
+/// The zero-padded `k³` neighbourhoods of a channel-last volume (see [`Unfold3d`]), with a
+/// backward pass.
+pub fn unfold3d(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Unfold3d { k })
+}

@@ -36,6 +36,9 @@ pub struct Param {
     pub decay: Decay,
     /// Trained by the optimiser (false for EMA teachers and frozen parts).
     pub trainable: bool,
+    /// Multiplies the scheduled learning rate (and so the decoupled weight decay) for this
+    /// parameter: 1 by default, below 1 for early layers under layer-wise decay.
+    pub lr_scale: f64,
 }
 
 /// All parameters of a model, by name.
@@ -107,6 +110,7 @@ impl ParamStore {
                 var,
                 decay,
                 trainable: true,
+                lr_scale: 1.0,
             },
         );
         Ok(t)
@@ -117,6 +121,16 @@ impl ParamStore {
         for (n, p) in self.params.iter_mut() {
             if n.starts_with(prefix) {
                 p.trainable = trainable;
+            }
+        }
+    }
+
+    /// Sets the learning-rate multiplier of every parameter named `name` (exactly) or
+    /// under `name.`.
+    pub fn set_lr_scale(&mut self, name: &str, scale: f64) {
+        for (n, p) in self.params.iter_mut() {
+            if n == name || n.strip_prefix(name).is_some_and(|r| r.starts_with('.')) {
+                p.lr_scale = scale;
             }
         }
     }

@@ -75,13 +75,14 @@ impl AdamW {
         let [b1, b2] = self.betas;
         let bc1 = 1.0 - b1.powi(step as i32);
         let bc2 = 1.0 - b2.powi(step as i32);
-        let step_size = (lr / bc1) as f32;
         let bc2_sqrt = bc2.sqrt() as f32;
         let (b1, b2, eps) = (b1 as f32, b2 as f32, self.eps as f32);
         for (name, g) in gs {
             let Some(p) = store.param(&name) else {
                 continue;
             };
+            let lr = lr * p.lr_scale;
+            let step_size = (lr / bc1) as f32;
             let decay = if p.decay == Decay::Yes {
                 (lr * self.weight_decay) as f32
             } else {

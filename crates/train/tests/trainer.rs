@@ -184,3 +184,49 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn lr_scale_applies_per_parameter() {
+    // Scale 0 freezes a parameter for the optimiser (update and weight decay); scale 1
+    // parameters still move.
+    let cfg = TrainConfig {
+        steps: 3,
+        batch_size: 4,
+        lr: 1e-3,
+        weight_decay: 0.5,
+        checkpoint_every: 1000,
+        ..Default::default()
+    };
+    let (enc, rc) = setup();
+    let mut store = ParamStore::new(7, &Device::Cpu);
+    let mut recipe = rc.build(&enc, &mut store).unwrap();
+    store.set_lr_scale("encoder.blocks.0", 0.0);
+    let before = weights(&store);
+    let dir = tempdir("lr-scale");
+    let opts = RunOptions {
+        run_dir: &dir,
+        seed: 7,
+        resume: false,
+        config_toml: String::new(),
+        progress: false,
+    };
+    train(
+        recipe.as_mut(),
+        &store,
+        &mut Sines { poison_at: None },
+        &cfg,
+        &opts,
+    )
+    .unwrap();
+    let after = weights(&store);
+    let (mut frozen, mut moved) = (0, 0);
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        if name.starts_with("encoder.blocks.0.") {
+            assert_eq!(a, b, "{name} moved at lr scale 0");
+            frozen += 1;
+        } else if name.starts_with("encoder.blocks.1.") && a != b {
+            moved += 1;
+        }
+    }
+    assert!(frozen > 0 && moved > 0, "frozen {frozen}, moved {moved}");
+}

@@ -3,7 +3,11 @@
 //! The head maps each patch token to voxel logits: `LayerNorm → Linear(D → P·C)` (SETR's
 //! "naive" head at patch resolution, one logit per voxel and class) plus, with
 //! `skip_values`, a linear map of the patch's own normalised voxels (`Linear(P → P·C)`), a
-//! full-resolution skip that lets boundaries follow the intensities. The loss is
+//! full-resolution skip that lets boundaries follow the intensities. With `conv_layers > 0`
+//! the head is a light convolutional decoder instead (UNETR's last stage): each token maps
+//! to `decoder_features` per voxel, the voxels' own intensities are concatenated, and
+//! `conv_layers` 3×3×3 convolutions of `conv_channels` with ReLU and a 1×1×1 convolution
+//! give the logits, so each voxel sees its neighbours across patch borders. The loss is
 //! cross-entropy plus soft Dice over all classes (nnU-Net's loss). Training runs through the
 //! shared trainer (checkpoints, resume, schedule) on random crops of the labelled cases,
 //! `foreground_crop_fraction` of them centred on a labelled voxel; inference slides windows
@@ -18,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessera_cli::{list_data, progress, CommonArgs, DataItem, ManifestColumns};
-use tessera_core::layers::{LayerNorm, Linear};
+use tessera_core::layers::{Conv3d, LayerNorm, Linear};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_eval::segmentation::{score_case, summarise_segmentation, CaseScores};
 use tessera_medical::synth::{write_nifti, Voxels};
@@ -65,6 +69,12 @@ fn yes() -> bool {
 fn one() -> f64 {
     1.0
 }
+fn sixteen() -> usize {
+    16
+}
+fn eight() -> usize {
+    8
+}
 fn two_thirds() -> f64 {
     0.67
 }
@@ -83,6 +93,19 @@ pub struct SegmentConfig {
     pub dice_weight: f64,
     #[serde(default = "two_thirds")]
     pub foreground_crop_fraction: f64,
+    /// Layer-wise learning-rate decay of a fine-tuned encoder (1 = none; MAE fine-tunes
+    /// with 0.65-0.75): block `i` of `L` learns at `layer_decay^(L − i)` × the rate.
+    #[serde(default = "one")]
+    pub layer_decay: f64,
+    /// 3×3×3 convolutions of the decoder (0: the per-token linear head alone).
+    #[serde(default)]
+    pub conv_layers: usize,
+    /// Channels of each decoder convolution.
+    #[serde(default = "sixteen")]
+    pub conv_channels: usize,
+    /// Features per voxel that each token is mapped to before the convolutions.
+    #[serde(default = "eight")]
+    pub decoder_features: usize,
     /// Set when the run was initialised from a pretraining run (recorded, not read).
     #[serde(default)]
     pub init: String,
@@ -97,7 +120,14 @@ pub struct SegModel {
     norm: LayerNorm,
     head: Linear,
     skip: Option<Linear>,
+    /// The convolutional decoder: 3×3×3 layers, then the 1×1×1 classifier.
+    convs: Vec<Conv3d>,
     voxels: usize,
+    /// Patch `[px, py, pz]` and tokens per axis `[gx, gy, gz]` of a training crop (the
+    /// decoder reassembles the token grid of such windows).
+    patch: [usize; 3],
+    grid: [usize; 3],
+    in_channels: usize,
 }
 
 impl SegModel {
@@ -105,25 +135,59 @@ impl SegModel {
         cfg: &SegmentConfig,
         encoder: Encoder,
         store: &mut ParamStore,
-        voxels: usize,
+        patch: [usize; 3],
+        crop: [usize; 3],
     ) -> Result<Self> {
         let d = encoder.cfg.dim;
         let p = encoder.cfg.patch_dim;
         let c = cfg.classes;
+        let voxels = patch.iter().product::<usize>();
+        let in_channels = p / voxels.max(1);
         if c < 2 {
             bail!("segment: classes must be at least 2 (background and one structure)");
         }
+        if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) {
+            bail!(
+                "segment: layer_decay must be in (0, 1], got {}",
+                cfg.layer_decay
+            );
+        }
+        encoder.set_layer_decay(store, tessera_recipes::ENCODER_PREFIX, cfg.layer_decay);
+        let conv = cfg.conv_layers > 0;
+        let mut convs = Vec::new();
+        if conv {
+            if cfg.conv_channels == 0 || cfg.decoder_features == 0 {
+                bail!("segment: conv_channels and decoder_features must be positive");
+            }
+            let mut width = cfg.decoder_features + if cfg.skip_values { in_channels } else { 0 };
+            for i in 0..cfg.conv_layers {
+                convs.push(Conv3d::new(
+                    store,
+                    &format!("seg.decoder.conv{i}"),
+                    width,
+                    cfg.conv_channels,
+                    3,
+                )?);
+                width = cfg.conv_channels;
+            }
+            convs.push(Conv3d::new(store, "seg.decoder.classifier", width, c, 1)?);
+        }
+        let per_voxel = if conv { cfg.decoder_features } else { c };
         Ok(Self {
             norm: LayerNorm::new(store, "seg.head.norm", d, encoder.cfg.norm_eps)?,
-            head: Linear::new(store, "seg.head.proj", d, voxels * c, true)?,
-            skip: if cfg.skip_values {
+            head: Linear::new(store, "seg.head.proj", d, voxels * per_voxel, true)?,
+            skip: if cfg.skip_values && !conv {
                 Some(Linear::new(store, "seg.skip", p, voxels * c, false)?)
             } else {
                 None
             },
+            convs,
             cfg: cfg.clone(),
             encoder,
             voxels,
+            patch,
+            grid: [0, 1, 2].map(|a| crop[a] / patch[a]),
+            in_channels,
         })
     }
 
@@ -137,8 +201,64 @@ impl SegModel {
         if let Some(s) = &self.skip {
             y = (y + s.forward(&t.values)?)?;
         }
-        Ok(y)
+        if self.convs.is_empty() {
+            return Ok(y);
+        }
+        // Token rows → channel-last voxel grid [B, Z, Y, X, F (+ intensities)].
+        let n = y.dim(1)?;
+        let [gx, gy, gz] = self.grid;
+        if n != gx * gy * gz {
+            return Err(CoreError::Shape {
+                what: "segment decoder tokens".into(),
+                expected: format!("{} (a {gx}x{gy}x{gz} grid)", gx * gy * gz),
+                got: n.to_string(),
+            });
+        }
+        let mut g = tokens_to_grid(&y, self.grid, self.patch, self.cfg.decoder_features)?;
+        if self.cfg.skip_values {
+            let v = tokens_to_grid(&t.values, self.grid, self.patch, self.in_channels)?;
+            g = Tensor::cat(&[g, v], 4)?;
+        }
+        let last = self.convs.len() - 1;
+        for (i, conv) in self.convs.iter().enumerate() {
+            g = conv.forward(&g)?;
+            if i < last {
+                g = g.relu()?;
+            }
+        }
+        Ok(grid_to_tokens(&g, self.grid, self.patch)?)
     }
+}
+
+/// Token rows `[B, N, F·V]` of a full `grid` of `patch`es (tokens z-slowest, values
+/// feature-major then voxel `(z, y, x)`, as the volume tokenizer writes them) → the
+/// channel-last voxel grid `[B, Z, Y, X, F]`.
+pub fn tokens_to_grid(
+    rows: &Tensor,
+    grid: [usize; 3],
+    patch: [usize; 3],
+    f: usize,
+) -> candle_core::Result<Tensor> {
+    let b = rows.dim(0)?;
+    let ([gx, gy, gz], [px, py, pz]) = (grid, patch);
+    rows.reshape(vec![b, gz, gy, gx, f, pz, py, px])?
+        .permute([0, 1, 5, 2, 6, 3, 7, 4])?
+        .contiguous()?
+        .reshape((b, gz * pz, gy * py, gx * px, f))
+}
+
+/// The inverse of [`tokens_to_grid`]: `[B, Z, Y, X, F]` → `[B, N, F·V]`.
+pub fn grid_to_tokens(
+    g: &Tensor,
+    grid: [usize; 3],
+    patch: [usize; 3],
+) -> candle_core::Result<Tensor> {
+    let (b, _, _, _, f) = g.dims5()?;
+    let ([gx, gy, gz], [px, py, pz]) = (grid, patch);
+    g.reshape(vec![b, gz, pz, gy, py, gx, px, f])?
+        .permute([0, 1, 3, 5, 7, 2, 4, 6])?
+        .contiguous()?
+        .reshape((b, gx * gy * gz, f * px * py * pz))
 }
 
 impl Recipe for SegModel {
@@ -376,8 +496,13 @@ fn score(pred: &[u8], truth: &LabelMap, classes: usize) -> Result<CaseScores> {
 }
 
 fn build_model(card: &Card, enc: Encoder, store: &mut ParamStore) -> Result<SegModel> {
-    let voxels = card.medical.tokenizer.patch.iter().product::<usize>();
-    SegModel::new(&card.segment, enc, store, voxels)
+    SegModel::new(
+        &card.segment,
+        enc,
+        store,
+        card.medical.tokenizer.patch,
+        card.medical.crop,
+    )
 }
 
 pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result<()> {
@@ -649,4 +774,49 @@ fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
     bar.finish_and_clear();
     println!("wrote {} label maps to {}", items.len(), out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_medical::tokenizer::Block;
+
+    #[test]
+    fn decoder_grid_matches_the_tokenizer_layout() {
+        // Anisotropic patch and grid, two channels: the tokens of a block, reassembled,
+        // are the block's voxels (channel-last), and the inverse gives the tokens back.
+        let (patch, dims, ch) = ([2, 3, 1], [4, 6, 3], 2);
+        let n: usize = dims.iter().product();
+        let data: Vec<f32> = (0..n * ch).map(|i| i as f32).collect();
+        let block = Block {
+            data: data.clone(),
+            channels: ch,
+            dims,
+            spacing_mm: [1.0; 3],
+        };
+        let tk = VolumeTokenizer::new(&PatchConfig { patch }, ch).unwrap();
+        let t = tk.tokenize(&block).unwrap();
+        let grid = tk.grid(dims);
+        let rows = Tensor::from_vec(t.values.clone(), (1, t.n, t.p), &Device::Cpu).unwrap();
+        let g = tokens_to_grid(&rows, grid, patch, ch).unwrap();
+        assert_eq!(g.dims(), &[1, 3, 6, 4, 2]);
+        let flat: Vec<f32> = g.flatten_all().unwrap().to_vec1().unwrap();
+        for z in 0..3 {
+            for y in 0..6 {
+                for x in 0..4 {
+                    for c in 0..ch {
+                        let got = flat[((z * 6 + y) * 4 + x) * ch + c];
+                        assert_eq!(got, data[block.index(c, x, y, z)], "voxel {x},{y},{z} c{c}");
+                    }
+                }
+            }
+        }
+        let back: Vec<f32> = grid_to_tokens(&g, grid, patch)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(back, t.values);
+    }
 }

@@ -118,12 +118,21 @@ fn pretrain_segment_apply_and_export() {
     ]);
     assert!(out.contains("recipe volume_fusion"), "{out}");
 
-    // Segmentation from the MAE run: Dice and HD95 on the 3 test cases.
+    // Segmentation from the MAE run, with the convolutional decoder and layer-wise decay:
+    // Dice and HD95 on the 3 test cases.
     let seg = d.join("seg");
+    let seg_cfg = d.join("seg.toml");
+    std::fs::write(
+        &seg_cfg,
+        "[segment]\nconv_layers = 1\nconv_channels = 4\nlayer_decay = 0.9\n",
+    )
+    .unwrap();
     let out = ok(&[
         "segment",
         "--checkpoint",
         &s(&mae),
+        "--config",
+        &s(&seg_cfg),
         "--data",
         &s(&manifest),
         "--train-split",
@@ -145,6 +154,17 @@ fn pretrain_segment_apply_and_export() {
     );
     let cases = std::fs::read_to_string(seg.join("cases.csv")).unwrap();
     assert_eq!(cases.lines().count(), 1 + 3 * 2, "{cases}");
+    let latest = std::fs::read_to_string(seg.join("checkpoints/latest")).unwrap();
+    let card = std::fs::read_to_string(
+        seg.join("checkpoints")
+            .join(latest.trim())
+            .join("config.toml"),
+    )
+    .unwrap();
+    assert!(
+        card.contains("conv_layers = 1") && card.contains("layer_decay = 0.9"),
+        "{card}"
+    );
     // Re-evaluating the saved run gives the same scores.
     ok(&[
         "segment",
