@@ -38,6 +38,7 @@ PY=$(benchmarks/setup_torch.sh)
 (cd benchmarks && "$PY" seg_vit_torch.py --threads 1 --steps 800 --minutes 10 --seed 0 | grep '^{')
 fi
 [ "$PART" = linear ] && exit 0
+PY=$(benchmarks/setup_torch.sh)
 C=benchmarks/seg_conv.toml
 $M pretrain --data $HIP --preset medical-micro-fusion --config benchmarks/vf_misfm.toml --steps 1800 --threads 1 --out "$R/vf-long" > "$R/vf-long.log" 2>&1 &
 seg random-ft-conv --random-init --config $C; wait
@@ -50,4 +51,5 @@ seg vf-long-ft --checkpoint "$R/vf-long" --config benchmarks/seg_linear.toml & w
 seg mae-ft-conv --checkpoint "$R/mae" --config $C & seg vf-ft-conv --checkpoint "$R/vf" --config $C & wait
 seg vf-ft-ld75 --checkpoint "$R/vf" --config benchmarks/seg_llrd.toml &
 seg vf-long-frozen-conv --checkpoint "$R/vf-long" --freeze --config benchmarks/seg_conv_frozen.toml & wait
-seg random-frozen-conv --random-init --freeze --config benchmarks/seg_conv_frozen.toml
+seg random-frozen-conv --random-init --freeze --config benchmarks/seg_conv_frozen.toml &
+(cd benchmarks && "$PY" seg_vit_torch.py --threads 1 --steps 800 --seed 0 --decoder conv | grep '^{') & wait

@@ -12,6 +12,9 @@ architecture when comparing Tessera's transformer against the U-Net.
 - encoder: mae_step_torch.Encoder(64, scales, dim 192, depth 6, heads 3);
 - head: LayerNorm(192) -> Linear(192, 64*3) per patch token (class-major, index c*64 + v)
   plus a skip Linear(64, 64*3, bias=False) on the token's own voxel values; logits summed;
+- with --decoder conv (Tessera's `conv_layers = 1`): Linear(192, 64*8) per token (feature-major)
+  -> 8 features per voxel, concatenated with the image -> Conv3d(9, 16, 3, padding 1) -> ReLU ->
+  Conv3d(16, 3, 1); conv weights trunc-normal with std sqrt(2 / fan_in), biases 0;
 - loss: voxel cross-entropy + soft Dice over all 3 classes over the whole batch;
 - init: Linear weights Xavier-uniform, biases 0, LN 1/0, cls token trunc-normal(0.02);
 - AdamW(lr 5e-4, betas (0.9, 0.999), wd 0.05 on Linear weights only), linear warmup 100
@@ -52,13 +55,13 @@ def tokenize(x):
     return t.reshape(b, g * g * g, PATCH ** 3).contiguous()
 
 
-def untokenize(logits):
+def untokenize(logits, ch=N_CLASSES):
     """logits [B, N, C*64] (class-major) -> [B, C, X, Y, Z]."""
     b = logits.shape[0]
     g = CROP // PATCH
-    t = logits.reshape(b, g, g, g, N_CLASSES, PATCH, PATCH, PATCH)  # b gz gy gx c pz py px
+    t = logits.reshape(b, g, g, g, ch, PATCH, PATCH, PATCH)  # b gz gy gx c pz py px
     t = t.permute(0, 4, 1, 5, 2, 6, 3, 7)  # b c gz pz gy py gx px
-    t = t.reshape(b, N_CLASSES, CROP, CROP, CROP)  # b c Z Y X
+    t = t.reshape(b, ch, CROP, CROP, CROP)  # b c Z Y X
     return t.permute(0, 1, 4, 3, 2)  # b c X Y Z
 
 
@@ -72,13 +75,18 @@ def token_coords(spacing=(1.0, 1.0, 1.0)):
 
 # ---------------------------------------------------------------- model
 class VitSeg(nn.Module):
-    def __init__(self, dim=192, depth=6, heads=3, scales=(32.0, 32.0, 32.0)):
+    def __init__(self, dim=192, depth=6, heads=3, scales=(32.0, 32.0, 32.0), decoder="linear"):
         super().__init__()
         p = PATCH ** 3
         self.encoder = Encoder(p, list(scales), dim, depth, heads)
         self.head_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, p * N_CLASSES)
-        self.skip = nn.Linear(p, p * N_CLASSES, bias=False)
+        self.conv = decoder == "conv"
+        if self.conv:
+            self.head = nn.Linear(dim, p * 8)
+            self.dec = nn.Sequential(nn.Conv3d(9, 16, 3, padding=1), nn.ReLU(), nn.Conv3d(16, N_CLASSES, 1))
+        else:
+            self.head = nn.Linear(dim, p * N_CLASSES)
+            self.skip = nn.Linear(p, p * N_CLASSES, bias=False)
         self.register_buffer("coords", token_coords())
         self._init()
 
@@ -91,12 +99,19 @@ class VitSeg(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv3d):
+                std = math.sqrt(2.0 / (m.weight[0].numel()))
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(m.bias)
         nn.init.trunc_normal_(self.encoder.cls_token, std=0.02, a=-0.04, b=0.04)
 
     def forward(self, x):
         """x [B, 1, 32, 32, 32] -> logits [B, 3, 32, 32, 32]."""
         v = tokenize(x[:, 0])
         _, patches = self.encoder(v, self.coords.expand(v.shape[0], -1, -1))
+        if self.conv:
+            feats = untokenize(self.head(self.head_norm(patches)), 8)
+            return self.dec(torch.cat([feats, x], dim=1))
         logits = self.head(self.head_norm(patches)) + self.skip(v)
         return untokenize(logits)
 
@@ -181,6 +196,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--fg-fraction", type=float, default=2.0 / 3.0)
+    ap.add_argument("--decoder", choices=["linear", "conv"], default="linear")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -193,14 +209,15 @@ def main():
     test_cases = [U.load_case(i, l) for i, l in split["test"]]
     load_s = time.perf_counter() - t_load
 
-    model = VitSeg()
+    model = VitSeg(decoder=a.decoder)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"seg_vit_torch: ViT-seg d192x6h3, {n_params} parameters; {len(train_cases)} labelled, "
           f"{len(test_cases)} test cases (loaded in {load_s:.1f} s)", flush=True)
     decay, no_decay = [], []
     for m in model.modules():
         for name, p in m.named_parameters(recurse=False):
-            (decay if isinstance(m, nn.Linear) and name == "weight" else no_decay).append(p)
+            weight = isinstance(m, (nn.Linear, nn.Conv3d)) and name == "weight"
+            (decay if weight else no_decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=5e-4, betas=(0.9, 0.999), eps=1e-8)
     params = list(model.parameters())
@@ -241,6 +258,7 @@ def main():
     h1, h2 = mean("hd95_1"), mean("hd95_2")
     print(json.dumps({
         "impl": "pytorch-vit-seg",
+        "decoder": a.decoder,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "params": n_params,
