@@ -46,6 +46,8 @@ seg random-ft-conv-s1 --random-init --seed 1 --config $C &
 seg vf-long-ft-conv --checkpoint "$R/vf-long" --config $C & wait
 seg vf-long-ft-conv-s1 --checkpoint "$R/vf-long" --seed 1 --config $C &
 seg vf-long-ft --checkpoint "$R/vf-long" --config benchmarks/seg_linear.toml & wait
+seg random-ft-conv-s2 --random-init --seed 2 --config $C &
+seg vf-long-ft-conv-s2 --checkpoint "$R/vf-long" --seed 2 --config $C & wait
 [ -d "$R/mae" ] || $M pretrain --data $HIP --preset medical-micro-mae --steps 1500 --threads 1 --out "$R/mae" > "$R/mae.log" 2>&1
 [ -d "$R/vf" ] || $M pretrain --data $HIP --preset medical-micro-fusion --steps 750 --threads 1 --out "$R/vf" > "$R/vf.log" 2>&1
 seg mae-ft-conv --checkpoint "$R/mae" --config $C & seg vf-ft-conv --checkpoint "$R/vf" --config $C & wait
