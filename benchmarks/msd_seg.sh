@@ -23,7 +23,7 @@ seg() { # name, init flags...
 }
 if [ "$PART" != decoder ]; then
 $M pretrain --data $HIP --preset medical-micro-mae --steps 1500 --threads 1 --out "$R/mae" > "$R/mae.log" 2>&1 &
-$M pretrain --data $HIP --preset medical-micro-fusion --steps 750 --threads 1 --out "$R/vf" > "$R/vf.log" 2>&1 &
+$M pretrain --data $HIP --preset medical-micro-fusion --config benchmarks/vf_small_boxes.toml --steps 750 --threads 1 --out "$R/vf" > "$R/vf.log" 2>&1 &
 wait
 L=benchmarks/seg_linear.toml
 seg random-finetune --random-init --config $L & seg mae-finetune --checkpoint "$R/mae" --config $L & wait
@@ -49,7 +49,7 @@ seg vf-long-ft --checkpoint "$R/vf-long" --config benchmarks/seg_linear.toml & w
 seg random-ft-conv-s2 --random-init --seed 2 --config $C &
 seg vf-long-ft-conv-s2 --checkpoint "$R/vf-long" --seed 2 --config $C & wait
 [ -d "$R/mae" ] || $M pretrain --data $HIP --preset medical-micro-mae --steps 1500 --threads 1 --out "$R/mae" > "$R/mae.log" 2>&1
-[ -d "$R/vf" ] || $M pretrain --data $HIP --preset medical-micro-fusion --steps 750 --threads 1 --out "$R/vf" > "$R/vf.log" 2>&1
+[ -d "$R/vf" ] || $M pretrain --data $HIP --preset medical-micro-fusion --config benchmarks/vf_small_boxes.toml --steps 750 --threads 1 --out "$R/vf" > "$R/vf.log" 2>&1
 seg mae-ft-conv --checkpoint "$R/mae" --config $C & seg vf-ft-conv --checkpoint "$R/vf" --config $C & wait
 seg vf-ft-ld75 --checkpoint "$R/vf" --config benchmarks/seg_llrd.toml &
 seg vf-long-frozen-conv --checkpoint "$R/vf-long" --freeze --config benchmarks/seg_conv_frozen.toml & wait
