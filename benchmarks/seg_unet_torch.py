@@ -205,11 +205,12 @@ def predict(model, img):
     return logits[0, :, : shape[0], : shape[1], : shape[2]].argmax(0).numpy()
 
 
-def evaluate(model, cases):
+def evaluate(model, cases, predict_fn=predict):
+    """Per-case Dice and HD95 (both conventions) of `predict_fn(model, image)` labels."""
     model.eval()
     rows = []
     for c in cases:
-        pred = predict(model, c["image"])
+        pred = predict_fn(model, c["image"])
         row = {"case": c["name"]}
         diag = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(pred.shape, c["spacing"]))))
         for k in CLASS_NAMES:
@@ -224,6 +225,44 @@ def evaluate(model, cases):
         rows.append(row)
     model.train()
     return rows
+
+
+def train_loop(step, max_steps, budget_s):
+    """Runs `step(i) -> loss` until `max_steps` (None: no cap) or `budget_s` seconds (None: no
+    cap), logging a smoothed loss every 50 steps. Returns (steps, seconds, smoothed loss)."""
+    steps, loss_ema = 0, None
+    t0 = time.perf_counter()
+    while max_steps is None or steps < max_steps:
+        if budget_s is not None and time.perf_counter() - t0 >= budget_s:
+            break
+        lv = step(steps)
+        steps += 1
+        if not math.isfinite(lv):
+            raise SystemExit(f"non-finite loss {lv} at step {steps}")
+        loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
+        if steps % 50 == 0:
+            print(f"step {steps} loss {loss_ema:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return steps, time.perf_counter() - t0, loss_ema
+
+
+def scores(rows):
+    """The result-line fields of per-case rows: mean Dice and HD95 per class and overall."""
+    def mean(key):
+        return round(float(np.mean([r[key] for r in rows])), 4)
+
+    d1, d2 = mean("dice_1"), mean("dice_2")
+    h1, h2 = mean("hd95_1"), mean("hd95_2")
+    return {
+        "dice_anterior": d1,
+        "dice_posterior": d2,
+        "dice_mean": round((d1 + d2) / 2, 4),
+        "hd95_anterior": h1,
+        "hd95_posterior": h2,
+        "hd95_mean": round((h1 + h2) / 2, 4),
+        "hd95_maxdir_anterior": mean("hd95_maxdir_1"),
+        "hd95_maxdir_posterior": mean("hd95_maxdir_2"),
+        "hd95_empty": [sum(r["empty_1"] for r in rows), sum(r["empty_2"] for r in rows)],
+    }
 
 
 # ---------------------------------------------------------------- main
@@ -263,34 +302,21 @@ def main():
     sampler = CropSampler(train_cases, a.crop, a.fg_fraction, a.flip, rng)
 
     model.train()
-    budget = None if a.steps is not None else a.minutes * 60.0
-    steps, loss_ema = 0, None
-    t0 = time.perf_counter()
-    while True:
-        if a.steps is not None and steps >= a.steps:
-            break
-        if budget is not None and time.perf_counter() - t0 >= budget:
-            break
+
+    def step(_):
         x, y = sampler.sample(a.batch_size)
         loss, _ = dice_ce_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        steps += 1
-        lv = loss.item()
-        if not math.isfinite(lv):
-            raise SystemExit(f"non-finite loss {lv} at step {steps}")
-        loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
-        if steps % 50 == 0:
-            print(f"step {steps} loss {loss_ema:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    train_s = time.perf_counter() - t0
+        return loss.item()
+
+    budget = None if a.steps is not None else a.minutes * 60.0
+    steps, train_s, loss_ema = train_loop(step, a.steps, budget)
 
     t1 = time.perf_counter()
     rows = evaluate(model, test_cases)
     eval_s = time.perf_counter() - t1
-
-    def mean(key):
-        return round(float(np.mean([r[key] for r in rows])), 4)
 
     if a.out:
         with open(a.out, "w", newline="") as f:
@@ -299,8 +325,6 @@ def main():
             for r in rows:
                 w.writerow({k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()})
 
-    d1, d2 = mean("dice_1"), mean("dice_2")
-    h1, h2 = mean("hd95_1"), mean("hd95_2")
     print(json.dumps({
         "impl": "pytorch-unet3d",
         "torch": torch.__version__,
@@ -308,15 +332,7 @@ def main():
         "params": n_params,
         "train_cases": len(train_cases),
         "test_cases": len(test_cases),
-        "dice_anterior": d1,
-        "dice_posterior": d2,
-        "dice_mean": round((d1 + d2) / 2, 4),
-        "hd95_anterior": h1,
-        "hd95_posterior": h2,
-        "hd95_mean": round((h1 + h2) / 2, 4),
-        "hd95_maxdir_anterior": mean("hd95_maxdir_1"),
-        "hd95_maxdir_posterior": mean("hd95_maxdir_2"),
-        "hd95_empty": [sum(r["empty_1"] for r in rows), sum(r["empty_2"] for r in rows)],
+        **scores(rows),
         "steps": steps,
         "train_seconds": round(train_s, 1),
         "eval_seconds": round(eval_s, 1),

@@ -165,28 +165,6 @@ def predict(model, img, batch=8):
     return prob[:, : shape[0], : shape[1], : shape[2]].argmax(0).numpy()
 
 
-def evaluate(model, cases):
-    model.eval()
-    rows = []
-    for c in cases:
-        pred = predict(model, c["image"])
-        row = {"case": c["name"]}
-        diag = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(pred.shape, c["spacing"]))))
-        for k in U.CLASS_NAMES:
-            p, g = pred == k, c["label"] == k
-            row[f"dice_{k}"] = U.dice(p, g)
-            if p.any() and g.any():
-                row[f"hd95_{k}"], row[f"hd95_maxdir_{k}"] = U.hd95_both(p, g, c["spacing"])
-                row[f"empty_{k}"] = 0
-            else:
-                row[f"hd95_{k}"] = row[f"hd95_maxdir_{k}"] = diag
-                row[f"empty_{k}"] = 1
-        rows.append(row)
-    model.train()
-    return rows
-
-
-# ---------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", default=os.path.join(U.HERE, "msd_hippocampus_split.csv"))
@@ -224,38 +202,25 @@ def main():
     sampler = U.CropSampler(train_cases, CROP, a.fg_fraction, False, rng)
 
     model.train()
-    budget = None if a.minutes is None else a.minutes * 60.0
-    steps, loss_ema = 0, None
-    t0 = time.perf_counter()
-    while steps < a.steps:
-        if budget is not None and time.perf_counter() - t0 >= budget:
-            break
+
+    def step(i):
         for gr in opt.param_groups:
-            gr["lr"] = lr_at(steps, a.steps)
+            gr["lr"] = lr_at(i, a.steps)
         x, y = sampler.sample(a.batch_size)
         loss = dice_ce_all(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        steps += 1
-        lv = loss.item()
-        if not math.isfinite(lv):
-            raise SystemExit(f"non-finite loss {lv} at step {steps}")
-        loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
-        if steps % 50 == 0:
-            print(f"step {steps} loss {loss_ema:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    train_s = time.perf_counter() - t0
+        return loss.item()
+
+    budget = None if a.minutes is None else a.minutes * 60.0
+    steps, train_s, loss_ema = U.train_loop(step, a.steps, budget)
 
     t1 = time.perf_counter()
-    rows = evaluate(model, test_cases)
+    rows = U.evaluate(model, test_cases, predict)
     eval_s = time.perf_counter() - t1
 
-    def mean(key):
-        return round(float(np.mean([r[key] for r in rows])), 4)
-
-    d1, d2 = mean("dice_1"), mean("dice_2")
-    h1, h2 = mean("hd95_1"), mean("hd95_2")
     print(json.dumps({
         "impl": "pytorch-vit-seg",
         "decoder": a.decoder,
@@ -264,15 +229,7 @@ def main():
         "params": n_params,
         "train_cases": len(train_cases),
         "test_cases": len(test_cases),
-        "dice_anterior": d1,
-        "dice_posterior": d2,
-        "dice_mean": round((d1 + d2) / 2, 4),
-        "hd95_anterior": h1,
-        "hd95_posterior": h2,
-        "hd95_mean": round((h1 + h2) / 2, 4),
-        "hd95_maxdir_anterior": mean("hd95_maxdir_1"),
-        "hd95_maxdir_posterior": mean("hd95_maxdir_2"),
-        "hd95_empty": [sum(r["empty_1"] for r in rows), sum(r["empty_2"] for r in rows)],
+        **U.scores(rows),
         "steps": steps,
         "step_budget": a.steps,
         "train_seconds": round(train_s, 1),

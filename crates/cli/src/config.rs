@@ -29,14 +29,20 @@ impl Presets {
         let mut value: toml::Value =
             toml::from_str(&text).with_context(|| format!("preset `{name}` is not valid TOML"))?;
         if let Some(path) = config {
-            let user = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let user: toml::Value = toml::from_str(&user)
-                .with_context(|| format!("{} is not valid TOML", path.display()))?;
-            deep_merge(&mut value, user);
+            merge_file(&mut value, path)?;
         }
         Ok(value)
     }
+}
+
+/// Merges the TOML file at `path` over `base` (see [`deep_merge`]).
+pub fn merge_file(base: &mut toml::Value, path: &Path) -> anyhow::Result<()> {
+    let user =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let user: toml::Value =
+        toml::from_str(&user).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    deep_merge(base, user);
+    Ok(())
 }
 
 /// Merges `over` into `base`: tables recursively, everything else replaced.

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub use config::{deep_merge, Presets};
+pub use config::{deep_merge, merge_file, Presets};
 pub use data::{list_data, DataItem, ManifestColumns};
 
 /// Flags shared by every subcommand of every domain CLI.

@@ -674,19 +674,54 @@ fn dims5(l: &Layout, op: &str) -> candle_core::Result<[usize; 5]> {
     }
 }
 
-/// For output voxel `(z, y, x)` and offset `(dz, dy, dx)`, the source voxel index inside
-/// one `[Z, Y, X]` volume, or `None` in the zero padding.
+/// Calls `f(o, n)` for every offset `o` (index of `(dz, dy, dx)` in `k³`, `dx` fastest) of
+/// voxel `p = (z, y, x)` whose neighbour `n` (a voxel index inside one `[Z, Y, X]` volume)
+/// lies inside the volume, skipping the zero padding. With `mirror`, offset `o` reads the
+/// neighbour at the opposite offset `k − 1 − d`: the voxels whose neighbourhood holds `p`
+/// at position `o` (the adjoint, for the backward pass).
 #[inline]
-fn neighbour(p: [usize; 3], d: [usize; 3], h: usize, dims: [usize; 3]) -> Option<usize> {
-    let mut s = [0usize; 3];
-    for a in 0..3 {
-        let v = (p[a] + d[a]).checked_sub(h)?;
-        if v >= dims[a] {
-            return None;
+fn each_neighbour(
+    p: [usize; 3],
+    k: usize,
+    dims: [usize; 3],
+    mirror: bool,
+    mut f: impl FnMut(usize, usize),
+) {
+    let h = k / 2;
+    let at = |a: usize, d: usize| -> Option<usize> {
+        let d = if mirror { k - 1 - d } else { d };
+        let v = (p[a] + d).checked_sub(h)?;
+        (v < dims[a]).then_some(v)
+    };
+    let mut o = 0;
+    for dz in 0..k {
+        for dy in 0..k {
+            for dx in 0..k {
+                if let (Some(z), Some(y), Some(x)) = (at(0, dz), at(1, dy), at(2, dx)) {
+                    f(o, (z * dims[1] + y) * dims[2] + x);
+                }
+                o += 1;
+            }
         }
-        s[a] = v;
     }
-    Some((s[0] * dims[1] + s[1]) * dims[2] + s[2])
+}
+
+/// Fills `out` (`b` volumes of `dims` voxels, `width` values per voxel) voxel by voxel,
+/// one parallel task per `(batch, z)` slice: `f(batch, [z, y, x], voxel's values)`.
+fn per_voxel(
+    out: &mut [f32],
+    dims: [usize; 3],
+    width: usize,
+    f: impl Fn(usize, [usize; 3], &mut [f32]) + Sync,
+) {
+    let [z, y, w] = dims;
+    out.par_chunks_mut(y * w * width)
+        .enumerate()
+        .for_each(|(bz, chunk)| {
+            for (i, cell) in chunk.chunks_mut(width).enumerate() {
+                f(bz / z, [bz % z, i / w, i % w], cell);
+            }
+        });
 }
 
 impl CustomOp1 for Unfold3d {
@@ -697,34 +732,16 @@ impl CustomOp1 for Unfold3d {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "unfold3d")?;
         let [b, z, y, w, c] = dims5(l, "unfold3d")?;
-        let (k, h) = (self.k, self.k / 2);
+        let k = self.k;
         let kc = k * k * k * c;
         let vol = z * y * w;
         let mut out = vec![0f32; b * vol * kc];
-        // One task per (batch, z) slice of output voxels.
-        out.par_chunks_mut(y * w * kc)
-            .enumerate()
-            .for_each(|(bz, chunk)| {
-                let (bi, zi) = (bz / z, bz % z);
-                let src = &x[bi * vol * c..(bi + 1) * vol * c];
-                for yi in 0..y {
-                    for xi in 0..w {
-                        let row = &mut chunk[(yi * w + xi) * kc..(yi * w + xi + 1) * kc];
-                        let mut o = 0;
-                        for dz in 0..k {
-                            for dy in 0..k {
-                                for dx in 0..k {
-                                    let n = neighbour([zi, yi, xi], [dz, dy, dx], h, [z, y, w]);
-                                    if let Some(n) = n {
-                                        row[o..o + c].copy_from_slice(&src[n * c..(n + 1) * c]);
-                                    }
-                                    o += c;
-                                }
-                            }
-                        }
-                    }
-                }
+        per_voxel(&mut out, [z, y, w], kc, |bi, p, row| {
+            let src = &x[bi * vol * c..(bi + 1) * vol * c];
+            each_neighbour(p, k, [z, y, w], false, |o, n| {
+                row[o * c..(o + 1) * c].copy_from_slice(&src[n * c..(n + 1) * c]);
             });
+        });
         Ok((CpuStorage::F32(out), Shape::from(vec![b, z, y, w, kc])))
     }
 
@@ -754,38 +771,19 @@ impl CustomOp1 for Fold3d {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = contiguous(s, l, "fold3d")?;
         let [b, z, y, w, kc] = dims5(l, "fold3d")?;
-        let (k, h) = (self.k, self.k / 2);
+        let k = self.k;
         let c = kc / (k * k * k);
         let vol = z * y * w;
         let mut out = vec![0f32; b * vol * c];
-        out.par_chunks_mut(y * w * c)
-            .enumerate()
-            .for_each(|(bz, chunk)| {
-                let (bi, zi) = (bz / z, bz % z);
-                let src = &g[bi * vol * kc..(bi + 1) * vol * kc];
-                for yi in 0..y {
-                    for xi in 0..w {
-                        let acc = &mut chunk[(yi * w + xi) * c..(yi * w + xi + 1) * c];
-                        // Voxel p is neighbour (dz, dy, dx) of output q = p − d + h, i.e.
-                        // the neighbour of p at the mirrored offset (k − 1 − d).
-                        for dz in 0..k {
-                            for dy in 0..k {
-                                for dx in 0..k {
-                                    let m = [k - 1 - dz, k - 1 - dy, k - 1 - dx];
-                                    let Some(q) = neighbour([zi, yi, xi], m, h, [z, y, w]) else {
-                                        continue;
-                                    };
-                                    let o = ((dz * k + dy) * k + dx) * c;
-                                    let r = &src[q * kc + o..q * kc + o + c];
-                                    for (a, v) in acc.iter_mut().zip(r) {
-                                        *a += v;
-                                    }
-                                }
-                            }
-                        }
-                    }
+        per_voxel(&mut out, [z, y, w], c, |bi, p, acc| {
+            let src = &g[bi * vol * kc..(bi + 1) * vol * kc];
+            each_neighbour(p, k, [z, y, w], true, |o, q| {
+                let r = &src[q * kc + o * c..q * kc + (o + 1) * c];
+                for (a, v) in acc.iter_mut().zip(r) {
+                    *a += v;
                 }
             });
+        });
         Ok((CpuStorage::F32(out), Shape::from(vec![b, z, y, w, c])))
     }
 }

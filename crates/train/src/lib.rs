@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tessera_core::{CoreError, ParamStore};
 use tessera_recipes::{Batch, Recipe};
-use tessera_tokens::Rng;
+use tessera_tokens::{Rng, SampleTokens, Tokens};
 
 pub use checkpoint::{latest_checkpoint, Checkpoint};
 pub use optim::AdamW;
@@ -31,6 +31,8 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error("data: {0}")]
     Data(String),
+    #[error("data: {0}")]
+    Tokens(#[from] tessera_tokens::TokenError),
     #[error("non-finite {what} ({value}) at step {step}; stopped, the last good checkpoint is left in place")]
     NonFinite { what: String, value: f64, step: u64 },
     #[error("{path}: {reason}")]
@@ -310,18 +312,21 @@ pub fn train(
 }
 
 /// Times whole training steps (loss, backward, AdamW at a fixed learning rate) on one fixed
-/// batch: `warmup` untimed steps, then `steps` timed ones. Returns the JSON line every
+/// batch of `samples` (one view): `warmup` untimed steps, then `steps` timed ones. Returns the JSON line every
 /// `bench-step` prints (`impl`, `threads`, `tokens`, `samples_per_s`, `step_ms`,
 /// `params_encoder`), the format the PyTorch peers in `benchmarks/` print too.
 pub fn bench_steps(
     recipe: &dyn Recipe,
     store: &ParamStore,
     cfg: &TrainConfig,
-    batch: &Batch,
+    samples: &[SampleTokens],
     seed: u64,
     warmup: usize,
     steps: usize,
 ) -> Result<String> {
+    let batch = &Batch {
+        views: vec![Tokens::from_samples(samples)?],
+    };
     let mut opt = AdamW::new(store, cfg);
     let mut rng = Rng::new(seed);
     let mut timed = 0.0;

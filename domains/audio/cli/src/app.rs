@@ -222,8 +222,7 @@ impl BatchSource for SpecSource<'_> {
                         .map_err(|e| TrainError::Data(e.to_string()))?,
                 );
             }
-            view_tokens
-                .push(Tokens::from_samples(&samples).map_err(|e| TrainError::Data(e.to_string()))?);
+            view_tokens.push(Tokens::from_samples(&samples)?);
         }
         Ok(Batch { views: view_tokens })
     }
@@ -725,16 +724,13 @@ pub fn bench_step(common: &CommonArgs, frames: usize, warmup: usize, steps: usiz
             })
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let batch = Batch {
-        views: vec![Tokens::from_samples(&samples)?],
-    };
     println!(
         "{}",
         tessera_train::bench_steps(
             recipe.as_ref(),
             &store,
             &card.train,
-            &batch,
+            &samples,
             card.seed,
             warmup,
             steps

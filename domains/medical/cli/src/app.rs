@@ -237,7 +237,7 @@ impl BatchSource for VolumeSource<'_> {
                         .map_err(|e| TrainError::Data(e.to_string()))
                 })
                 .collect::<tessera_train::Result<Vec<_>>>()?;
-            out.push(Tokens::from_samples(&samples).map_err(|e| TrainError::Data(e.to_string()))?);
+            out.push(Tokens::from_samples(&samples)?);
         }
         Ok(Batch { views: out })
     }
@@ -678,16 +678,13 @@ pub fn bench_step(common: &CommonArgs, warmup: usize, steps: usize) -> Result<()
         common.batch_size.unwrap_or(4),
         &mut Rng::new(card.seed),
     )?;
-    let batch = Batch {
-        views: vec![Tokens::from_samples(&samples)?],
-    };
     println!(
         "{}",
         tessera_train::bench_steps(
             recipe.as_ref(),
             &store,
             &card.train,
-            &batch,
+            &samples,
             card.seed,
             warmup,
             steps

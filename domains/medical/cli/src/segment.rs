@@ -366,11 +366,8 @@ impl BatchSource for CaseSource<'_> {
             let lb = crop_block(&case.labels, 1, v.dims, v.spacing_mm, origin, crop, 0.0);
             labs.push(self.labels_tk.tokenize(&lb).map_err(data)?);
         }
-        let tok = |s: &[tessera_tokens::SampleTokens]| {
-            Tokens::from_samples(s).map_err(|e| TrainError::Data(e.to_string()))
-        };
         Ok(Batch {
-            views: vec![tok(&imgs)?, tok(&labs)?],
+            views: vec![Tokens::from_samples(&imgs)?, Tokens::from_samples(&labs)?],
         })
     }
 }
@@ -511,17 +508,14 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
         return apply(common, split);
     }
     let out = common.out()?;
-    if args.evaluate {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        let (card, fe, model) = load_run(common)?;
-        let all = list_cases(common, split)?;
-        let test: Vec<_> = all
-            .iter()
-            .filter(|(i, _)| i.split.as_deref() == Some(split.test_split.as_str()))
-            .collect();
+    let all = list_cases(common, split)?;
+    let test: Vec<_> = all.iter().filter(|(i, _)| is_test(i, split)).collect();
+    let (card, fe, model, head) = if args.evaluate {
         if test.is_empty() {
             bail!("no `{}` rows to evaluate", split.test_split);
         }
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let (card, fe, model) = load_run(common)?;
         let head = format!(
             "\"init\": \"{}\", \"run\": \"{}\"",
             card.segment.init,
@@ -531,26 +525,45 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
                 .unwrap_or(Path::new(""))
                 .display()
         );
-        return evaluate(
-            &model,
-            &fe,
-            &test,
-            card.segment.classes,
-            out,
-            &run_name(args, out),
-            &head,
-        );
+        (card, fe, model, head)
+    } else {
+        fit(common, split, args, out, &all, test.len())?
+    };
+    if test.is_empty() {
+        println!("no `{}` rows: nothing to evaluate", split.test_split);
+        return Ok(());
     }
+    evaluate(
+        &model,
+        &fe,
+        &test,
+        card.segment.classes,
+        out,
+        &run_name(args, out),
+        &head,
+    )
+}
+
+fn is_test(item: &DataItem, split: &SplitArgs) -> bool {
+    item.split.as_deref() == Some(split.test_split.as_str())
+}
+
+/// Trains the segmentation model on the non-test (or `--train-split`) rows of `all`;
+/// returns it with the head of its result line.
+fn fit(
+    common: &CommonArgs,
+    split: &SplitArgs,
+    args: &SegmentArgs,
+    out: &Path,
+    all: &[(DataItem, PathBuf)],
+    test_cases: usize,
+) -> Result<(Card, MedicalFrontend, SegModel, String)> {
     let (mut card, fe, enc, mut store) = encoder_for(common, args.random_init)?;
     if let (Some(cfg), Some(_)) = (&common.config, &common.checkpoint) {
         // A pretraining run's card comes from its folder; --config still overrides it here
         // (e.g. `[segment.train] lr = ...`).
-        let text =
-            std::fs::read_to_string(cfg).with_context(|| format!("reading {}", cfg.display()))?;
-        let over: toml::Value =
-            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", cfg.display()))?;
         let mut base = toml::Value::try_from(&card)?;
-        tessera_cli::deep_merge(&mut base, over);
+        tessera_cli::merge_file(&mut base, cfg)?;
         card = base
             .try_into()
             .with_context(|| format!("{}: invalid override", cfg.display()))?;
@@ -576,19 +589,16 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
     if card.segment.freeze_encoder {
         store.set_trainable(tessera_recipes::ENCODER_PREFIX, false);
     }
-    let all = list_cases(common, split)?;
-    let is_test = |i: &DataItem| i.split.as_deref() == Some(split.test_split.as_str());
     let train: Vec<_> = all
         .iter()
         .filter(|(i, _)| {
-            !is_test(i)
+            !is_test(i, split)
                 && args
                     .train_split
                     .as_ref()
                     .is_none_or(|s| i.split.as_deref() == Some(s.as_str()))
         })
         .collect();
-    let test: Vec<_> = all.iter().filter(|(i, _)| is_test(i)).collect();
     if train.is_empty() {
         bail!("no labelled training cases (check --train-split and the split column)");
     }
@@ -609,7 +619,7 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
     eprintln!(
         "segment: {} labelled cases, {} test cases, encoder {} ({}), head {} parameters",
         cases.len(),
-        test.len(),
+        test_cases,
         if card.segment.freeze_encoder {
             "frozen"
         } else {
@@ -645,10 +655,6 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
         summary.elapsed_s,
         summary.losses.last().copied().unwrap_or(f64::NAN)
     );
-    if test.is_empty() {
-        println!("no `{}` rows: nothing to evaluate", split.test_split);
-        return Ok(());
-    }
     let head = format!(
         "\"init\": \"{}\", \"encoder\": \"{}\", \"train_cases\": {}, \"steps\": {}, \"train_s\": {:.0}",
         card.segment.init,
@@ -657,15 +663,7 @@ pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result
         summary.last_step,
         summary.elapsed_s
     );
-    evaluate(
-        &model,
-        &fe,
-        &test,
-        card.segment.classes,
-        out,
-        &run_name(args, out),
-        &head,
-    )
+    Ok((card, fe, model, head))
 }
 
 fn run_name(args: &SegmentArgs, out: &Path) -> String {
