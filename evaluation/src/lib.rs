@@ -5,13 +5,21 @@
 //!   fitted by full-batch L-BFGS with the L2 strength chosen on a validation split.
 //! - [`knn`]: DINO's weighted k-nearest-neighbour classifier (Caron et al. 2021,
 //!   "Emerging Properties in Self-Supervised Vision Transformers", arXiv:2104.14294).
-//! - [`metrics`]: accuracy, macro-F1 and the confusion matrix.
+//! - [`metrics`]: accuracy, macro-F1, balanced accuracy and the confusion matrix.
+//! - [`multilabel`]: multi-label targets (`"a;c"` label strings → indicator matrix), a
+//!   one-vs-rest logistic probe, micro/macro mean average precision and macro AUROC.
+//! - [`fewshot`]: k labelled samples per class, repeated over seeded draws; linear probe
+//!   and kNN on each draw, mean ± sd over draws.
+//! - [`regression`]: a ridge probe for scalar targets (L2 chosen on validation), R² and
+//!   MAE.
 //! - [`segmentation`]: Dice and HD95 (95th-percentile Hausdorff distance in mm, exact
 //!   anisotropic distance transform) on label volumes, as medpy and MONAI define them, and
 //!   their per-class mean over cases.
 //! - [`split`]: a deterministic stratified train/validation split.
 //! - [`tables`]: result rows, their summary over seeds, Markdown, and (with the `tables`
 //!   feature) CSV/Parquet files through polars.
+//! - `plots` (with the default `plots` feature): PNG training curves, confusion heat maps
+//!   and run comparisons (mean ± sd over seeds) through plotters.
 //!
 //! Features are passed as [`Features`]: a row-major `[n, d]` `f32` matrix. Labels are class
 //! indices `0..n_classes`. Every numeric sum is accumulated in `f64`, and results do not depend
@@ -43,32 +51,61 @@
 //! # Ok::<(), tessera_eval::EvalError>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub mod fewshot;
 mod kernels;
 pub mod knn;
 pub mod lbfgs;
 pub mod linear;
 pub mod metrics;
+pub mod multilabel;
+#[cfg(feature = "plots")]
+pub mod plots;
 pub mod protocol;
+pub mod regression;
 pub mod segmentation;
 pub mod split;
 pub mod tables;
 
+pub use fewshot::{
+    few_shot_indices, run_few_shot, FewShotConfig, FewShotDraw, FewShotResults, FewShotSummary,
+    FewShotTrial, ShortClass,
+};
 pub use knn::{knn_predict, KnnConfig};
-pub use linear::{fit_linear_probe, GridPoint, LinearProbe, LinearProbeConfig};
+pub use linear::{
+    fit_linear_probe, fit_linear_probe_with_l2, GridPoint, LinearProbe, LinearProbeConfig,
+};
 pub use metrics::{
-    accuracy, check_labels, classification_report, confusion_matrix, macro_f1, ClassificationReport,
+    accuracy, balanced_accuracy, check_labels, classification_report, confusion_matrix, macro_f1,
+    ClassificationReport,
+};
+pub use multilabel::{
+    average_precision, fit_multi_label_probe, fit_multi_label_probe_with_l2,
+    multi_label_indicators, multi_label_report, parse_multi_labels, roc_auc, run_multi_label_probe,
+    LabelMatrix, MultiLabelGridPoint, MultiLabelProbe, MultiLabelReport, MultiLabelResults,
+    MULTI_LABEL_SEPARATOR,
+};
+#[cfg(feature = "plots")]
+pub use plots::{
+    plot_comparison, plot_comparison_rows, plot_confusion, plot_run, plot_run_with,
+    read_metrics_jsonl, PlotFont, PlotOptions, PlotReport, RunMetrics,
 };
 pub use protocol::{run_probes, ProbeConfig, ProbeResults};
+pub use regression::{
+    fit_ridge, fit_ridge_with_l2, mean_absolute_error, r2_score, regression_report,
+    run_regression_probe, RegressionReport, RegressionResults, RidgeConfig, RidgeGridPoint,
+    RidgeProbe,
+};
 pub use segmentation::{
     check_volume, dice, dice_per_class, hausdorff95, hausdorff95_pooled, hausdorff_percentile,
     score_case, summarise_segmentation, CaseScores, ClassSummary, HdPooling,
 };
-pub use split::stratified_split;
+pub use split::{random_split, stratified_split};
 pub use tables::{
-    confusion_to_csv, summarise, summary_to_markdown, to_markdown, write_confusion_csv, ResultRow,
-    SummaryRow,
+    confusion_to_csv, summarise, summary_to_markdown, to_markdown, write_confusion_csv, MeanStd,
+    ResultRow, SummaryRow,
 };
 #[cfg(feature = "tables")]
 pub use tables::{write_summary_table, write_table};
@@ -119,6 +156,46 @@ pub enum EvalError {
     /// A table path whose extension is neither `.csv` nor `.parquet`.
     #[error("unsupported table extension for {}: expected .csv or .parquet", path.display())]
     UnsupportedExtension { path: PathBuf },
+    /// A class name that is not among the known classes (e.g. a test label never seen in
+    /// training).
+    #[error("unknown class name {name:?} in {what}: expected one of the {n_known} known classes")]
+    UnknownClassName {
+        what: String,
+        name: String,
+        n_known: usize,
+    },
+    /// A line of an input file could not be parsed (1-based line number).
+    #[error("parse error in {} line {line}: {message}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// Drawing or encoding a plot failed (the plotting library's error, as text).
+    #[error("plot error on {}: {message}", path.display())]
+    Plot { path: PathBuf, message: String },
+}
+
+/// NaN, the serde default of metrics that were not measured.
+pub(crate) fn nan() -> f64 {
+    f64::NAN
+}
+
+/// Reads an `f64` that may be `null` (how serde_json writes NaN) as NaN.
+pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// Reads a map of `f64` whose values may be `null` (NaN) as NaN.
+pub(crate) fn map_f64_or_nan<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    use serde::Deserialize;
+    Ok(BTreeMap::<String, Option<f64>>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 /// A feature matrix: `data [n, d]`, row-major (row `i` is `data[i * d..(i + 1) * d]`).

@@ -12,7 +12,7 @@
 //! 4. refit on train+val (re-standardised on their union) with that `λ`.
 //!
 //! Loss and gradient accumulate in `f64`; the two products per evaluation run on the
-//! [`crate::kernels`] SIMD kernel over rayon, so a fit of n≈3000, d≈400, 60 classes takes
+//! crate's `kernels` SIMD kernel over rayon, so a fit of n≈3000, d≈400, 60 classes takes
 //! well under a second per `λ` in an optimised build.
 
 use rayon::prelude::*;
@@ -23,7 +23,7 @@ use crate::lbfgs::{minimize, LbfgsConfig, LbfgsReport};
 use crate::{check_label_vec, EvalError, Features};
 
 /// Samples per parallel block of the loss (fixed, so sums do not depend on thread count).
-const ROWS_PER_BLOCK: usize = 64;
+pub(crate) const ROWS_PER_BLOCK: usize = 64;
 
 /// Settings of [`fit_linear_probe`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ impl Default for LinearProbeConfig {
 }
 
 impl LinearProbeConfig {
-    fn validate(&self) -> Result<Vec<f64>, EvalError> {
+    pub(crate) fn validate(&self) -> Result<Vec<f64>, EvalError> {
         if self.l2_grid.is_empty() {
             return Err(EvalError::InvalidConfig {
                 what: "l2_grid".into(),
@@ -83,7 +83,7 @@ impl LinearProbeConfig {
         Ok(grid)
     }
 
-    fn lbfgs(&self) -> LbfgsConfig {
+    pub(crate) fn lbfgs(&self) -> LbfgsConfig {
         LbfgsConfig {
             max_iter: self.max_iter,
             grad_tol: self.tol,
@@ -112,7 +112,9 @@ pub struct GridPoint {
 pub struct LinearProbe {
     /// The chosen L2 strength.
     pub l2: f64,
-    /// Validation accuracy of the chosen `λ` (model fitted on the training split only).
+    /// Validation accuracy of the chosen `λ` (model fitted on the training split only; NaN for
+    /// [`fit_linear_probe_with_l2`]).
+    #[serde(deserialize_with = "crate::f64_or_nan")]
     pub val_accuracy: f64,
     /// Every `λ` tried, strongest first.
     pub grid: Vec<GridPoint>,
@@ -249,6 +251,80 @@ pub fn fit_linear_probe(
     })
 }
 
+/// Fits a linear probe with one given L2 strength `l2` on all of `train` (standardised on
+/// `train`), without a validation split: for protocols with too few samples to hold any
+/// out (e.g. one-shot draws). `cfg.l2_grid` is ignored; `max_iter` and `tol` apply. The
+/// returned probe has `grid` empty and `val_accuracy` NaN.
+///
+/// # Shapes
+/// - `train [n_train, d]`, `y_train [n_train]`, labels in `0..n_classes`.
+///
+/// # Errors
+/// Shape mismatches, an empty split, labels `>= n_classes`, non-finite features, an
+/// `l2` that is not finite and `>= 0`, an invalid `max_iter`/`tol`.
+pub fn fit_linear_probe_with_l2(
+    train: &Features,
+    y_train: &[usize],
+    n_classes: usize,
+    l2: f64,
+    cfg: &LinearProbeConfig,
+) -> Result<LinearProbe, EvalError> {
+    let cfg = LinearProbeConfig {
+        l2_grid: vec![l2],
+        ..cfg.clone()
+    };
+    cfg.validate()?;
+    check_fit_inputs(train, n_classes, "linear-probe train")?;
+    check_label_vec(y_train, train.n, n_classes, "train")?;
+    let d = train.d;
+    let (mean, inv_std) = scaler(train);
+    let x = standardise(train, &mean, &inv_std);
+    let mut theta = vec![0.0; n_classes * d + n_classes];
+    let report = Softmax::new(&x, y_train, d, n_classes).fit(l2, &mut theta, &cfg.lbfgs());
+    let bias = theta.split_off(n_classes * d);
+    Ok(LinearProbe {
+        l2,
+        val_accuracy: f64::NAN,
+        grid: Vec::new(),
+        n_classes,
+        d,
+        iterations: report.iterations,
+        converged: report.converged(),
+        mean,
+        inv_std,
+        weights: theta,
+        bias,
+    })
+}
+
+/// Checks finite features with `n >= 1`, `d >= 1` and `n_classes >= 1`.
+pub(crate) fn check_fit_inputs(
+    train: &Features,
+    n_classes: usize,
+    split: &str,
+) -> Result<(), EvalError> {
+    train.check_finite(&format!("{split} features"))?;
+    if n_classes == 0 {
+        return Err(EvalError::InvalidConfig {
+            what: "n_classes".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    if train.d == 0 {
+        return Err(EvalError::ShapeMismatch {
+            what: "feature dimension d (must be at least 1)".into(),
+            expected: 1,
+            got: 0,
+        });
+    }
+    if train.n == 0 {
+        return Err(EvalError::EmptySplit {
+            split: split.into(),
+        });
+    }
+    Ok(())
+}
+
 fn points_acc(points: &[GridPoint], k: usize) -> f64 {
     points.get(k).map_or(f64::NEG_INFINITY, |p| p.val_accuracy)
 }
@@ -326,7 +402,7 @@ impl LinearProbe {
 
 /// Per-feature mean and `1 / std` (population std, `f64`); near-constant features get
 /// `1 / std = 1`.
-fn scaler(x: &Features) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn scaler(x: &Features) -> (Vec<f64>, Vec<f64>) {
     let d = x.d;
     let mut mean = vec![0.0f64; d];
     for row in x.data.chunks_exact(d.max(1)) {
@@ -359,7 +435,7 @@ fn scaler(x: &Features) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// `(x - mean) * inv_std` as `f64`, `[n, d]`.
-fn standardise(x: &Features, mean: &[f64], inv_std: &[f64]) -> Vec<f64> {
+pub(crate) fn standardise(x: &Features, mean: &[f64], inv_std: &[f64]) -> Vec<f64> {
     let mut out = Vec::with_capacity(x.data.len());
     for row in x.data.chunks_exact(x.d.max(1)) {
         out.extend(
@@ -372,7 +448,7 @@ fn standardise(x: &Features, mean: &[f64], inv_std: &[f64]) -> Vec<f64> {
 }
 
 /// Parameters of the same raw-feature function under another standardisation.
-fn remap(
+pub(crate) fn remap(
     theta: &[f64],
     d: usize,
     c: usize,
@@ -413,7 +489,7 @@ fn log_sum_exp(row: &[f64]) -> f64 {
 }
 
 /// Logits `[n, c]` of standardised rows `x [n, d]` under `theta = [W (c*d), b (c)]`.
-fn logits(x: &[f64], n: usize, theta: &[f64], d: usize, c: usize) -> Vec<f64> {
+pub(crate) fn logits(x: &[f64], n: usize, theta: &[f64], d: usize, c: usize) -> Vec<f64> {
     let (w, b) = theta.split_at(c * d);
     let mut z = vec![0.0; n * c];
     par_a_bt(x, n, w, c, d, &mut z);
@@ -442,15 +518,50 @@ pub(crate) struct Softmax<'a> {
     c: usize,
 }
 
+/// `x [n, d]` transposed to `[d, n]`.
+pub(crate) fn transpose(x: &[f64], n: usize, d: usize) -> Vec<f64> {
+    let mut xt = vec![0.0; n * d];
+    for (i, row) in x.chunks_exact(d.max(1)).enumerate() {
+        for (k, v) in row.iter().enumerate() {
+            xt[k * n + i] = *v;
+        }
+    }
+    xt
+}
+
+/// Gradient of `mean_i loss_i + l2/2 ‖W‖²` for a linear model `z = W x + b` from the
+/// residuals `r [n, c] = ∂loss_i/∂z_i`, written into `grad = [gW (c*d), gb (c)]`, given
+/// `xt [d, n]` (the transposed inputs) and `w [c, d]`. Returns `l2/2 ‖W‖²`.
+pub(crate) fn gradient_from_residuals(
+    xt: &[f64],
+    r: &[f64],
+    (n, d, c): (usize, usize, usize),
+    w: &[f64],
+    l2: f64,
+    grad: &mut [f64],
+) -> f64 {
+    let inv_n = 1.0 / n as f64;
+    let rt = transpose(r, n, c);
+    // Gt [d, c] = Xt [d, n] · Rt [c, n]ᵀ = (Rᵀ X)ᵀ.
+    let mut gt = vec![0.0; d * c];
+    par_a_bt(xt, d, &rt, c, n, &mut gt);
+    let (gw, gb) = grad.split_at_mut(c * d);
+    let mut penalty = 0.0;
+    for cls in 0..c {
+        for k in 0..d {
+            let wv = w[cls * d + k];
+            penalty += wv * wv;
+            gw[cls * d + k] = gt[k * c + cls] * inv_n + l2 * wv;
+        }
+        gb[cls] = rt[cls * n..(cls + 1) * n].iter().sum::<f64>() * inv_n;
+    }
+    0.5 * l2 * penalty
+}
+
 impl<'a> Softmax<'a> {
     pub(crate) fn new(x: &'a [f64], y: &'a [usize], d: usize, c: usize) -> Self {
         let n = y.len();
-        let mut xt = vec![0.0; x.len()];
-        for (i, row) in x.chunks_exact(d.max(1)).enumerate() {
-            for (k, v) in row.iter().enumerate() {
-                xt[k * n + i] = *v;
-            }
-        }
+        let xt = transpose(x, n, d);
         Self { x, xt, y, n, d, c }
     }
 
@@ -478,29 +589,8 @@ impl<'a> Softmax<'a> {
                 loss
             })
             .collect();
-        let inv_n = 1.0 / n as f64;
-        let data_loss = block_losses.iter().sum::<f64>() * inv_n;
-
-        let mut rt = vec![0.0; c * n];
-        for (i, row) in r.chunks_exact(c).enumerate() {
-            for (k, v) in row.iter().enumerate() {
-                rt[k * n + i] = *v;
-            }
-        }
-        // Gt [d, c] = Xt [d, n] · Rt [c, n]ᵀ = (Rᵀ X)ᵀ.
-        let mut gt = vec![0.0; d * c];
-        par_a_bt(&self.xt, d, &rt, c, n, &mut gt);
-        let (gw, gb) = grad.split_at_mut(c * d);
-        let mut penalty = 0.0;
-        for cls in 0..c {
-            for k in 0..d {
-                let wv = w[cls * d + k];
-                penalty += wv * wv;
-                gw[cls * d + k] = gt[k * c + cls] * inv_n + l2 * wv;
-            }
-            gb[cls] = rt[cls * n..(cls + 1) * n].iter().sum::<f64>() * inv_n;
-        }
-        data_loss + 0.5 * l2 * penalty
+        let data_loss = block_losses.iter().sum::<f64>() / n as f64;
+        data_loss + gradient_from_residuals(&self.xt, &r, (n, d, c), w, l2, grad)
     }
 
     /// Minimises the objective for `l2` from `theta` (overwritten with the solution).
@@ -677,6 +767,26 @@ mod tests {
         }
         let probe = fit_linear_probe(&constant, &y, &constant, &y, 4, &cfg).unwrap();
         assert!(probe.predict(&constant).unwrap().iter().all(|&p| p < 2));
+    }
+
+    #[test]
+    fn fixed_l2_fit_has_no_grid_and_round_trips_through_json() {
+        let (x, y) = blobs(20, 3, 4, 5.0, 0.5, 4);
+        let cfg = LinearProbeConfig::default();
+        let probe = fit_linear_probe_with_l2(&x, &y, 3, 0.01, &cfg).unwrap();
+        assert!(probe.grid.is_empty() && probe.val_accuracy.is_nan());
+        assert_eq!(probe.l2, 0.01);
+        assert_eq!(acc(&probe.predict(&x).unwrap(), &y), 1.0);
+        // NaN is written as null and read back as NaN.
+        let json = serde_json::to_string(&probe).unwrap();
+        let back: LinearProbe = serde_json::from_str(&json).unwrap();
+        assert!(back.val_accuracy.is_nan());
+        // (serde_json reads floats back to within an ulp.)
+        for (a, b) in back.weights().iter().zip(probe.weights()) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0));
+        }
+        assert!(fit_linear_probe_with_l2(&x, &y, 3, f64::NAN, &cfg).is_err());
+        assert!(fit_linear_probe_with_l2(&x, &y, 2, 0.1, &cfg).is_err());
     }
 
     #[test]

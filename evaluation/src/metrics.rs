@@ -1,5 +1,7 @@
 //! Classification metrics: accuracy, macro-F1 (scikit-learn's `f1_score(average="macro")`
-//! over the labels present in `y_true` or `y_pred`) and the confusion matrix.
+//! over the labels present in `y_true` or `y_pred`), balanced accuracy (scikit-learn's
+//! `balanced_accuracy_score`: mean recall over the classes present in `y_true`) and the
+//! confusion matrix.
 //!
 //! The plain functions never fail: invalid input (different lengths, no samples, a label
 //! `>= n_classes`) gives NaN, and [`confusion_matrix`] skips out-of-range pairs. Use
@@ -92,6 +94,37 @@ fn macro_from_confusion(confusion: &[Vec<u64>]) -> f64 {
     f1.iter().sum::<f64>() / f1.len() as f64
 }
 
+/// Mean per-class recall over the classes present in the true labels, from a confusion
+/// matrix (rows = true); NaN when no row has support.
+fn balanced_from_confusion(confusion: &[Vec<u64>]) -> f64 {
+    let recalls: Vec<f64> = confusion
+        .iter()
+        .enumerate()
+        .filter_map(|(c, row)| {
+            let support: u64 = row.iter().sum();
+            (support > 0).then(|| row.get(c).copied().unwrap_or(0) as f64 / support as f64)
+        })
+        .collect();
+    if recalls.is_empty() {
+        return f64::NAN;
+    }
+    recalls.iter().sum::<f64>() / recalls.len() as f64
+}
+
+/// Balanced accuracy: the unweighted mean over classes of recall `tp / (tp + fn)`, in
+/// `[0, 1]`, as scikit-learn's `balanced_accuracy_score` (with `adjusted=False`).
+///
+/// Only classes present in `y_true` enter the mean: a class that is predicted but never
+/// true has no recall (scikit-learn warns and drops it too). Equals [`accuracy`] when every
+/// class has the same support. `y_true`, `y_pred`: `[n]`. NaN when the lengths differ,
+/// `n == 0` or a label is `>= n_classes`.
+pub fn balanced_accuracy(y_true: &[usize], y_pred: &[usize], n_classes: usize) -> f64 {
+    if check_labels(y_true, y_pred, n_classes).is_err() {
+        return f64::NAN;
+    }
+    balanced_from_confusion(&confusion_matrix(y_true, y_pred, n_classes))
+}
+
 /// Unweighted mean over classes of `F1 = 2·tp / (2·tp + fp + fn)`, in `[0, 1]`.
 ///
 /// Classes absent from both `y_true` and `y_pred` are left out of the mean (as
@@ -105,13 +138,17 @@ pub fn macro_f1(y_true: &[usize], y_pred: &[usize], n_classes: usize) -> f64 {
     macro_from_confusion(&confusion_matrix(y_true, y_pred, n_classes))
 }
 
-/// Accuracy, macro-F1 and confusion matrix of one evaluation.
+/// Accuracy, macro-F1, balanced accuracy and confusion matrix of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassificationReport {
     /// Fraction correct, `[0, 1]`.
     pub accuracy: f64,
     /// Macro-F1 over the classes present (see [`macro_f1`]), `[0, 1]`.
     pub macro_f1: f64,
+    /// Mean recall over the classes present in the true labels (see
+    /// [`balanced_accuracy`]), `[0, 1]`. Reports saved before this field read as NaN.
+    #[serde(default = "crate::nan", deserialize_with = "crate::f64_or_nan")]
+    pub balanced_accuracy: f64,
     /// `[n_classes, n_classes]`, rows = true class, columns = predicted class.
     pub confusion: Vec<Vec<u64>>,
     /// Number of samples scored.
@@ -132,6 +169,7 @@ pub fn classification_report(
     Ok(ClassificationReport {
         accuracy: accuracy(y_true, y_pred),
         macro_f1: macro_from_confusion(&confusion),
+        balanced_accuracy: balanced_from_confusion(&confusion),
         confusion,
         n: y_true.len(),
     })
@@ -168,6 +206,22 @@ mod tests {
         assert_eq!((r.n, r.confusion.clone()), (6, cm));
         assert_eq!(r.accuracy, accuracy(&T, &P));
         assert_eq!(r.macro_f1, f1);
+        // Recalls: class 0: 2/3, class 1: 1/2, class 2: 1/1 (class 3 has no support).
+        let bal = (2.0 / 3.0 + 0.5 + 1.0) / 3.0;
+        assert!((balanced_accuracy(&T, &P, 4) - bal).abs() < 1e-15);
+        assert_eq!(r.balanced_accuracy, balanced_accuracy(&T, &P, 4));
+    }
+
+    #[test]
+    fn balanced_accuracy_ignores_classes_only_predicted() {
+        // Class 1 is predicted but never true: only class 0's recall (1/2) counts.
+        assert_eq!(balanced_accuracy(&[0, 0], &[0, 1], 2), 0.5);
+        // Imbalanced: always predicting the majority class scores 1/2, not 0.9.
+        let y: Vec<usize> = (0..10).map(|i| usize::from(i == 0)).collect();
+        assert_eq!(accuracy(&y, &[0; 10]), 0.9);
+        assert_eq!(balanced_accuracy(&y, &[0; 10], 2), 0.5);
+        assert!(balanced_accuracy(&[0], &[3], 2).is_nan());
+        assert!(balanced_accuracy(&[], &[], 2).is_nan());
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! The shared frozen-feature protocol every domain's `probe` command runs: hold out a
 //! stratified validation split from the training set to choose the linear probe's L2
 //! strength, then report linear-probe and kNN results on the test set.
+//!
+//! The same [`ProbeConfig`] drives the other protocols: multi-label
+//! ([`crate::run_multi_label_probe`]), few-shot ([`crate::run_few_shot`], settings in
+//! [`ProbeConfig::few_shot`]) and regression ([`crate::run_regression_probe`], settings in
+//! [`ProbeConfig::ridge`]).
 
 use crate::{
     classification_report, fit_linear_probe, knn_predict, stratified_split, ClassificationReport,
-    EvalError, Features, KnnConfig, LinearProbeConfig,
+    EvalError, Features, FewShotConfig, KnnConfig, LinearProbeConfig, RidgeConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +23,12 @@ pub struct ProbeConfig {
     pub linear: LinearProbeConfig,
     #[serde(default)]
     pub knn: KnnConfig,
+    /// Ridge probe of [`crate::run_regression_probe`].
+    #[serde(default)]
+    pub ridge: RidgeConfig,
+    /// Shots per class and draws of [`crate::run_few_shot`].
+    #[serde(default)]
+    pub few_shot: FewShotConfig,
 }
 
 fn default_val() -> f64 {
@@ -30,6 +41,8 @@ impl Default for ProbeConfig {
             val_fraction: default_val(),
             linear: LinearProbeConfig::default(),
             knn: KnnConfig::default(),
+            ridge: RidgeConfig::default(),
+            few_shot: FewShotConfig::default(),
         }
     }
 }
@@ -78,4 +91,29 @@ pub fn run_probes(
         linear_l2: probe.l2,
         knn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_through_toml_and_old_cards_parse() {
+        // Model cards store the probe settings as TOML; older cards lack the new sections.
+        let old: ProbeConfig = toml::from_str("val_fraction = 0.2").unwrap();
+        assert_eq!(old.val_fraction, 0.2);
+        assert_eq!(old.few_shot, FewShotConfig::default());
+        assert_eq!(old.ridge, RidgeConfig::default());
+        let mut cfg = ProbeConfig::default();
+        cfg.few_shot.k = 1;
+        cfg.few_shot.l2 = Some(0.5);
+        let text = toml::to_string(&cfg).unwrap();
+        assert_eq!(toml::from_str::<ProbeConfig>(&text).unwrap(), cfg);
+        let default_text = toml::to_string(&ProbeConfig::default()).unwrap();
+        assert!(!default_text.contains("l2 ="), "{default_text}");
+        assert_eq!(
+            toml::from_str::<ProbeConfig>(&default_text).unwrap(),
+            ProbeConfig::default()
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Deterministic stratified train/validation split.
+//! Deterministic train/validation splits: stratified by class, or plain random (for
+//! multi-label and regression targets, which have no single class to stratify by).
 
 use std::collections::BTreeMap;
 
@@ -36,9 +37,42 @@ pub fn stratified_split(y: &[usize], val_fraction: f64, seed: u64) -> (Vec<usize
     (train, val)
 }
 
+/// Splits sample indices `0..n` into `(train, validation)` at random: one
+/// `Rng::new(seed)` permutation, whose first `round(n * val_fraction)` entries go to
+/// validation, but at least one sample stays in training. `val_fraction` is clamped to
+/// `[0, 1]` (NaN counts as 0). Both lists are sorted and together partition `0..n`.
+pub fn random_split(n: usize, val_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let fraction = if val_fraction.is_nan() {
+        0.0
+    } else {
+        val_fraction.clamp(0.0, 1.0)
+    };
+    let order = Rng::new(seed).permutation(n);
+    let n_val = ((n as f64 * fraction).round() as usize).min(n.saturating_sub(1));
+    let mut val = order[..n_val].to_vec();
+    let mut train = order[n_val..].to_vec();
+    train.sort_unstable();
+    val.sort_unstable();
+    (train, val)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_split_is_a_deterministic_partition() {
+        let (tr, va) = random_split(50, 0.2, 3);
+        assert_eq!((tr.len(), va.len()), (40, 10));
+        assert_eq!((tr.clone(), va.clone()), random_split(50, 0.2, 3));
+        assert_ne!(va, random_split(50, 0.2, 4).1);
+        let mut all: Vec<usize> = tr.iter().chain(&va).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+        assert_eq!(random_split(1, 1.0, 0), (vec![0], vec![]));
+        assert_eq!(random_split(0, 0.5, 0), (vec![], vec![]));
+        assert_eq!(random_split(3, f64::NAN, 0).1.len(), 0);
+    }
 
     #[test]
     fn split_is_stratified_deterministic_and_a_partition() {

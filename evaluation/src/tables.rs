@@ -1,7 +1,13 @@
 //! Results tables: one [`ResultRow`] per (run, task, protocol, features, seed), their
 //! summary over seeds, Markdown for both, CSV for confusion matrices and, with the
 //! `tables` feature, CSV or Parquet files through polars.
+//!
+//! Metrics that do not apply to a row (accuracy of a regression probe, balanced accuracy of
+//! a row saved before it existed) are NaN: JSON writes them as `null` and reads `null`
+//! back as NaN, Markdown shows `–`. Protocol-specific metrics (multi-label mAP and AUROC,
+//! regression R² and MAE, few-shot `k`...) go in [`ResultRow::extra`] by name.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -10,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::EvalError;
 
 /// One evaluation result.
+///
+/// Other crates build rows with struct literals: fields added after the first release
+/// have serde defaults and [`Default`] gives them, so write `..Default::default()` to stay
+/// compatible with later additions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRow {
     /// Name of the pretraining run (or baseline) the features come from.
@@ -22,12 +32,70 @@ pub struct ResultRow {
     pub features: String,
     /// Seed of the split / fit.
     pub seed: u64,
-    /// Test accuracy, `[0, 1]`.
+    /// Test accuracy, `[0, 1]` (NaN when it does not apply).
+    #[serde(deserialize_with = "crate::f64_or_nan")]
     pub accuracy: f64,
-    /// Test macro-F1, `[0, 1]`.
+    /// Test macro-F1, `[0, 1]` (NaN when it does not apply).
+    #[serde(deserialize_with = "crate::f64_or_nan")]
     pub macro_f1: f64,
     /// Number of test samples.
     pub n_test: usize,
+    /// Test balanced accuracy (mean per-class recall), `[0, 1]`; NaN when it does not
+    /// apply or for rows saved before this field existed.
+    #[serde(default = "crate::nan", deserialize_with = "crate::f64_or_nan")]
+    pub balanced_accuracy: f64,
+    /// Further named metrics of this result, e.g. `map_micro`, `map_macro`,
+    /// `auroc_macro` (multi-label), `r2`, `mae` (regression), `k` (few-shot). Names should
+    /// not repeat the fixed columns (`accuracy`, `macro_f1`, ...): the tables make one
+    /// column per name.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::map_f64_or_nan"
+    )]
+    pub extra: BTreeMap<String, f64>,
+}
+
+impl Default for ResultRow {
+    /// Empty names, seed 0, `n_test` 0, every metric NaN (not measured), no extras.
+    fn default() -> Self {
+        Self {
+            run: String::new(),
+            task: String::new(),
+            protocol: String::new(),
+            features: String::new(),
+            seed: 0,
+            accuracy: f64::NAN,
+            macro_f1: f64::NAN,
+            n_test: 0,
+            balanced_accuracy: f64::NAN,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// Mean and spread of one metric over seeds (or few-shot draws).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanStd {
+    /// Mean (NaN when a value is NaN or there are none).
+    #[serde(deserialize_with = "crate::f64_or_nan")]
+    pub mean: f64,
+    /// Sample standard deviation (`n - 1` denominator); `None` for fewer than two values.
+    pub std: Option<f64>,
+    /// Number of values.
+    pub n: usize,
+}
+
+impl MeanStd {
+    /// Mean and sample standard deviation of `xs`.
+    pub fn of(xs: &[f64]) -> Self {
+        let (mean, std) = mean_std(xs);
+        Self {
+            mean,
+            std,
+            n: xs.len(),
+        }
+    }
 }
 
 /// Mean and spread over seeds of the rows sharing (run, task, protocol, features).
@@ -53,9 +121,42 @@ pub struct SummaryRow {
     pub macro_f1_std: Option<f64>,
     /// Test samples per seed (the largest, if the seeds differ).
     pub n_test: usize,
+    /// Mean balanced accuracy, `[0, 1]` (NaN if any seed lacks it).
+    #[serde(default = "crate::nan", deserialize_with = "crate::f64_or_nan")]
+    pub balanced_accuracy_mean: f64,
+    /// Sample standard deviation of balanced accuracy; `None` for one seed.
+    #[serde(default)]
+    pub balanced_accuracy_std: Option<f64>,
+    /// Each [`ResultRow::extra`] metric over the seeds that have it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, MeanStd>,
+}
+
+impl SummaryRow {
+    /// The named metric over seeds: `accuracy`, `macro_f1`, `balanced_accuracy` or a key of
+    /// [`SummaryRow::extra`]; `None` for an unknown name.
+    pub fn metric(&self, name: &str) -> Option<MeanStd> {
+        let fixed = |mean, std| MeanStd {
+            mean,
+            std,
+            n: self.n_seeds,
+        };
+        match name {
+            "accuracy" => Some(fixed(self.accuracy_mean, self.accuracy_std)),
+            "macro_f1" => Some(fixed(self.macro_f1_mean, self.macro_f1_std)),
+            "balanced_accuracy" => Some(fixed(
+                self.balanced_accuracy_mean,
+                self.balanced_accuracy_std,
+            )),
+            _ => self.extra.get(name).copied(),
+        }
+    }
 }
 
 fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
+    if xs.is_empty() {
+        return (f64::NAN, None);
+    }
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     if xs.len() < 2 {
@@ -66,7 +167,8 @@ fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
 }
 
 /// Groups rows by (run, task, protocol, features), in order of first appearance, and
-/// gives the mean and sample standard deviation over seeds of accuracy and macro-F1.
+/// gives the mean and sample standard deviation over seeds of accuracy, macro-F1,
+/// balanced accuracy and every extra metric (over the rows that have it).
 pub fn summarise(rows: &[ResultRow]) -> Vec<SummaryRow> {
     let same_group = |a: &ResultRow, b: &ResultRow| {
         a.run == b.run && a.task == b.task && a.protocol == b.protocol && a.features == b.features
@@ -83,8 +185,20 @@ pub fn summarise(rows: &[ResultRow]) -> Vec<SummaryRow> {
         .map(|(first, members)| {
             let acc: Vec<f64> = members.iter().map(|m| m.accuracy).collect();
             let f1: Vec<f64> = members.iter().map(|m| m.macro_f1).collect();
+            let bal: Vec<f64> = members.iter().map(|m| m.balanced_accuracy).collect();
             let (accuracy_mean, accuracy_std) = mean_std(&acc);
             let (macro_f1_mean, macro_f1_std) = mean_std(&f1);
+            let (balanced_accuracy_mean, balanced_accuracy_std) = mean_std(&bal);
+            let mut extra_values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for m in &members {
+                for (k, v) in &m.extra {
+                    extra_values.entry(k.clone()).or_default().push(*v);
+                }
+            }
+            let extra = extra_values
+                .into_iter()
+                .map(|(k, v)| (k, MeanStd::of(&v)))
+                .collect();
             SummaryRow {
                 run: first.run.clone(),
                 task: first.task.clone(),
@@ -96,6 +210,9 @@ pub fn summarise(rows: &[ResultRow]) -> Vec<SummaryRow> {
                 macro_f1_mean,
                 macro_f1_std,
                 n_test: members.iter().map(|m| m.n_test).max().unwrap_or(0),
+                balanced_accuracy_mean,
+                balanced_accuracy_std,
+                extra,
             }
         })
         .collect()
@@ -106,28 +223,81 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// A missing or non-finite value in a Markdown cell.
+const MISSING: &str = "–";
+
 fn pct(x: f64) -> String {
-    format!("{:.2}", 100.0 * x)
+    if x.is_finite() {
+        format!("{:.2}", 100.0 * x)
+    } else {
+        MISSING.into()
+    }
 }
 
 fn pct_pm(mean: f64, std: Option<f64>) -> String {
     match std {
-        Some(s) => format!("{} ± {}", pct(mean), pct(s)),
-        None => pct(mean),
+        Some(s) if mean.is_finite() && s.is_finite() => format!("{} ± {}", pct(mean), pct(s)),
+        _ => pct(mean),
     }
 }
 
-/// A GitHub-flavoured Markdown table of the rows; accuracy and macro-F1 in percent with
-/// two decimals.
-pub fn to_markdown(rows: &[ResultRow]) -> String {
-    let mut s = String::from(
-        "| run | task | protocol | features | seed | accuracy (%) | macro-F1 (%) | n_test |\n\
-         |---|---|---|---|---:|---:|---:|---:|\n",
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        MISSING.into()
+    }
+}
+
+fn num_pm(m: Option<&MeanStd>) -> String {
+    match m {
+        Some(MeanStd {
+            mean, std: Some(s), ..
+        }) if mean.is_finite() && s.is_finite() => format!("{} ± {}", num(*mean), num(*s)),
+        Some(m) => num(m.mean),
+        None => MISSING.into(),
+    }
+}
+
+/// Names of the extra metrics of any row, sorted.
+fn extra_names<'a, T: 'a, V: 'a>(
+    rows: &'a [T],
+    extra: impl Fn(&'a T) -> &'a BTreeMap<String, V>,
+) -> Vec<&'a str> {
+    let mut names: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| extra(r).keys().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn header(first: &str, extras: &[&str]) -> String {
+    let mut s = format!(
+        "| run | task | protocol | features | {first} | accuracy (%) | macro-F1 (%) | balanced accuracy (%) | n_test |"
     );
+    for e in extras {
+        let _ = write!(s, " {} |", cell(e));
+    }
+    s.push_str("\n|---|---|---|---|---:|---:|---:|---:|---:|");
+    for _ in extras {
+        s.push_str("---:|");
+    }
+    s.push('\n');
+    s
+}
+
+/// A GitHub-flavoured Markdown table of the rows: accuracy, macro-F1 and balanced
+/// accuracy in percent with two decimals (`–` when not measured), then one column per
+/// extra metric (sorted by name; four decimals, as stored).
+pub fn to_markdown(rows: &[ResultRow]) -> String {
+    let extras = extra_names(rows, |r| &r.extra);
+    let mut s = header("seed", &extras);
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&r.run),
             cell(&r.task),
             cell(&r.protocol),
@@ -135,22 +305,27 @@ pub fn to_markdown(rows: &[ResultRow]) -> String {
             r.seed,
             pct(r.accuracy),
             pct(r.macro_f1),
+            pct(r.balanced_accuracy),
             r.n_test
         );
+        for e in &extras {
+            let v = r.extra.get(*e).map_or(MISSING.into(), |v| num(*v));
+            let _ = write!(s, " {v} |");
+        }
+        s.push('\n');
     }
     s
 }
 
-/// A Markdown table of a summary: `mean ± std` over seeds, in percent.
+/// A Markdown table of a summary: `mean ± std` over seeds, in percent for accuracy,
+/// macro-F1 and balanced accuracy, as stored for extra metrics.
 pub fn summary_to_markdown(rows: &[SummaryRow]) -> String {
-    let mut s = String::from(
-        "| run | task | protocol | features | seeds | accuracy (%) | macro-F1 (%) | n_test |\n\
-         |---|---|---|---|---:|---:|---:|---:|\n",
-    );
+    let extras = extra_names(rows, |r| &r.extra);
+    let mut s = header("seeds", &extras);
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&r.run),
             cell(&r.task),
             cell(&r.protocol),
@@ -158,8 +333,13 @@ pub fn summary_to_markdown(rows: &[SummaryRow]) -> String {
             r.n_seeds,
             pct_pm(r.accuracy_mean, r.accuracy_std),
             pct_pm(r.macro_f1_mean, r.macro_f1_std),
+            pct_pm(r.balanced_accuracy_mean, r.balanced_accuracy_std),
             r.n_test
         );
+        for e in &extras {
+            let _ = write!(s, " {} |", num_pm(r.extra.get(*e)));
+        }
+        s.push('\n');
     }
     s
 }
@@ -263,6 +443,10 @@ mod polars_io {
         Column::new(name.into(), rows.iter().map(f).collect::<Vec<&str>>())
     }
 
+    fn optional(name: &str, values: impl Iterator<Item = Option<f64>>) -> Column {
+        Column::new(name.into(), values.collect::<Vec<Option<f64>>>())
+    }
+
     fn write(mut df: DataFrame, path: &Path) -> Result<(), EvalError> {
         let format = format_of(path)?;
         let file = File::create(path).map_err(|source| EvalError::Io {
@@ -287,7 +471,9 @@ mod polars_io {
 
     /// Writes result rows to `path` as CSV (`.csv`) or Parquet (`.parquet`), chosen by the
     /// extension. Columns: `run, task, protocol, features` (str), `seed` (u64),
-    /// `accuracy, macro_f1` (f64), `n_test` (u64).
+    /// `accuracy, macro_f1, balanced_accuracy` (f64; NaN when not measured), `n_test`
+    /// (u64), then one f64 column per [`ResultRow::extra`] name (sorted; null where a row
+    /// lacks it).
     pub fn write_table(rows: &[ResultRow], path: &Path) -> Result<(), EvalError> {
         format_of(path)?;
         let cols = vec![
@@ -308,10 +494,23 @@ mod polars_io {
                 rows.iter().map(|r| r.macro_f1).collect::<Vec<f64>>(),
             ),
             Column::new(
+                "balanced_accuracy".into(),
+                rows.iter()
+                    .map(|r| r.balanced_accuracy)
+                    .collect::<Vec<f64>>(),
+            ),
+            Column::new(
                 "n_test".into(),
                 rows.iter().map(|r| r.n_test as u64).collect::<Vec<u64>>(),
             ),
         ];
+        let mut cols = cols;
+        for name in super::extra_names(rows, |r| &r.extra) {
+            cols.push(optional(
+                name,
+                rows.iter().map(|r| r.extra.get(name).copied()),
+            ));
+        }
         let df = DataFrame::new(rows.len(), cols).map_err(|e| EvalError::Polars {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -322,7 +521,8 @@ mod polars_io {
     /// Writes a summary (see [`super::summarise`]) as CSV or Parquet by the extension.
     /// Columns: `run, task, protocol, features` (str), `n_seeds` (u64), `accuracy_mean`,
     /// `accuracy_std`, `macro_f1_mean`, `macro_f1_std` (f64; the std is null for one
-    /// seed), `n_test` (u64).
+    /// seed), `n_test` (u64), `balanced_accuracy_mean`, `balanced_accuracy_std`, then
+    /// `<name>_mean`, `<name>_std` per extra metric (sorted by name).
     pub fn write_summary_table(rows: &[SummaryRow], path: &Path) -> Result<(), EvalError> {
         format_of(path)?;
         let f = |name: &str, g: fn(&SummaryRow) -> f64| {
@@ -351,7 +551,21 @@ mod polars_io {
                 "n_test".into(),
                 rows.iter().map(|r| r.n_test as u64).collect::<Vec<u64>>(),
             ),
+            f("balanced_accuracy_mean", |r| r.balanced_accuracy_mean),
+            o("balanced_accuracy_std", |r| r.balanced_accuracy_std),
         ];
+        let mut cols = cols;
+        for name in super::extra_names(rows, |r| &r.extra) {
+            let get = |r: &SummaryRow| r.extra.get(name).copied();
+            cols.push(optional(
+                &format!("{name}_mean"),
+                rows.iter().map(|r| get(r).map(|m| m.mean)),
+            ));
+            cols.push(optional(
+                &format!("{name}_std"),
+                rows.iter().map(|r| get(r).and_then(|m| m.std)),
+            ));
+        }
         let df = DataFrame::new(rows.len(), cols).map_err(|e| EvalError::Polars {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -377,6 +591,8 @@ mod tests {
             accuracy,
             macro_f1,
             n_test: 400,
+            balanced_accuracy: accuracy - 0.1,
+            ..Default::default()
         }
     }
 
@@ -408,17 +624,65 @@ mod tests {
             (s[1].protocol.as_str(), s[1].n_seeds, s[1].accuracy_std),
             ("knn", 1, None)
         );
+        assert!((s[0].balanced_accuracy_mean - 0.72).abs() < 1e-12);
+        assert!((s[0].balanced_accuracy_std.unwrap() - 0.02).abs() < 1e-12);
         let md = summary_to_markdown(&s);
         assert!(
             md.contains(
-                "| mae-a | esc50 | linear | cls+mean | 3 | 82.00 ± 2.00 | 72.00 ± 2.00 | 400 |"
+                "| mae-a | esc50 | linear | cls+mean | 3 | 82.00 ± 2.00 | 72.00 ± 2.00 | 72.00 ± 2.00 | 400 |"
             ),
             "{md}"
         );
         assert!(
-            md.contains("| knn | cls+mean | 1 | 60.00 | 50.00 |"),
+            md.contains("| knn | cls+mean | 1 | 60.00 | 50.00 | 50.00 | 400 |"),
             "{md}"
         );
+        assert_eq!(
+            s[0].metric("balanced_accuracy")
+                .map(|m| (m.n, m.std.is_some())),
+            Some((3, true))
+        );
+        assert!(s[0].metric("nope").is_none());
+    }
+
+    #[test]
+    fn extra_metrics_are_summarised_and_tabulated() {
+        let mut r = rows();
+        r[0].extra.insert("map_macro".into(), 0.5);
+        r[2].extra.insert("map_macro".into(), 0.7);
+        r[2].extra.insert("auroc_macro".into(), 0.9);
+        r[1].accuracy = f64::NAN;
+        let s = summarise(&r);
+        let m = s[0].metric("map_macro").unwrap();
+        assert_eq!(m.n, 2);
+        assert!((m.mean - 0.6).abs() < 1e-15);
+        assert!((m.std.unwrap() - 0.02f64.sqrt()).abs() < 1e-12);
+        assert_eq!(s[0].metric("auroc_macro").unwrap().std, None);
+        assert!(s[1].extra.is_empty());
+        let md = to_markdown(&r);
+        let lines: Vec<&str> = md.lines().collect();
+        assert!(
+            lines[0].ends_with("| n_test | auroc_macro | map_macro |"),
+            "{md}"
+        );
+        assert!(lines[2].ends_with("| 400 | – | 0.5000 |"), "{md}");
+        assert!(
+            lines[3].ends_with("| – | 50.00 | 50.00 | 400 | – | – |"),
+            "{md}"
+        );
+        assert!(lines[4].ends_with("| 400 | 0.9000 | 0.7000 |"), "{md}");
+        let smd = summary_to_markdown(&s);
+        assert!(smd.contains("| 0.9000 | 0.6000 ± 0.1414 |"), "{smd}");
+        // NaN survives a JSON round trip (serde_json writes it as null).
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Vec<ResultRow> = serde_json::from_str(&json).unwrap();
+        assert!(back[1].accuracy.is_nan());
+        assert_eq!(back[2].extra, r[2].extra);
+        // Rows saved before `balanced_accuracy` and `extra` existed still parse.
+        let old = r#"{"run":"a","task":"t","protocol":"linear","features":"cls","seed":1,"accuracy":0.5,"macro_f1":0.4,"n_test":3}"#;
+        let old: ResultRow = serde_json::from_str(old).unwrap();
+        assert!(old.balanced_accuracy.is_nan() && old.extra.is_empty());
+        assert_eq!(old.accuracy, 0.5);
     }
 
     #[test]
@@ -430,7 +694,7 @@ mod tests {
         assert_eq!(lines.len(), 6);
         assert_eq!(
             lines[2],
-            "| a\\|b | esc50 | linear | cls+mean | 0 | 80.00 | 70.00 | 400 |"
+            "| a\\|b | esc50 | linear | cls+mean | 0 | 80.00 | 70.00 | 70.00 | 400 |"
         );
         assert_eq!(to_markdown(&[]).lines().count(), 2);
     }
@@ -465,7 +729,8 @@ mod tests {
 
     #[test]
     fn rows_round_trip_through_json() {
-        let r = rows();
+        let mut r = rows();
+        r[0].extra.insert("r2".into(), -0.25);
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<Vec<ResultRow>>(&s).unwrap(), r);
         // serde_json parses floats to within an ulp (exactly only with `float_roundtrip`).
@@ -510,16 +775,26 @@ mod tests {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            assert_eq!(
-                names,
-                ["run", "task", "protocol", "features", "seed", "accuracy", "macro_f1", "n_test"]
-            );
+            let mut expected: Vec<&str> = vec![
+                "run",
+                "task",
+                "protocol",
+                "features",
+                "seed",
+                "accuracy",
+                "macro_f1",
+                "balanced_accuracy",
+                "n_test",
+            ];
+            expected.extend(extra_names(want, |r| &r.extra));
+            assert_eq!(names, expected);
             let run = df.column("run").unwrap().str().unwrap();
             let protocol = df.column("protocol").unwrap().str().unwrap();
             let seed = df.column("seed").unwrap().cast(&DataType::UInt64).unwrap();
             let seed = seed.u64().unwrap();
             let acc = df.column("accuracy").unwrap().f64().unwrap();
             let f1 = df.column("macro_f1").unwrap().f64().unwrap();
+            let bal = df.column("balanced_accuracy").unwrap().f64().unwrap();
             let n_test = df
                 .column("n_test")
                 .unwrap()
@@ -531,6 +806,11 @@ mod tests {
                 assert_eq!(seed.get(i), Some(w.seed));
                 assert_eq!(acc.get(i), Some(w.accuracy));
                 assert_eq!(f1.get(i), Some(w.macro_f1));
+                assert_eq!(bal.get(i), Some(w.balanced_accuracy));
+                for (name, v) in &w.extra {
+                    let col = df.column(name).unwrap().f64().unwrap();
+                    assert_eq!(col.get(i), Some(*v));
+                }
                 assert_eq!(n_test.u64().unwrap().get(i), Some(w.n_test as u64));
             }
         }
@@ -540,6 +820,7 @@ mod tests {
             let mut r = rows();
             r[1].run = "run, with \"quotes\"".into();
             r[2].accuracy = 1.0 / 3.0;
+            r[3].extra.insert("map_macro".into(), 0.25);
             for name in ["results.csv", "results.parquet", "RESULTS.PARQUET"] {
                 let p = temp_path(name);
                 write_table(&r, &p).unwrap();
@@ -555,6 +836,9 @@ mod tests {
                 let std = df.column("accuracy_std").unwrap().f64().unwrap();
                 assert!((std.get(0).unwrap() - s[0].accuracy_std.unwrap()).abs() < 1e-15);
                 assert_eq!(std.get(1), None);
+                let map = df.column("map_macro_mean").unwrap().f64().unwrap();
+                assert_eq!((map.get(0), map.get(1)), (Some(0.25), None));
+                assert!(df.column("balanced_accuracy_mean").is_ok());
                 std::fs::remove_file(&p).unwrap();
             }
             let empty = temp_path("empty.parquet");

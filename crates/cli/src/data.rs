@@ -1,4 +1,5 @@
-//! Listing a dataset: a folder (recursive, sorted) or a CSV manifest.
+//! Listing a dataset: one file, a folder (recursive, sorted), a CSV manifest or a text
+//! list of paths.
 
 use anyhow::Context;
 use std::collections::HashMap;
@@ -19,28 +20,34 @@ pub struct ManifestColumns {
     pub split: Option<String>,
 }
 
-/// Lists files with one of `extensions` (lower case, no dot) under a folder, or the rows of
-/// a CSV manifest. In a folder, the label is the name of the file's parent folder when the
-/// file is not at the top level. Manifest paths are relative to the manifest's folder; a
-/// bare file name not found there is looked up (uniquely) in its sub-folders.
+/// Lists a dataset given as
+/// - a data file that `accepts` (one item);
+/// - a folder: every file below it that `accepts`, sorted; when the folder has an `images/`
+///   or `imagesTr/` sub-folder (the Medical Segmentation Decathlon layout), that one. The
+///   label is the name of a file's parent folder when the file is not at the top level;
+/// - a CSV manifest (`.csv`, or `.tsv` with tabs) with a `path`, `file` or `image` column
+///   and optional label and split columns; paths are relative to the manifest's folder, and
+///   a bare file name not found there is looked up (uniquely) in its sub-folders;
+/// - any other file: a text list of paths, one per line (blank lines and lines starting
+///   with `#` skipped), relative to the list's folder.
 pub fn list_data(
     spec: &Path,
-    extensions: &[&str],
+    accepts: &dyn Fn(&Path) -> bool,
     cols: &ManifestColumns,
 ) -> anyhow::Result<Vec<DataItem>> {
     if spec.is_dir() {
+        let spec = ["images", "imagesTr"]
+            .iter()
+            .map(|s| spec.join(s))
+            .find(|p| p.is_dir())
+            .unwrap_or_else(|| spec.to_path_buf());
+        let spec = spec.as_path();
         let mut files = Vec::new();
         walk(spec, &mut files).with_context(|| format!("listing {}", spec.display()))?;
         files.sort();
         let items = files
             .into_iter()
-            .filter(|p| {
-                let ext = p
-                    .extension()
-                    .map(|e| e.to_string_lossy().to_lowercase())
-                    .unwrap_or_default();
-                extensions.is_empty() || extensions.contains(&ext.as_str())
-            })
+            .filter(|p| accepts(p))
             .map(|path| {
                 let label = path
                     .parent()
@@ -57,9 +64,48 @@ pub fn list_data(
         return Ok(items);
     }
     if spec.is_file() {
-        return read_manifest(spec, cols);
+        if accepts(spec) {
+            return Ok(vec![DataItem {
+                path: spec.to_path_buf(),
+                label: None,
+                split: None,
+            }]);
+        }
+        let ext = spec
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        return match ext.as_str() {
+            "csv" | "tsv" => read_manifest(spec, cols),
+            _ => read_list(spec),
+        };
     }
-    anyhow::bail!("{}: no such folder or manifest", spec.display())
+    anyhow::bail!("{}: no such file, folder, manifest or list", spec.display())
+}
+
+/// A text list of paths, one per line.
+fn read_list(path: &Path) -> anyhow::Result<Vec<DataItem>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading list {}", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: not a data file this command reads, and not a text list of paths (not UTF-8 text)",
+            path.display()
+        )
+    })?;
+    let root = path.parent().unwrap_or(Path::new("."));
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let p = PathBuf::from(l);
+            DataItem {
+                path: if p.is_absolute() { p } else { root.join(p) },
+                label: None,
+                split: None,
+            }
+        })
+        .collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -76,6 +122,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Splits one CSV line (RFC 4180 quoting).
 pub fn split_csv_line(line: &str) -> Vec<String> {
+    split_line(line, ',')
+}
+
+fn split_line(line: &str, sep: char) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -87,7 +137,7 @@ pub fn split_csv_line(line: &str) -> Vec<String> {
                 chars.next();
             }
             ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, false) if c == sep => out.push(std::mem::take(&mut cur)),
             (c, _) => cur.push(c),
         }
     }
@@ -98,6 +148,15 @@ pub fn split_csv_line(line: &str) -> Vec<String> {
 fn read_manifest(path: &Path, cols: &ManifestColumns) -> anyhow::Result<Vec<DataItem>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading manifest {}", path.display()))?;
+    let sep = if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"))
+    {
+        '\t'
+    } else {
+        ','
+    };
+    let split_csv_line = |l: &str| split_line(l, sep);
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = split_csv_line(
         lines
@@ -199,7 +258,8 @@ mod tests {
         std::fs::create_dir_all(d.join("sub/cat")).unwrap();
         std::fs::write(d.join("sub/cat/x.wav"), b"").unwrap();
         std::fs::write(d.join("sub/readme.txt"), b"").unwrap();
-        let items = list_data(&d.join("sub"), &["wav"], &ManifestColumns::default()).unwrap();
+        let wav = |p: &Path| p.extension().is_some_and(|e| e == "wav");
+        let items = list_data(&d.join("sub"), &wav, &ManifestColumns::default()).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].label.as_deref(), Some("cat"));
         std::fs::write(d.join("m.csv"), "file,kind,official_split\nx.wav,7,test\n").unwrap();
@@ -207,7 +267,7 @@ mod tests {
             label: Some("kind".into()),
             split: Some("official_split".into()),
         };
-        let items = list_data(&d.join("m.csv"), &["wav"], &cols).unwrap();
+        let items = list_data(&d.join("m.csv"), &wav, &cols).unwrap();
         assert_eq!(items[0].path, d.join("sub/cat/x.wav"));
         assert_eq!(items[0].label.as_deref(), Some("7"));
         assert_eq!(items[0].split.as_deref(), Some("test"));
@@ -215,10 +275,36 @@ mod tests {
             label: Some("nope".into()),
             split: None,
         };
-        assert!(list_data(&d.join("m.csv"), &["wav"], &bad)
+        assert!(list_data(&d.join("m.csv"), &wav, &bad)
             .unwrap_err()
             .to_string()
             .contains("no column `nope`"));
-        assert!(list_data(&d.join("missing"), &["wav"], &bad).is_err());
+        assert!(list_data(&d.join("missing"), &wav, &bad).is_err());
+        // One data file; a text list (comments, blank lines, relative paths).
+        let one = list_data(&d.join("sub/cat/x.wav"), &wav, &bad).unwrap();
+        assert_eq!(one[0].path, d.join("sub/cat/x.wav"));
+        std::fs::write(d.join("list.txt"), "# clips\n\nsub/cat/x.wav\n").unwrap();
+        let listed = list_data(&d.join("list.txt"), &wav, &bad).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].path, d.join("sub/cat/x.wav"));
+        // A binary file that is neither data nor a list.
+        std::fs::write(d.join("blob.bin"), [0xffu8, 0xfe, 0x00]).unwrap();
+        let e = list_data(&d.join("blob.bin"), &wav, &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("blob.bin") && e.contains("not UTF-8"), "{e}");
+        // A TSV manifest.
+        std::fs::write(d.join("m.tsv"), "path\tlabel\nsub/cat/x.wav\tmeow\n").unwrap();
+        let t = list_data(&d.join("m.tsv"), &wav, &ManifestColumns::default()).unwrap();
+        assert_eq!(t[0].label.as_deref(), Some("meow"));
+        // A folder with an images/ sub-folder lists only that one.
+        std::fs::create_dir_all(d.join("msd/images")).unwrap();
+        std::fs::create_dir_all(d.join("msd/labels")).unwrap();
+        std::fs::write(d.join("msd/images/a.wav"), b"").unwrap();
+        std::fs::write(d.join("msd/labels/a.wav"), b"").unwrap();
+        let m = list_data(&d.join("msd"), &wav, &bad).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].path, d.join("msd/images/a.wav"));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -15,11 +15,21 @@ pub use config::{deep_merge, merge_file, Presets};
 pub use data::{list_data, DataItem, ManifestColumns};
 
 /// Flags shared by every subcommand of every domain CLI.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Data: a folder (searched recursively) or a CSV manifest with a path/file column.
-    #[arg(long, value_name = "DIR|MANIFEST.csv")]
+    /// Data: a file, a folder (searched recursively), a CSV manifest (`path`/`file`/`image`,
+    /// label and split columns) or a text list of paths.
+    #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// Manifest column holding the label (default: `label`; in a folder, the parent folder name).
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
+    /// Manifest column holding the split (default: `split` if present).
+    #[arg(long, value_name = "NAME")]
+    pub split_column: Option<String>,
+    /// Split value that marks test rows (never used for pretraining, statistics or fitting).
+    #[arg(long, value_name = "NAME", default_value = "test")]
+    pub test_split: String,
     /// Output folder.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -49,11 +59,44 @@ pub struct CommonArgs {
     pub strict: bool,
 }
 
+impl Default for CommonArgs {
+    fn default() -> Self {
+        Self {
+            data: None,
+            label_column: None,
+            split_column: None,
+            test_split: "test".into(),
+            out: None,
+            checkpoint: None,
+            config: None,
+            preset: None,
+            steps: None,
+            batch_size: None,
+            seed: None,
+            threads: None,
+            strict: false,
+        }
+    }
+}
+
 impl CommonArgs {
+    /// The manifest columns these flags name.
+    pub fn columns(&self) -> ManifestColumns {
+        ManifestColumns {
+            label: self.label_column.clone(),
+            split: self.split_column.clone(),
+        }
+    }
+
+    /// Whether a listed item is in the test split.
+    pub fn is_test(&self, item: &DataItem) -> bool {
+        item.split.as_deref() == Some(self.test_split.as_str())
+    }
+
     pub fn data(&self) -> anyhow::Result<&PathBuf> {
-        self.data
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("--data is required (a folder or a CSV manifest)"))
+        self.data.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("--data is required (a file, folder, CSV manifest or list)")
+        })
     }
     pub fn out(&self) -> anyhow::Result<&PathBuf> {
         self.out
@@ -107,12 +150,29 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     b
 }
 
+/// An error and its causes as one line (`outer context: cause`), leaving out a cause
+/// whose text the line already holds (library errors often repeat their source's message).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 /// Prints an error as one line (`error: outer context: cause`) and returns exit code 1.
 pub fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -137,4 +197,20 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> anyhow:
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_drops_repeated_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io)
+            .context("a.wav: no such file")
+            .context("reading data");
+        assert_eq!(one_line(&e), "reading data: a.wav: no such file");
+        let e = anyhow::anyhow!("two\nlines").context("outer");
+        assert_eq!(one_line(&e), "outer: two lines");
+    }
 }

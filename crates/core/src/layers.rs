@@ -73,7 +73,7 @@ impl Conv3d {
         c_out: usize,
         kernel: usize,
     ) -> Result<Self> {
-        if kernel % 2 == 0 {
+        if kernel.is_multiple_of(2) {
             return Err(crate::CoreError::Config(format!(
                 "{prefix}: convolution kernel must be odd, got {kernel}"
             )));

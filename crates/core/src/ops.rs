@@ -541,124 +541,6 @@ pub fn layer_norm(
     x.contiguous()?.apply_op3(weight, bias, LayerNormOp { eps })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var, D};
-
-    fn reference_grads(x: &Var, f: impl Fn(&Tensor) -> Tensor, w: &Tensor) -> (Vec<f32>, Vec<f32>) {
-        let y = f(x.as_tensor());
-        let loss = (y.clone() * w).unwrap().sum_all().unwrap();
-        let g = loss.backward().unwrap();
-        (
-            y.flatten_all().unwrap().to_vec1().unwrap(),
-            g.get(x).unwrap().flatten_all().unwrap().to_vec1().unwrap(),
-        )
-    }
-
-    fn close(a: &[f32], b: &[f32], tol: f32) {
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() < tol, "{x} vs {y}");
-        }
-    }
-
-    #[test]
-    fn fused_ops_match_composed_ops_forward_and_backward() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&(Tensor::randn(0f32, 2.0, (3, 5, 37), &dev).unwrap())).unwrap();
-        let w = Tensor::randn(0f32, 1.0, (3, 5, 37), &dev).unwrap();
-        let (y1, g1) = reference_grads(&x, |t| softmax_last_dim(t).unwrap(), &w);
-        let (y2, g2) = reference_grads(&x, |t| candle_nn::ops::softmax(t, D::Minus1).unwrap(), &w);
-        close(&y1, &y2, 1e-6);
-        close(&g1, &g2, 1e-5);
-        let (y1, g1) = reference_grads(&x, |t| normalize_last_dim(t, 1e-6).unwrap(), &w);
-        let slow = |t: &Tensor| {
-            let ones = Tensor::ones(37, candle_core::DType::F32, &dev).unwrap();
-            let zeros = Tensor::zeros(37, candle_core::DType::F32, &dev).unwrap();
-            candle_nn::ops::layer_norm_slow(t, &ones, &zeros, 1e-6).unwrap()
-        };
-        let (y2, g2) = reference_grads(&x, slow, &w);
-        close(&y1, &y2, 1e-5);
-        close(&g1, &g2, 1e-4);
-        let (y1, g1) = reference_grads(&x, |t| gelu(t).unwrap(), &w);
-        let (y2, g2) = reference_grads(&x, |t| t.gelu_erf().unwrap(), &w);
-        close(&y1, &y2, 1e-5);
-        close(&g1, &g2, 1e-4);
-        // Masked, scaled softmax equals softmax of the explicitly biased scores.
-        let bias = Tensor::new(
-            &[
-                [0f32, 0.0, -1e9, 0.0, 0.0],
-                [0.0, -1e9, -1e9, 0.0, 0.0],
-                [0.0; 5],
-            ],
-            &dev,
-        )
-        .unwrap();
-        let xa = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 2, 4, 5), &dev).unwrap()).unwrap();
-        let wa = Tensor::randn(0f32, 1.0, (3, 2, 4, 5), &dev).unwrap();
-        let (y1, g1) = reference_grads(&xa, |t| masked_softmax(t, &bias, 0.5).unwrap(), &wa);
-        let b4 = bias.reshape((3, 1, 1, 5)).unwrap();
-        let (y2, g2) = reference_grads(
-            &xa,
-            |t| {
-                candle_nn::ops::softmax(&(t * 0.5).unwrap().broadcast_add(&b4).unwrap(), D::Minus1)
-                    .unwrap()
-            },
-            &wa,
-        );
-        close(&y1, &y2, 1e-6);
-        close(&g1, &g2, 1e-5);
-    }
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut x = -90.0f32;
-        while x < 88.0 {
-            let (a, b) = (fast_exp(x), x.exp());
-            assert!(
-                (a - b).abs() <= 3e-7 * b.max(1e-30) || b < 1e-37,
-                "{x}: {a} vs {b}"
-            );
-            x += 0.0137;
-        }
-    }
-
-    #[test]
-    fn fused_affine_ops_give_parameter_gradients() {
-        let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 8), &dev).unwrap()).unwrap();
-        let wv = Var::from_tensor(&Tensor::randn(1f32, 0.1, 8, &dev).unwrap()).unwrap();
-        let bv = Var::from_tensor(&Tensor::randn(0f32, 0.1, 8, &dev).unwrap()).unwrap();
-        let r = Tensor::randn(0f32, 1.0, (2, 3, 8), &dev).unwrap();
-        let grads = |fused: bool| -> Vec<Vec<f32>> {
-            let y = if fused {
-                add_bias(
-                    &layer_norm(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap(),
-                    bv.as_tensor(),
-                )
-                .unwrap()
-            } else {
-                let ln = candle_nn::ops::layer_norm_slow(
-                    x.as_tensor(),
-                    wv.as_tensor(),
-                    bv.as_tensor(),
-                    1e-5,
-                )
-                .unwrap();
-                ln.broadcast_add(bv.as_tensor()).unwrap()
-            };
-            let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            [x.as_tensor(), wv.as_tensor(), bv.as_tensor()]
-                .iter()
-                .map(|t| g.get(t).unwrap().flatten_all().unwrap().to_vec1().unwrap())
-                .collect()
-        };
-        for (a, b) in grads(true).iter().zip(grads(false).iter()) {
-            close(a, b, 1e-4);
-        }
-    }
-}
-
 /// The `k³` neighbourhoods of a channel-last volume `[B, Z, Y, X, C]`, zero-padded:
 /// `[B, Z, Y, X, k³·C]`, neighbourhood-major (`dz, dy, dx`, then channel). Its backward
 /// pass is [`Fold3d`], which sums each neighbourhood gradient back onto its voxels.
@@ -792,4 +674,144 @@ impl CustomOp1 for Fold3d {
 /// backward pass.
 pub fn unfold3d(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Unfold3d { k })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+    use tessera_tokens::Rng;
+
+    /// `mean + std * N(0, 1)` from the seeded generator, as a CPU tensor of `shape`
+    /// (candle's own generator cannot be seeded).
+    fn randn(rng: &mut Rng, mean: f32, std: f32, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| mean + std * rng.normal() as f32).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn reference_grads(x: &Var, f: impl Fn(&Tensor) -> Tensor, w: &Tensor) -> (Vec<f32>, Vec<f32>) {
+        let y = f(x.as_tensor());
+        let loss = (y.clone() * w).unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        (
+            y.flatten_all().unwrap().to_vec1().unwrap(),
+            g.get(x).unwrap().flatten_all().unwrap().to_vec1().unwrap(),
+        )
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len(), "lengths differ");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < tol, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn fused_ops_match_composed_ops_forward_and_backward() {
+        let dev = Device::Cpu;
+        let mut rng = Rng::new(11);
+        let x = Var::from_tensor(&randn(&mut rng, 0.0, 2.0, &[3, 5, 37])).unwrap();
+        let w = randn(&mut rng, 0.0, 1.0, &[3, 5, 37]);
+        let (y1, g1) = reference_grads(&x, |t| softmax_last_dim(t).unwrap(), &w);
+        let (y2, g2) = reference_grads(&x, |t| candle_nn::ops::softmax(t, D::Minus1).unwrap(), &w);
+        close(&y1, &y2, 1e-6);
+        close(&g1, &g2, 1e-5);
+        let (y1, g1) = reference_grads(&x, |t| normalize_last_dim(t, 1e-6).unwrap(), &w);
+        let slow = |t: &Tensor| {
+            let ones = Tensor::ones(37, candle_core::DType::F32, &dev).unwrap();
+            let zeros = Tensor::zeros(37, candle_core::DType::F32, &dev).unwrap();
+            candle_nn::ops::layer_norm_slow(t, &ones, &zeros, 1e-6).unwrap()
+        };
+        let (y2, g2) = reference_grads(&x, slow, &w);
+        close(&y1, &y2, 1e-5);
+        close(&g1, &g2, 1e-4);
+        let (y1, g1) = reference_grads(&x, |t| gelu(t).unwrap(), &w);
+        let (y2, g2) = reference_grads(&x, |t| t.gelu_erf().unwrap(), &w);
+        close(&y1, &y2, 1e-5);
+        close(&g1, &g2, 1e-4);
+        // Masked, scaled softmax equals softmax of the explicitly biased scores.
+        let bias = Tensor::new(
+            &[
+                [0f32, 0.0, -1e9, 0.0, 0.0],
+                [0.0, -1e9, -1e9, 0.0, 0.0],
+                [0.0; 5],
+            ],
+            &dev,
+        )
+        .unwrap();
+        let xa = Var::from_tensor(&randn(&mut rng, 0.0, 1.0, &[3, 2, 4, 5])).unwrap();
+        let wa = randn(&mut rng, 0.0, 1.0, &[3, 2, 4, 5]);
+        let (y1, g1) = reference_grads(&xa, |t| masked_softmax(t, &bias, 0.5).unwrap(), &wa);
+        let b4 = bias.reshape((3, 1, 1, 5)).unwrap();
+        let (y2, g2) = reference_grads(
+            &xa,
+            |t| {
+                candle_nn::ops::softmax(&(t * 0.5).unwrap().broadcast_add(&b4).unwrap(), D::Minus1)
+                    .unwrap()
+            },
+            &wa,
+        );
+        close(&y1, &y2, 1e-6);
+        close(&g1, &g2, 1e-5);
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        // Relative error below 3e-7 on [-87, 88] (the documented range), on a fine grid
+        // plus seeded random points.
+        let mut rng = Rng::new(13);
+        let grid = (0..)
+            .map(|i| -87.0 + 0.0137 * i as f32)
+            .take_while(|&x| x <= 88.0);
+        let random: Vec<f32> = (0..20_000)
+            .map(|_| -87.0 + 175.0 * rng.uniform() as f32)
+            .collect();
+        for x in grid.chain(random).chain([-87.0, 0.0, 88.0]) {
+            let (a, b) = (fast_exp(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b, "{x}: {a} vs {b}");
+        }
+        assert_eq!(fast_exp(0.0), 1.0);
+        // Below the range the input is clamped: a tiny positive value, never NaN or < 0.
+        let floor = fast_exp(-87.0);
+        for x in [-87.5f32, -90.0, -1e4, f32::MIN] {
+            assert_eq!(fast_exp(x), floor, "{x}");
+        }
+        assert!(floor > 0.0 && floor < 2e-38);
+    }
+
+    #[test]
+    fn fused_affine_ops_give_parameter_gradients() {
+        let mut rng = Rng::new(12);
+        let x = Var::from_tensor(&randn(&mut rng, 0.0, 1.0, &[2, 3, 8])).unwrap();
+        let wv = Var::from_tensor(&randn(&mut rng, 1.0, 0.1, &[8])).unwrap();
+        let bv = Var::from_tensor(&randn(&mut rng, 0.0, 0.1, &[8])).unwrap();
+        let r = randn(&mut rng, 0.0, 1.0, &[2, 3, 8]);
+        let grads = |fused: bool| -> Vec<Vec<f32>> {
+            let y = if fused {
+                add_bias(
+                    &layer_norm(x.as_tensor(), wv.as_tensor(), bv.as_tensor(), 1e-5).unwrap(),
+                    bv.as_tensor(),
+                )
+                .unwrap()
+            } else {
+                let ln = candle_nn::ops::layer_norm_slow(
+                    x.as_tensor(),
+                    wv.as_tensor(),
+                    bv.as_tensor(),
+                    1e-5,
+                )
+                .unwrap();
+                ln.broadcast_add(bv.as_tensor()).unwrap()
+            };
+            let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            [x.as_tensor(), wv.as_tensor(), bv.as_tensor()]
+                .iter()
+                .map(|t| g.get(t).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+                .collect()
+        };
+        for (a, b) in grads(true).iter().zip(grads(false).iter()) {
+            close(a, b, 1e-4);
+        }
+    }
 }

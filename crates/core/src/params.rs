@@ -190,11 +190,12 @@ impl ParamStore {
 
     /// Loads the parameters under `prefix` from a safetensors file.
     pub fn load_safetensors(&self, path: &Path, prefix: &str) -> Result<()> {
-        let tensors =
-            candle_core::safetensors::load(path, &self.device).map_err(|e| CoreError::File {
+        let tensors = candle_core::safetensors::load(path, &self.device).map_err(|source| {
+            CoreError::Safetensors {
                 path: path.to_path_buf(),
-                reason: format!("cannot read safetensors: {e}"),
-            })?;
+                source,
+            }
+        })?;
         self.assign(&tensors, prefix)
     }
 }

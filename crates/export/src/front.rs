@@ -1,86 +1,21 @@
-//! The optional grid front: the natural array of a grid modality (`[B,1,F,T]` log-mel for
-//! audio, `[B,C,D,H,W]` crops for volumes) is normalised, cropped to whole patches,
+//! Graph nodes of the optional grid front ([`GridFront`], described in `tessera-tokens`):
+//! the natural array of a grid modality (`[B,1,F,T]` log-mel for audio, `[B,C,D,H,W]` crops for volumes) is normalised, cropped to whole patches,
 //! patchified and given coordinates inside the graph, with every spatial size dynamic.
 //! Token order and value order match the Rust tokenizers: tokens row-major over the patch
 //! grid, values ordered (channel, then patch axes row-major).
 
 use crate::builder::GraphBuilder;
 use crate::proto::{Attr, DataType, TensorProto};
-use crate::{ExportError, Result};
-use serde::{Deserialize, Serialize};
+pub use tessera_tokens::grid::{AxisCoords, GridAxis, GridFront};
 
-/// Coordinate of the patch at grid index `j` along one axis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AxisCoords {
-    /// `offset + step · j` (dynamic axes: time, millimetres).
-    Affine { offset: f32, step: f32 },
-    /// A fixed table (e.g. mel-band centre frequencies); inputs may not have more patches
-    /// along this axis than the table holds.
-    Table { values: Vec<f32> },
-}
-
-/// One spatial axis of the grid.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GridAxis {
-    pub name: String,
-    pub patch: usize,
-    pub coords: AxisCoords,
-    /// Position of this axis's coordinate in the token's `coords` (e.g. a `[Z, Y, X]` array
-    /// gives `(R, A, S)` coordinates with indices 2, 1, 0).
-    pub coord_index: usize,
-}
-
-/// A grid front: `channels` input channels, spatial axes in array order (each gives one
-/// coordinate, at its `coord_index`), optional global normalisation `(x - mean) / std`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GridFront {
-    pub channels: usize,
-    pub axes: Vec<GridAxis>,
-    pub norm: Option<(f32, f32)>,
-}
-
-impl GridFront {
-    pub fn validate(&self, patch_dim: usize, k: usize) -> Result<()> {
-        let p: usize = self.channels * self.axes.iter().map(|a| a.patch).product::<usize>();
-        if self.axes.is_empty() || self.axes.iter().any(|a| a.patch == 0) || self.channels == 0 {
-            return Err(ExportError::Unsupported(
-                "grid front needs channels > 0 and at least one axis with a positive patch".into(),
-            ));
-        }
-        if p != patch_dim || self.axes.len() != k {
-            return Err(ExportError::Mismatch(format!(
-                "grid front gives {p} values and {} coordinates per token; the encoder takes {patch_dim} and {k}",
-                self.axes.len()
-            )));
-        }
-        let mut idx: Vec<usize> = self.axes.iter().map(|a| a.coord_index).collect();
-        idx.sort_unstable();
-        if idx != (0..self.axes.len()).collect::<Vec<_>>() {
-            return Err(ExportError::Unsupported(format!(
-                "grid axes' coord_index values {idx:?} are not a permutation of 0..{}",
-                self.axes.len()
-            )));
-        }
-        if let Some((_, s)) = self.norm {
-            if !(s.is_finite() && s > 0.0) {
-                return Err(ExportError::Mismatch(format!(
-                    "normalisation std {s} is not positive"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Axis names of the input, for the card.
-    pub fn input_axes(&self) -> Vec<String> {
-        let mut v = vec!["batch".to_string(), "channel".to_string()];
-        v.extend(self.axes.iter().map(|a| a.name.clone()));
-        v
-    }
-
+/// Graph building for a [`GridFront`].
+pub trait GridBuild {
     /// Appends the front to `g`; returns `(values [B,N,P], coords [B,N,K], padding [B,N])`.
-    pub fn build(&self, g: &mut GraphBuilder, grid: &str) -> (String, String, String) {
+    fn build(&self, g: &mut GraphBuilder, grid: &str) -> (String, String, String);
+}
+
+impl GridBuild for GridFront {
+    fn build(&self, g: &mut GraphBuilder, grid: &str) -> (String, String, String) {
         let n_ax = self.axes.len();
         let mut x = grid.to_string();
         if let Some((m, s)) = self.norm {

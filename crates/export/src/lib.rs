@@ -19,7 +19,7 @@ pub mod front;
 pub mod proto;
 
 pub use builder::GraphBuilder;
-pub use front::{AxisCoords, GridAxis, GridFront};
+pub use front::{AxisCoords, GridAxis, GridBuild, GridFront};
 
 use proto::{DataType, Dim, ModelProto};
 use std::path::{Path, PathBuf};
@@ -33,6 +33,8 @@ pub enum ExportError {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Core(#[from] tessera_core::CoreError),
+    #[error(transparent)]
+    Tokens(#[from] tessera_tokens::TokenError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -7,7 +7,7 @@ mod common;
 use common::{max_abs_diff, ort_ready, temp_dir};
 use serde_json::Value;
 use tessera_export::proto::{DataType, Dim, ModelProto};
-use tessera_export::{AxisCoords, GraphBuilder, GridAxis, GridFront};
+use tessera_export::{AxisCoords, GraphBuilder, GridAxis, GridBuild, GridFront};
 use tessera_runtime::{Options, RawSession};
 
 fn golden() -> Value {
@@ -50,7 +50,14 @@ fn run(
     .to_bytes();
     let path = temp_dir(tag).join("op.onnx");
     std::fs::write(&path, bytes).unwrap();
-    let mut s = RawSession::open(&path, &Options { threads: 1 }).unwrap();
+    let mut s = RawSession::open(
+        &path,
+        &Options {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let args: Vec<(&str, &[usize], &[f32])> = inputs
         .iter()
         .map(|(n, t)| (*n, t.0.as_slice(), t.1.as_slice()))

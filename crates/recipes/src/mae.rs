@@ -15,7 +15,7 @@ use tessera_core::layers::{attention_bias, Block, BlockConfig, LayerNorm, Linear
 use tessera_core::params::{Decay, Init};
 use tessera_core::posenc::FourierEncoding;
 use tessera_core::{CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
-use tessera_tokens::{random_mask, MaskConfig, Rng, Tokens};
+use tessera_tokens::{random_mask, MaskConfig, MaskedBatch, Rng, Tokens};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaeConfig {
@@ -126,6 +126,19 @@ impl Recipe for Mae {
             .first()
             .ok_or_else(|| CoreError::Config("mae: empty batch".into()))?;
         let m = random_mask(tokens, &self.cfg.mask, rng)?;
+        let pred = self.predict(&m)?;
+        let (loss, n_real) = self.masked_loss(&pred, &m.masked)?;
+        Ok(StepOutput {
+            loss,
+            metrics: vec![("masked_tokens".into(), n_real as f64)],
+        })
+    }
+}
+
+impl Mae {
+    /// The decoder's predictions for the masked tokens, `[B, M, P]` (`M` = `m.masked.n`,
+    /// padded rows included). The encoder sees only `m.visible`.
+    fn predict(&self, m: &MaskedBatch) -> Result<Tensor> {
         let dev = self.mask_token.device().clone();
         let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
         let msk = TokenTensors::from_tokens(&m.masked, &dev)?;
@@ -155,16 +168,21 @@ impl Recipe for Mae {
         let x = self.norm.forward(&x.narrow(1, 1 + nv, nm)?)?;
         let pred = self.pred.forward(&x)?;
         debug_assert_eq!(pred.dims(), &[b, nm, m.masked.p]);
+        Ok(pred)
+    }
 
-        let target = Tensor::from_vec(self.targets(&m.masked), (b, nm, m.masked.p), &dev)?;
+    /// Mean over the real (non-padding) masked tokens of the per-token mean squared error
+    /// between `pred` (`[B, M, P]`) and the (normalised) values of `masked`; returns the
+    /// loss and the number of tokens it averages over (at least 1).
+    fn masked_loss(&self, pred: &Tensor, masked: &Tokens) -> Result<(Tensor, f32)> {
+        let dev = pred.device();
+        let target = Tensor::from_vec(self.targets(masked), (masked.b, masked.n, masked.p), dev)?;
         let per_token = (pred - target)?.sqr()?.mean(2)?; // [B, M]
-        let keep = (1.0 - &msk.padding)?;
+        let keep: Vec<f32> = masked.padding.iter().map(|&x| 1.0 - x as f32).collect();
+        let keep = Tensor::from_vec(keep, (masked.b, masked.n), dev)?;
         let n_real = keep.sum_all()?.to_scalar::<f32>()?.max(1.0);
         let loss = ((per_token * keep)?.sum_all()? / n_real as f64)?;
-        Ok(StepOutput {
-            loss,
-            metrics: vec![("masked_tokens".into(), n_real as f64)],
-        })
+        Ok((loss, n_real))
     }
 }
 
@@ -214,5 +232,146 @@ mod tests {
                 .unwrap();
             assert!(norm > 0.0, "{name}");
         }
+    }
+
+    /// Samples of 12, 7 and 9 tokens (P = 8, K = 1): the batch is padded, and so is its
+    /// masked set (9, 5 and 7 masked tokens at the default ratio 0.75).
+    fn uneven_batch() -> Tokens {
+        let mut rng = Rng::new(1);
+        let samples: Vec<SampleTokens> = [12usize, 7, 9]
+            .iter()
+            .map(|&n| {
+                let v = (0..n * 8).map(|_| rng.normal() as f32).collect();
+                let c = (0..n).map(|j| j as f32 * 0.1).collect();
+                SampleTokens::new(v, c, n, 8, 1).unwrap()
+            })
+            .collect();
+        Tokens::from_samples(&samples).unwrap()
+    }
+
+    fn mae() -> Mae {
+        let enc = EncoderConfig::preset("nano", 8, vec![4.0]).unwrap();
+        let mut store = ParamStore::new(0, &Device::Cpu);
+        Mae::new(&MaeConfig::default(), &enc, &mut store).unwrap()
+    }
+
+    /// The loss and its `masked_tokens` metric at the step whose rng is `Rng::new(2)`.
+    fn loss_of(mae: &Mae, t: &Tokens) -> (f32, f64) {
+        let batch = Batch {
+            views: vec![t.clone()],
+        };
+        let out = mae.loss(&batch, &mut Rng::new(2)).unwrap();
+        assert_eq!(out.metrics[0].0, "masked_tokens");
+        (out.loss.to_scalar::<f32>().unwrap(), out.metrics[0].1)
+    }
+
+    /// Reference loss in f64 from the same split and predictions: the mean, over the real
+    /// masked tokens only, of the squared error against each token's normalised values
+    /// (`norm_pix_loss`, unbiased variance). Also returns the loss a wrong implementation
+    /// counting the padded masked slots would give, and the split.
+    fn reference(mae: &Mae, t: &Tokens) -> (f64, f64, MaskedBatch) {
+        let m = random_mask(t, &mae.cfg.mask, &mut Rng::new(2)).unwrap();
+        let pred: Vec<f32> = mae
+            .predict(&m)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (n, p, nm) = (t.n, t.p, m.masked.n);
+        let mse = |y: &[f32], target: &[f64]| {
+            y.iter()
+                .zip(target)
+                .map(|(&a, b)| (f64::from(a) - b).powi(2))
+                .sum::<f64>()
+                / p as f64
+        };
+        let (mut real, mut padded) = (0.0f64, 0.0f64);
+        for (i, idx) in m.masked_idx.iter().enumerate() {
+            for slot in 0..nm {
+                let y = &pred[(i * nm + slot) * p..(i * nm + slot + 1) * p];
+                match idx.get(slot) {
+                    Some(&j) => {
+                        let x: Vec<f64> = t.values[(i * n + j) * p..(i * n + j + 1) * p]
+                            .iter()
+                            .map(|&v| f64::from(v))
+                            .collect();
+                        let mean = x.iter().sum::<f64>() / p as f64;
+                        let var =
+                            x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (p - 1) as f64;
+                        let target: Vec<f64> =
+                            x.iter().map(|v| (v - mean) / (var + 1e-6).sqrt()).collect();
+                        real += mse(y, &target);
+                    }
+                    None => padded += mse(y, &vec![0.0; p]),
+                }
+            }
+        }
+        let n_masked: usize = m.masked_idx.iter().map(Vec::len).sum();
+        (
+            real / n_masked as f64,
+            (real + padded) / (t.b * nm) as f64,
+            m,
+        )
+    }
+
+    #[test]
+    fn only_masked_real_tokens_count_in_the_loss() {
+        let mae = mae();
+        let t = uneven_batch();
+        assert!(t.padding.contains(&1), "the input batch must be padded");
+        let (l0, counted) = loss_of(&mae, &t);
+        let (want, with_padding, m) = reference(&mae, &t);
+        assert!(
+            m.masked.padding.contains(&1),
+            "the masked set must be padded"
+        );
+        let n_masked: usize = m.masked_idx.iter().map(Vec::len).sum();
+        assert_eq!(counted, n_masked as f64);
+        assert!(
+            (f64::from(l0) - want).abs() <= 1e-5 * want,
+            "loss {l0} vs masked-only reference {want}"
+        );
+        // Counting the padded slots would give another value, so the check above can fail.
+        assert!(
+            (with_padding - want).abs() > 1e-3 * want,
+            "{with_padding} vs {want}"
+        );
+
+        let (n, p) = (t.n, t.p);
+        let token = |i: usize, j: usize| (i * n + j) * p..(i * n + j + 1) * p;
+
+        // Padding tokens of the input: any values and coordinates give the same loss, bit
+        // for bit.
+        let mut junk = t.clone();
+        for i in 0..t.b {
+            for j in (0..n).filter(|&j| t.padding[i * n + j] == 1) {
+                junk.values[token(i, j)].fill(1e3);
+                junk.coords[i * n + j] = -77.0;
+            }
+        }
+        assert_eq!(loss_of(&mae, &junk).0.to_bits(), l0.to_bits());
+
+        // A masked real token's values are a target: changing one (not by an affine map,
+        // which norm_pix_loss would undo) changes the loss.
+        let j = m.masked_idx[0][0];
+        let mut moved = t.clone();
+        moved.values[token(0, j).start] += 3.0;
+        let l1 = loss_of(&mae, &moved).0;
+        assert!((l1 - l0).abs() > 1e-4 * l0, "{l1} vs {l0}");
+        assert!((f64::from(l1) - reference(&mae, &moved).0).abs() <= 1e-5 * f64::from(l1));
+
+        // A visible token's values are encoder input, never a target: the loss moves with
+        // the predictions, and still equals the masked-only reference.
+        let j = m.visible_idx[0][0];
+        let mut seen = t.clone();
+        seen.values[token(0, j).start] += 3.0;
+        let l2 = loss_of(&mae, &seen).0;
+        let (want2, _, m2) = reference(&mae, &seen);
+        assert_eq!(m2.masked_idx, m.masked_idx);
+        assert!(
+            (f64::from(l2) - want2).abs() <= 1e-5 * want2,
+            "{l2} vs {want2}"
+        );
     }
 }

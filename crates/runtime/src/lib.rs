@@ -1,25 +1,27 @@
-//! Tessera's deployment runtime: ONNX Runtime (through `ort`) and the candle-free domain
-//! readers, nothing else.
+//! Tessera's deployment runtime: ONNX Runtime (through `ort`) and whatever candle-free
+//! domain readers the application registers; it names no domain itself.
 //!
-//! ```no_run
-//! let mut enc = tessera_runtime::Encoder::open("exports/fsdd-mae".as_ref())?;
+//! ```ignore
+//! // An application that links the audio domain registers its reader:
+//! let opts = tessera_runtime::Options::default().reader::<tessera_audio::AudioFrontend>();
+//! let mut enc = tessera_runtime::Encoder::open_with("exports/fsdd-mae".as_ref(), &opts)?;
 //! let e = enc.embed_file("clip.wav".as_ref())?; // [2D]: CLS ‖ mean patch
-//! # Ok::<(), tessera_runtime::RuntimeError>(())
 //! ```
 //!
 //! [`Encoder::open`] reads `model.toml`, loads `model.onnx`, and checks that the card
-//! embedded in the graph's metadata and the graph's input widths agree with it. The ONNX
-//! Runtime shared library is loaded at run time (`ort`'s `load-dynamic`): from
-//! `ORT_DYLIB_PATH`, else from the Python environment `scripts/setup.sh` installs.
+//! embedded in the graph's metadata and the graph's input widths agree with it. Files are
+//! read through the [`Registry`] entry named by the card's `modality`. The ONNX Runtime
+//! shared library is loaded at run time (`ort`'s `load-dynamic`): from `ORT_DYLIB_PATH`,
+//! else from the Python environment `scripts/setup.sh` installs.
 
 use ort::session::Session;
 use ort::value::{Tensor, ValueType};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use tessera_audio::{AudioError, AudioFrontend, AudioFrontendConfig};
-use tessera_medical::{MedicalError, MedicalFrontend, MedicalFrontendConfig};
 use tessera_tokens::card::CARD_METADATA_KEY;
-use tessera_tokens::{ModelCard, SampleTokens, TokenError, Tokens};
+use tessera_tokens::{
+    BoxError, Modality, ModelCard, Reader, Registry, SampleTokens, TokenError, Tokens,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -39,13 +41,21 @@ pub enum RuntimeError {
     #[error("ONNX Runtime: {0}")]
     Ort(#[from] ort::Error),
     #[error(transparent)]
-    Audio(#[from] AudioError),
-    #[error(transparent)]
-    Medical(#[from] MedicalError),
-    #[error(transparent)]
     Tokens(#[from] TokenError),
-    #[error("modality `{0}` has no file reader in this runtime (known: audio, medical)")]
-    Modality(String),
+    #[error("{path}: {source}")]
+    Reader {
+        path: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// A registered reader failed on a file (its error names the file).
+    #[error("{0}")]
+    File(#[source] BoxError),
+    #[error("modality `{modality}` has no file reader registered in this application (registered: {registered})")]
+    Modality {
+        modality: String,
+        registered: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
@@ -105,6 +115,16 @@ pub fn environment() -> Result<ort::environment::Environment> {
 pub struct Options {
     /// Intra-op threads (0 = ONNX Runtime's default: all cores).
     pub threads: usize,
+    /// File readers by modality name (empty: tokens only).
+    pub readers: Registry,
+}
+
+impl Options {
+    /// Registers the file reader of modality `M`.
+    pub fn reader<M: Modality>(mut self) -> Self {
+        self.readers.register::<M>();
+        self
+    }
 }
 
 /// Encoder outputs for a batch, row-major.
@@ -121,59 +141,13 @@ pub struct Outputs {
     pub embedding: Vec<f32>,
 }
 
-/// A domain's file reader, chosen by the card's `modality`.
-pub enum Frontend {
-    Audio(Box<AudioFrontend>),
-    Medical(Box<MedicalFrontend>),
-}
-
-impl Frontend {
-    /// The reader for the card's modality; `None` for modalities without one here.
-    fn from_card(card: &ModelCard, path: &Path) -> Result<Option<Self>> {
-        match card.modality.as_str() {
-            "audio" => {
-                let cfg: AudioFrontendConfig =
-                    card.frontend_as().map_err(|e| RuntimeError::Card {
-                        path: path.to_path_buf(),
-                        msg: format!("[frontend] is not an audio front end: {e}"),
-                    })?;
-                if cfg.norm.is_none() {
-                    return Err(RuntimeError::Card {
-                        path: path.to_path_buf(),
-                        msg: "[frontend] has no normalisation statistics (norm)".into(),
-                    });
-                }
-                Ok(Some(Frontend::Audio(Box::new(AudioFrontend::new(&cfg)?))))
-            }
-            "medical" => {
-                let cfg: MedicalFrontendConfig =
-                    card.frontend_as().map_err(|e| RuntimeError::Card {
-                        path: path.to_path_buf(),
-                        msg: format!("[frontend] is not a medical front end: {e}"),
-                    })?;
-                Ok(Some(Frontend::Medical(Box::new(MedicalFrontend::new(
-                    &cfg,
-                )?))))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// File → tokens exactly as training and the candle path make them.
-    pub fn file_tokens(&self, path: &Path) -> Result<SampleTokens> {
-        match self {
-            Frontend::Audio(fe) => Ok(fe.file_tokens(path)?),
-            Frontend::Medical(fe) => Ok(fe.file_tokens(path)?),
-        }
-    }
-}
-
 /// An exported encoder, ready to run.
 pub struct Encoder {
     card: ModelCard,
     dir: PathBuf,
     session: Session,
-    front: Option<Frontend>,
+    front: Option<Box<dyn Reader>>,
+    registered: Vec<&'static str>,
 }
 
 fn read_card(dir: &Path) -> Result<ModelCard> {
@@ -267,12 +241,31 @@ impl Encoder {
                 ),
             });
         }
-        let front = Frontend::from_card(&card, &dir.join("model.toml"))?;
+        let front = opts
+            .readers
+            .reader(&card.modality, &card.frontend)
+            .map_err(|source| RuntimeError::Reader {
+                path: dir.join("model.toml"),
+                source,
+            })?;
+        if let Some(r) = &front {
+            let spec = r.token_spec();
+            if spec.p != card.tokens.p || spec.k != card.tokens.k {
+                return Err(RuntimeError::Mismatch {
+                    path: dir.join("model.toml"),
+                    msg: format!(
+                        "the [frontend] table makes tokens with P={}, K={}; the card says P={}, K={}",
+                        spec.p, spec.k, card.tokens.p, card.tokens.k
+                    ),
+                });
+            }
+        }
         Ok(Self {
             card,
             dir: dir.to_path_buf(),
             session,
             front,
+            registered: opts.readers.names(),
         })
     }
 
@@ -284,11 +277,16 @@ impl Encoder {
         &self.dir
     }
 
-    /// The domain reader, when this runtime has one for the card's modality.
-    pub fn frontend(&self) -> Result<&Frontend> {
-        self.front
-            .as_ref()
-            .ok_or_else(|| RuntimeError::Modality(self.card.modality.clone()))
+    /// The registered reader of the card's modality.
+    pub fn reader(&self) -> Result<&dyn Reader> {
+        self.front.as_deref().ok_or_else(|| RuntimeError::Modality {
+            modality: self.card.modality.clone(),
+            registered: if self.registered.is_empty() {
+                "none".into()
+            } else {
+                self.registered.join(", ")
+            },
+        })
     }
 
     /// Runs a padded batch.
@@ -334,7 +332,10 @@ impl Encoder {
 
     /// A file's embedding, through the domain reader and tokenizer the card describes.
     pub fn embed_file(&mut self, path: &Path) -> Result<Vec<f32>> {
-        let t = self.frontend()?.file_tokens(path)?;
+        let t = self
+            .reader()?
+            .file_tokens(path)
+            .map_err(RuntimeError::File)?;
         Ok(self.embed_tokens(&[t])?.remove(0))
     }
 }

@@ -9,13 +9,18 @@
 //! reused by an ONNX-runtime-only application.
 
 pub mod card;
+pub mod grid;
 pub mod mask;
+pub mod modality;
+pub mod resources;
 pub mod rng;
 pub mod spec;
 pub mod stats;
 
 pub use card::ModelCard;
+pub use grid::{AxisCoords, GridAxis, GridFront};
 pub use mask::{random_mask, MaskConfig, MaskedBatch};
+pub use modality::{BoxError, InfoRow, Modality, Reader, Registry};
 pub use rng::Rng;
 pub use spec::{CoordAxis, TokenLayout, TokenSpec};
 pub use stats::NormStats;
@@ -33,6 +38,10 @@ pub enum TokenError {
     EmptyBatch,
     #[error("non-finite value in {what} at index {index}")]
     NonFinite { what: String, index: usize },
+    #[error("grid front: {0}")]
+    Grid(String),
+    #[error("model card: {0}")]
+    Card(String),
 }
 
 /// Tokens of one sample: `values [n, p]` and `coords [n, k]`, row-major.

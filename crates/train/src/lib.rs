@@ -31,6 +31,9 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
     #[error("data: {0}")]
     Data(String),
+    /// A data error with its source kept (a reader's error names the file).
+    #[error("data")]
+    DataSource(#[source] tessera_tokens::BoxError),
     #[error("data: {0}")]
     Tokens(#[from] tessera_tokens::TokenError),
     #[error("non-finite {what} ({value}) at step {step}; stopped, the last good checkpoint is left in place")]

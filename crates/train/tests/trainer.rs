@@ -219,6 +219,8 @@ fn lr_scale_applies_per_parameter() {
     )
     .unwrap();
     let after = weights(&store);
+    let names = |w: &[(String, Vec<f32>)]| w.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&before), names(&after));
     let (mut frozen, mut moved) = (0, 0);
     for ((name, a), (_, b)) in before.iter().zip(&after) {
         if name.starts_with("encoder.blocks.0.") {

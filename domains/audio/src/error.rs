@@ -1,7 +1,10 @@
 //! The audio crate's one error enum.
 //!
 //! Every variant that concerns a file names its path; the feature and resampling errors
-//! concern in-memory data and name what was expected and what was found.
+//! concern in-memory data and name what was expected and what was found. A variant caused
+//! by another error (I/O, the WAV writer, the FFT, the token contract) keeps it as its
+//! [`std::error::Error::source`]; the message still reads on its own (it repeats the
+//! cause's text), so `to_string()` is enough for a one-line report.
 
 use std::path::PathBuf;
 
@@ -20,6 +23,15 @@ pub enum AudioError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: empty audio (no samples)")]
     Empty { path: PathBuf },
+    /// Writing a WAV file failed (hound's error, which wraps I/O errors).
+    #[error("{path}: cannot write WAV: {source}")]
+    Write { path: PathBuf, source: hound::Error },
+    /// The FFT rejected its buffers (an internal size mismatch, not bad input).
+    #[error("FFT failed: {0}")]
+    Fft(#[source] realfft::FftError),
+    /// The token contract (`tessera_tokens`) refused the tokens.
+    #[error("tokens: {0}")]
+    Tokens(#[from] tessera_tokens::TokenError),
     #[error("invalid feature configuration: {0}")]
     Config(String),
     /// The signal holds fewer samples than one analysis frame needs.
@@ -29,10 +41,4 @@ pub enum AudioError {
         samples: usize,
         needed: usize,
     },
-}
-
-impl From<tessera_tokens::TokenError> for AudioError {
-    fn from(e: tessera_tokens::TokenError) -> Self {
-        AudioError::Config(format!("tokens: {e}"))
-    }
 }

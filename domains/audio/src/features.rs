@@ -688,7 +688,7 @@ impl Featurizer {
         let mut run_fft = |input: &mut [f64], power: &mut [f64]| -> Result<(), AudioError> {
             self.fft
                 .process_with_scratch(input, &mut spectrum, &mut scratch)
-                .map_err(|e| AudioError::Config(format!("FFT failed: {e}")))?;
+                .map_err(AudioError::Fft)?;
             fill_power(&spectrum, power, self.power_exponent());
             Ok(())
         };

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod features;
 pub mod frontend;
+pub mod modality;
 pub mod resample;
 pub mod synth;
 pub mod tokenizer;

@@ -64,9 +64,9 @@ pub fn write_dataset(
                 bits_per_sample: 16,
                 sample_format: hound::SampleFormat::Int,
             };
-            let werr = |e: hound::Error| AudioError::Corrupt {
+            let werr = |source: hound::Error| AudioError::Write {
                 path: path.clone(),
-                reason: format!("cannot write: {e}"),
+                source,
             };
             let mut w = hound::WavWriter::create(&path, spec).map_err(werr)?;
             for s in samples {

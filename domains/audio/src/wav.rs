@@ -100,6 +100,12 @@ pub struct WavInfo {
     /// Frames (samples per channel) in the data chunk.
     pub frames: u64,
     pub duration_s: f64,
+    /// Byte offset of the data chunk's samples in the file.
+    pub data_offset: u64,
+    /// Bytes of samples the data chunk declares (checked to lie within the file).
+    pub data_bytes: u64,
+    /// Length of the file in bytes.
+    pub file_bytes: u64,
 }
 
 /// Read and decode a whole WAV file.
@@ -147,10 +153,14 @@ pub fn read_wav_bytes(bytes: &[u8], path_for_errors: &Path) -> Result<Audio, Aud
     })
 }
 
-/// Read only the header chunks of a WAV file.
+/// Read only the header chunks of a WAV file, checking them against the whole file.
 ///
 /// Fails exactly when [`read_wav`] would fail on the same file (short of I/O errors while
-/// reading the samples): the same checks run, only the samples are not decoded.
+/// reading the samples): the same checks run, only the samples are not decoded. In
+/// particular the data chunk must lie within the file and hold whole frames, so a file cut
+/// short, or a data size of `0xFFFFFFFF` (the placeholder a streaming writer leaves when it
+/// cannot seek back), is [`AudioError::Corrupt`] naming the file, and a data size of 0 is
+/// [`AudioError::Empty`]: [`read_wav`] does not read such files either.
 pub fn inspect_wav(path: &Path) -> Result<WavInfo, AudioError> {
     let mut src = open(path)?;
     let header = parse_header(&mut src, path)?;
@@ -162,6 +172,9 @@ pub fn inspect_wav(path: &Path) -> Result<WavInfo, AudioError> {
         bits_per_sample: header.fmt.bits_per_sample,
         frames,
         duration_s: frames as f64 / f64::from(header.fmt.sample_rate_hz),
+        data_offset: header.data_offset,
+        data_bytes: header.data_len,
+        file_bytes: src.len(),
     })
 }
 
@@ -383,10 +396,15 @@ fn parse_header(src: &mut dyn ByteSource, path: &Path) -> Result<Header, AudioEr
             }
             b"data" if data.is_none() => {
                 if end > file_len {
+                    let why = if size == u64::from(u32::MAX) {
+                        "0xFFFFFFFF is the placeholder a streaming writer leaves when it cannot \
+                         seek back to write the size; such files are not read"
+                    } else {
+                        "the file was cut short or its header is wrong"
+                    };
                     return Err(corrupt(format!(
                         "truncated: the data chunk at byte {pos} declares {size} bytes but only \
-                         {remaining} remain in the file (the file was cut short or its header \
-                         is wrong)"
+                         {remaining} remain in the file ({why})"
                     )));
                 }
                 data = Some((content, size));

@@ -92,11 +92,10 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn fsdd_wav() -> Option<PathBuf> {
-    let dir = std::env::var_os("TESSERA_FSDD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/audio/fsdd/recordings")
-        });
+    let dir = match std::env::var_os("TESSERA_FSDD_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => tessera_tokens::resources::shared_data("audio/fsdd/recordings")?,
+    };
     let p = dir.join("0_george_0.wav");
     p.exists().then_some(p)
 }
@@ -804,6 +803,122 @@ fn files_on_disk_read_and_inspect_consistently() {
             assert!(e.to_string().contains(&path.display().to_string()), "{e}");
         }
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn inspect_checks_the_data_chunk_against_the_file() {
+    let dir = temp_dir("inspect-sizes");
+    let data: Vec<u8> = (0..400i16).flat_map(|v| (v * 37).to_le_bytes()).collect();
+    let good = riff(
+        &[
+            (b"fmt ", fmt_chunk(1, 2, 16_000, 16)),
+            (b"data", data.clone()),
+        ],
+        true,
+    );
+    // fmt chunk 8 + 16 bytes after the 12-byte RIFF header; data header 8 more.
+    let size_at = 12 + 8 + 16 + 4;
+    let path = dir.join("good.wav");
+    std::fs::write(&path, &good).unwrap();
+    let info = inspect_wav(&path).unwrap();
+    assert_eq!(
+        (
+            info.data_offset,
+            info.data_bytes,
+            info.file_bytes,
+            info.frames
+        ),
+        (44, 800, good.len() as u64, 200)
+    );
+    assert_eq!(read_wav(&path).unwrap().samples.len(), 400);
+    // Trailing bytes after the data chunk are not an error (for either function).
+    let mut trailing = good.clone();
+    trailing.extend([0u8; 5]);
+    std::fs::write(&path, &trailing).unwrap();
+    assert_eq!(inspect_wav(&path).unwrap().data_bytes, 800);
+    assert_eq!(read_wav(&path).unwrap().samples.len(), 400);
+
+    let both_fail = |name: &str, bytes: &[u8]| -> Vec<AudioError> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let errs = vec![
+            read_wav(&path).unwrap_err(),
+            inspect_wav(&path).unwrap_err(),
+        ];
+        for e in &errs {
+            assert!(
+                e.to_string().contains(&path.display().to_string()),
+                "does not name {name}: {e}"
+            );
+        }
+        errs
+    };
+    // Cut inside the samples: the data chunk no longer fits.
+    for e in both_fail("cut.wav", &good[..good.len() / 2]) {
+        assert!(matches!(e, AudioError::Corrupt { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(
+                "truncated: the data chunk at byte 36 declares 800 bytes but only 378 remain"
+            ),
+            "{msg}"
+        );
+    }
+    // A header claiming far more than the file: an error, not a 4 GiB allocation.
+    for claimed in [801u32, 0x7FFF_FFFF, 0xFFFF_FFF0] {
+        let mut bad = good.clone();
+        bad[size_at..size_at + 4].copy_from_slice(&claimed.to_le_bytes());
+        for e in both_fail("huge.wav", &bad) {
+            assert!(matches!(e, AudioError::Corrupt { .. }), "{e}");
+            assert!(
+                e.to_string().contains(&format!("declares {claimed} bytes")),
+                "{e}"
+            );
+        }
+    }
+    // 0xFFFFFFFF: a streaming writer's placeholder; read_wav does not read such files, so
+    // inspect_wav does not accept them either, and says why.
+    let mut streamed = good.clone();
+    streamed[size_at..size_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    for e in both_fail("streamed.wav", &streamed) {
+        assert!(matches!(e, AudioError::Corrupt { .. }), "{e}");
+        assert!(
+            e.to_string().contains("placeholder a streaming writer"),
+            "{e}"
+        );
+    }
+    // Size 0 (the other placeholder): no samples.
+    let mut zero = good.clone();
+    zero[size_at..size_at + 4].copy_from_slice(&0u32.to_le_bytes());
+    for e in both_fail("zero.wav", &zero) {
+        assert!(matches!(e, AudioError::Empty { .. }), "{e}");
+    }
+    // A data chunk that fits but ends inside a frame.
+    let mut odd = good.clone();
+    odd[size_at..size_at + 4].copy_from_slice(&798u32.to_le_bytes());
+    for e in both_fail("odd.wav", &odd) {
+        assert!(e.to_string().contains("incomplete"), "{e}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn io_errors_keep_their_source() {
+    use std::error::Error as _;
+    let e = read_wav(Path::new("/nonexistent/dir/clip.wav")).unwrap_err();
+    let source = e.source().expect("the io error is the source");
+    let io = source.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    // Writing into a folder that cannot be created (a file stands in its path): the error
+    // names it and keeps the cause.
+    let dir = temp_dir("io-source");
+    std::fs::write(dir.join("file"), b"x").unwrap();
+    let target = dir.join("file").join("data");
+    let e = tessera_audio::synth::write_dataset(&target, 1, 1, 8000, 1).unwrap_err();
+    assert!(matches!(e, AudioError::Io { .. }), "{e}");
+    assert!(e.to_string().contains(&target.display().to_string()), "{e}");
+    assert!(e.source().is_some());
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -4,6 +4,10 @@
 //! field (`dim`, `pixdim`, `vox_offset`, `scl_inter`, `sform`, ...), what was expected and
 //! what was found. Errors about in-memory data (resampling targets, normalisation input)
 //! name the argument.
+//!
+//! A variant caused by another error (I/O, the gzip decoder, the token contract) keeps it
+//! as its [`std::error::Error::source`]; the message still reads on its own (it repeats
+//! the cause's text), so `to_string()` is enough for a one-line report.
 
 use std::path::PathBuf;
 
@@ -34,9 +38,15 @@ pub enum MedicalError {
     /// The file (or decompressed stream) ends before the data the header declares.
     #[error("{path}: truncated: {reason}")]
     Truncated { path: PathBuf, reason: String },
-    /// The gzip stream is corrupt (bad deflate data, header or checksum).
-    #[error("{path}: corrupt gzip stream: {reason}")]
-    Gzip { path: PathBuf, reason: String },
+    /// The gzip stream is corrupt (bad deflate data, header or checksum); `source` is the
+    /// decoder's error and `what` the part of the file being read (`"header"`,
+    /// `"voxel data"`, `"gzip trailer"`, ...).
+    #[error("{path}: corrupt gzip stream (while reading the {what}): {source}")]
+    Gzip {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
     /// A label map holds values that are not integers in 0..=65535.
     #[error("{path}: not a label map: {reason}")]
     NotLabels { path: PathBuf, reason: String },

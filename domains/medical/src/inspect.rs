@@ -1,17 +1,24 @@
-//! A human-readable header summary (what `tessera-medical inspect` will print).
+//! A human-readable header summary (what `tessera-medical inspect` prints), after a check
+//! of the whole file.
 
 use std::fmt::Write;
 use std::path::Path;
 
 use crate::error::MedicalError;
-use crate::nifti::read_header;
+use crate::nifti::check_file;
 use crate::orient::{axcodes, voxel_sizes, world_from_voxel};
 
 /// Multi-line summary of a NIfTI file's header: file, format, dims, spacing, datatype,
-/// scaling, qform/sform codes, orientation codes and affine. Reads only the header.
+/// scaling, qform/sform codes, orientation codes, affine, and the data size checked.
+///
+/// The whole file is checked first ([`check_file`]: declared data size against the file,
+/// a gzip stream inflated to its end with its checksum verified, no voxels decoded into
+/// memory), so a truncated or corrupt file is an error naming the file and the problem,
+/// not a summary.
 pub fn inspect(path: &Path) -> Result<String, MedicalError> {
-    let h = read_header(path)?;
-    let (affine, warning) = world_from_voxel(&h)?;
+    let check = check_file(path)?;
+    let h = &check.header;
+    let (affine, warning) = world_from_voxel(h)?;
     let mut s = String::new();
     let nd = h.dim[0] as usize;
     let dims: Vec<String> = h.dim[1..=nd].iter().map(|d| d.to_string()).collect();
@@ -64,6 +71,23 @@ pub fn inspect(path: &Path) -> Result<String, MedicalError> {
         }
     );
     let _ = writeln!(s, "vox_offset:  {}", h.vox_offset);
+    let held = if h.format.data_gz {
+        format!(
+            "the {}-byte gzip stream inflates to {} bytes (checksum verified)",
+            check.file_bytes, check.present_bytes
+        )
+    } else {
+        format!("the file holds {} bytes", check.present_bytes)
+    };
+    let trailing = match check.trailing_bytes() {
+        0 => String::new(),
+        n => format!("; {n} bytes after the voxels are ignored"),
+    };
+    let _ = writeln!(
+        s,
+        "data:        {} bytes at offset {}; {held}{trailing}",
+        check.declared_bytes, check.data_offset
+    );
     let _ = writeln!(
         s,
         "qform_code:  {}  sform_code: {}  (affine from {source})",

@@ -10,10 +10,10 @@
 //! Everything here is free of candle, so an ONNX-runtime-only application can reuse it; the
 //! (still empty) `cli` feature is reserved for the `tessera-medical` binary.
 
-pub mod cache;
 pub mod error;
 pub mod frontend;
 pub mod inspect;
+pub mod modality;
 pub mod nifti;
 pub mod normalize;
 pub mod orient;

@@ -28,7 +28,9 @@
 //! at the declared size, in 256k-voxel chunks converted while the next chunk inflates; a
 //! stream that ends early is [`MedicalError::Truncated`], and the gzip trailer (CRC-32 and
 //! length) is checked after the voxel data, so a corrupt stream is [`MedicalError::Gzip`].
-//! Nothing here panics on any input.
+//! Nothing here panics on any input. [`check_file`] runs the same size checks over a whole
+//! file without decoding it (a gzip stream is inflated to its end and counted, so its
+//! trailer is always checked); [`crate::inspect::inspect`] calls it.
 //!
 //! Why not the `nifti` crate: it reads a gz file whole before checking the header against
 //! the data (no cap), returns `ndarray` volumes we would copy again, and its errors do not
@@ -296,6 +298,146 @@ pub fn read_header(path: &Path) -> Result<NiftiHeader, MedicalError> {
         h.format.data_gz = Source::open(img)?.is_gz();
     }
     Ok(h)
+}
+
+/// What [`check_file`] verified: the header, and the size of the data behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileCheck {
+    /// The parsed header; `header.data_path` is the file the sizes below describe.
+    pub header: NiftiHeader,
+    /// Byte offset of the voxels in the data file, or in its inflated stream
+    /// (`vox_offset`).
+    pub data_offset: u64,
+    /// Voxel bytes the header declares: every voxel of every channel times the bytes per
+    /// voxel.
+    pub declared_bytes: u64,
+    /// Bytes the data holds: the file's length, or for gzip the inflated length of the
+    /// whole stream (header and extensions included for a single file).
+    pub present_bytes: u64,
+    /// Size of the data file on disk (the compressed size for gzip).
+    pub file_bytes: u64,
+}
+
+impl FileCheck {
+    /// Bytes after the declared voxels: allowed and ignored, as nibabel and
+    /// [`read_volume`] do.
+    pub fn trailing_bytes(&self) -> u64 {
+        self.present_bytes
+            .saturating_sub(self.data_offset.saturating_add(self.declared_bytes))
+    }
+}
+
+/// Check a whole file against its header without decoding the voxels.
+///
+/// - Uncompressed data (`.nii`, `.img`): the file must hold `vox_offset` plus the
+///   declared voxel bytes (every channel), as [`read_volume`] requires.
+/// - Gzipped data (`.nii.gz`, `.img.gz`): the whole stream is inflated through one fixed
+///   64 KiB buffer and counted. A stream cut short is [`MedicalError::Truncated`]; corrupt
+///   deflate data or a CRC-32/length trailer that does not match is
+///   [`MedicalError::Gzip`]; a complete stream holding fewer bytes than declared is
+///   [`MedicalError::Truncated`] naming both sizes. A gzipped `.hdr.gz` of a pair is
+///   inflated to its end too, so its trailer is checked as well.
+///
+/// Bytes after the declared voxels are allowed ([`FileCheck::trailing_bytes`]): nibabel
+/// and [`read_volume`] ignore them. Nothing is allocated from a size the header declares.
+/// Header errors are those of [`read_header`].
+///
+/// Whenever [`read_volume`] would fail on the size or integrity of the data, this fails
+/// too. It is stricter in one case only: [`read_volume`] reads at most 64 KiB past the
+/// voxels of a gzip stream, so it verifies the trailer of a stream with more trailing data
+/// than that only here.
+pub fn check_file(path: &Path) -> Result<FileCheck, MedicalError> {
+    let loc = locate(path)?;
+    let mut src = Source::open(&loc.header)?;
+    let (mut h, consumed) = read_header_from(&mut src, &loc)?;
+    match &loc.data {
+        None => check_data(&mut src, consumed, h),
+        Some(img) => {
+            if let Source::Gz { dec, .. } = &mut src {
+                count_to_end(dec).map_err(|(_, e)| gz_err(&loc.header, e, "header file"))?;
+            }
+            let mut img = Source::open(img)?;
+            h.format.data_gz = img.is_gz();
+            check_data(&mut img, 0, h)
+        }
+    }
+}
+
+/// The size checks of [`check_file`] on the data source; `consumed` bytes of `src` were
+/// already read (the header of a single file).
+fn check_data(
+    src: &mut Source,
+    consumed: u64,
+    header: NiftiHeader,
+) -> Result<FileCheck, MedicalError> {
+    let h = &header;
+    let (present_bytes, file_bytes) = match src {
+        Source::Plain(access) => {
+            if !fits(h, access.len()) {
+                return Err(short_file(h, access.len()));
+            }
+            (access.len(), access.len())
+        }
+        Source::Gz {
+            dec,
+            compressed_len,
+        } => {
+            let total = match count_to_end(dec) {
+                Ok(n) => consumed + n,
+                Err((n, e)) => {
+                    let at = consumed + n;
+                    let what = if at < h.vox_offset {
+                        "header extensions"
+                    } else if at - h.vox_offset < h.data_bytes() {
+                        "voxel data"
+                    } else {
+                        "end of the stream"
+                    };
+                    return Err(match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => MedicalError::Truncated {
+                            path: h.data_path.clone(),
+                            reason: format!(
+                                "the gzip stream ends early, inside the {what}, after {at} \
+                                 inflated bytes; {} at offset {}",
+                                declared_text(h),
+                                h.vox_offset
+                            ),
+                        },
+                        _ => gz_err(&h.data_path, e, what),
+                    });
+                }
+            };
+            if total < h.vox_offset {
+                return Err(stream_before_offset(h, total));
+            }
+            if total - h.vox_offset < h.data_bytes() {
+                return Err(short_stream(h, total - h.vox_offset));
+            }
+            (total, *compressed_len)
+        }
+    };
+    Ok(FileCheck {
+        data_offset: h.vox_offset,
+        declared_bytes: h.data_bytes(),
+        present_bytes,
+        file_bytes,
+        header,
+    })
+}
+
+/// Read `r` to its end through one fixed buffer; returns the byte count, or the error with
+/// the bytes read before it.
+fn count_to_end(r: &mut impl Read) -> Result<u64, (u64, std::io::Error)> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((n, e)),
+        }
+    }
 }
 
 /// Read an image as f32 (scaled by `scl_slope`/`scl_inter`), oriented as stored.
@@ -569,7 +711,7 @@ impl<'a> Source<'a> {
 }
 
 /// Map a decoder error: early end is truncation, bad data is a corrupt stream.
-fn gz_err(path: &Path, e: std::io::Error, what: &str) -> MedicalError {
+fn gz_err(path: &Path, e: std::io::Error, what: &'static str) -> MedicalError {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => MedicalError::Truncated {
             path: path.to_path_buf(),
@@ -577,7 +719,8 @@ fn gz_err(path: &Path, e: std::io::Error, what: &str) -> MedicalError {
         },
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => MedicalError::Gzip {
             path: path.to_path_buf(),
-            reason: format!("{e} (while reading the {what})"),
+            what,
+            source: e,
         },
         _ => MedicalError::Io {
             path: path.to_path_buf(),
@@ -915,18 +1058,8 @@ fn read_data(
     };
     match src {
         Source::Plain(access) => {
-            let end = h.vox_offset.checked_add(nbytes);
-            if end.is_none_or(|e| e > access.len()) {
-                return Err(MedicalError::Truncated {
-                    path: path.clone(),
-                    reason: format!(
-                        "the header declares {} {} voxels ({nbytes} bytes) at offset {}, but the file holds {} bytes",
-                        shape_text(h),
-                        h.datatype.name(),
-                        h.vox_offset,
-                        access.len()
-                    ),
-                });
+            if !fits(h, access.len()) {
+                return Err(short_file(h, access.len()));
             }
             let mut out = zeroed_f32(n);
             let non_finite = out
@@ -955,14 +1088,7 @@ fn read_data(
             let skipped = std::io::copy(&mut dec.by_ref().take(skip), &mut std::io::sink())
                 .map_err(|e| gz_err(path, e, "header extensions"))?;
             if skipped < skip {
-                return Err(MedicalError::Truncated {
-                    path: path.clone(),
-                    reason: format!(
-                        "gzip stream ends at byte {} before vox_offset {}",
-                        consumed + skipped,
-                        h.vox_offset
-                    ),
-                });
+                return Err(stream_before_offset(h, consumed + skipped));
             }
             // Deflate cannot expand beyond ~1032:1, so a claim past that is refused before
             // anything is allocated or decoded.
@@ -990,14 +1116,7 @@ fn read_data(
             let mut non_finite = 0;
             for o in out.chunks_mut(GZ_CHUNK_VOXELS) {
                 if ready.len() < o.len() * size {
-                    return Err(MedicalError::Truncated {
-                        path: path.clone(),
-                        reason: format!(
-                            "the header declares {} {} voxels ({nbytes} bytes) but the gzip stream holds only {got} bytes of voxel data",
-                            shape_text(h),
-                            h.datatype.name(),
-                        ),
-                    });
+                    return Err(short_stream(h, got));
                 }
                 let (count, next) = rayon::join(
                     || convert.run(&ready, o),
@@ -1046,6 +1165,59 @@ fn zeroed_f32(n: usize) -> Vec<f32> {
 fn fill(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<u64> {
     buf.clear();
     r.take(len as u64).read_to_end(buf).map(|n| n as u64)
+}
+
+/// `vox_offset` plus the declared voxel bytes fit in `len` bytes.
+fn fits(h: &NiftiHeader, len: u64) -> bool {
+    h.vox_offset
+        .checked_add(h.data_bytes())
+        .is_some_and(|end| end <= len)
+}
+
+/// "the header declares 5x4x3 int16 voxels (120 bytes)".
+fn declared_text(h: &NiftiHeader) -> String {
+    format!(
+        "the header declares {} {} voxels ({} bytes)",
+        shape_text(h),
+        h.datatype.name(),
+        h.data_bytes()
+    )
+}
+
+/// An uncompressed data file shorter than `vox_offset` + the declared voxel bytes.
+fn short_file(h: &NiftiHeader, file_len: u64) -> MedicalError {
+    let needed = u128::from(h.vox_offset) + u128::from(h.data_bytes());
+    MedicalError::Truncated {
+        path: h.data_path.clone(),
+        reason: format!(
+            "{} at offset {}, but the file holds {file_len} bytes ({needed} needed)",
+            declared_text(h),
+            h.vox_offset,
+        ),
+    }
+}
+
+/// A complete gzip stream that holds only `voxel_bytes` bytes after `vox_offset`.
+fn short_stream(h: &NiftiHeader, voxel_bytes: u64) -> MedicalError {
+    MedicalError::Truncated {
+        path: h.data_path.clone(),
+        reason: format!(
+            "{} at offset {}, but the gzip stream holds only {voxel_bytes} bytes of voxel data",
+            declared_text(h),
+            h.vox_offset,
+        ),
+    }
+}
+
+/// A gzip stream that ends (after `at` inflated bytes) before `vox_offset`.
+fn stream_before_offset(h: &NiftiHeader, at: u64) -> MedicalError {
+    MedicalError::Truncated {
+        path: h.data_path.clone(),
+        reason: format!(
+            "gzip stream ends at byte {at} before vox_offset {}",
+            h.vox_offset
+        ),
+    }
 }
 
 fn shape_text(h: &NiftiHeader) -> String {

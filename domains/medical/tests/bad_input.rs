@@ -207,10 +207,10 @@ fn truncated_files_and_huge_declared_volumes() {
         msg.contains("more than a") && msg.contains("-byte gzip stream can hold"),
         "{msg}"
     );
-    // A claim a gzip stream could hold (5 MB of zeros) but this one does not: streamed with
-    // the cap, then refused.
+    // A claim a gzip stream could hold (60 kB of zeros) but this one does not: streamed
+    // with the cap, then refused.
     let mut claim = n1();
-    set_i16(&mut claim, 42, 2000); // 5x2000x3 int16 = 60,000 bytes
+    set_i16(&mut claim, 44, 2000); // dim[2]: 5x2000x3 int16 = 60,000 bytes
     let mut padded = claim.clone();
     padded.extend(vec![0u8; 40_000]);
     let msg = read(&gz(&padded)).unwrap_err().to_string();
@@ -219,7 +219,8 @@ fn truncated_files_and_huge_declared_volumes() {
         "{msg}"
     );
     padded.extend(vec![0u8; 19_880]);
-    assert!(read(&gz(&padded)).is_ok());
+    let v = read(&gz(&padded)).unwrap();
+    assert_eq!((v.dims, v.data.len()), ([5, 2000, 3], 30_000));
 }
 
 #[test]
@@ -308,12 +309,16 @@ fn pairs_missing_or_mismatched() {
     // Image file shorter than the header declares.
     let h = fixture("n1pair_int16.hdr");
     let img = fixture("n1pair_int16.img");
-    assert!(read_pair_bytes(&h, &img, p()).is_ok());
+    let whole = read_pair_bytes(&h, &img, p()).unwrap();
+    assert_eq!(whole.data.len(), 60);
     assert!(matches!(
         read_pair_bytes(&h, &img[..100], p()),
         Err(MedicalError::Truncated { .. })
     ));
-    assert!(read_pair_bytes(&h, &gz(&img), p()).is_ok());
+    assert_eq!(
+        read_pair_bytes(&h, &gz(&img), p()).unwrap().data,
+        whole.data
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -414,9 +414,18 @@ fn inspect_summarises_the_header() {
     ] {
         assert!(s.contains(want), "missing {want:?} in\n{s}");
     }
+    assert!(
+        s.contains("data:        120 bytes at offset 352; the file holds 472 bytes\n"),
+        "{s}"
+    );
     let s = inspect(&dir().join("n2pair_int32_be.hdr.gz")).unwrap();
     assert!(
         s.contains("NIfTI-2, pair, gzipped (.hdr.gz/.img.gz), big-endian"),
+        "{s}"
+    );
+    assert!(
+        s.contains("data:        240 bytes at offset 0; the ")
+            && s.contains("-byte gzip stream inflates to 240 bytes (checksum verified)"),
         "{s}"
     );
     let s = inspect(&dir().join("n1_noorient.nii")).unwrap();

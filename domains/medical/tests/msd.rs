@@ -4,14 +4,15 @@
 
 use std::path::PathBuf;
 
-use tessera_medical::nifti::Datatype;
+use tessera_medical::nifti::{check_file, Datatype};
 use tessera_medical::orient::{axcodes, to_ras};
 use tessera_medical::{check_same_grid, read_labels, read_volume};
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MSD_HIPPOCAMPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/medical/msd_hippocampus"));
+    let dir = match std::env::var_os("MSD_HIPPOCAMPUS") {
+        Some(d) => PathBuf::from(d),
+        None => tessera_tokens::resources::shared_data("medical/msd_hippocampus")?,
+    };
     dir.join("cases.csv").is_file().then_some(dir)
 }
 
@@ -39,6 +40,23 @@ fn reads_every_hippocampus_case() {
         let f: Vec<&str> = line.split(',').collect();
         let img = read_volume(&dir.join(f[ci])).unwrap_or_else(|e| panic!("{e}"));
         let lab = read_labels(&dir.join(f[cl])).unwrap_or_else(|e| panic!("{e}"));
+        // The whole-file check passes (gzip inflated to the end, checksum verified) and
+        // sees exactly the data the reader decoded.
+        for (file, voxels, bytes_per_voxel) in [
+            (f[ci], img.data.len(), img.header.datatype.size()),
+            (f[cl], lab.data.len(), lab.header.datatype.size()),
+        ] {
+            let c = check_file(&dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                c.declared_bytes,
+                (voxels * bytes_per_voxel) as u64,
+                "{file}"
+            );
+            assert!(
+                c.present_bytes >= c.data_offset + c.declared_bytes,
+                "{file}"
+            );
+        }
         let dims: [usize; 3] = [
             f[cx].parse().unwrap(),
             f[cy].parse().unwrap(),

@@ -141,7 +141,7 @@ fn folder_without_usable_files_is_an_error() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(text(&o).contains("no usable audio file"), "{}", text(&o));
+    assert!(text(&o).contains("no readable audio file"), "{}", text(&o));
     let o = bin()
         .args(["inspect"])
         .arg(d.join("alaw.wav"))
@@ -150,7 +150,7 @@ fn folder_without_usable_files_is_an_error() {
     assert!(!o.status.success());
     let t = text(&o);
     assert!(
-        t.contains("alaw.wav") && t.to_lowercase().contains("a-law") || t.contains("6"),
+        t.contains("alaw.wav") && t.to_lowercase().contains("a-law"),
         "{t}"
     );
 }
@@ -200,12 +200,9 @@ fn help_shows_examples() {
 /// decode → resample → log-mel → probe path reaches the published log-mel baseline level.
 #[test]
 fn fsdd_logmel_baseline_when_present() {
-    let fsdd =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/data/audio/fsdd/labels.csv");
-    if !fsdd.exists() {
-        eprintln!("skipping: {} not found", fsdd.display());
+    let Some(fsdd) = tessera_tokens::resources::shared_data("audio/fsdd/labels.csv") else {
         return;
-    }
+    };
     let d = tmp("fsdd");
     let o = bin()
         .args([

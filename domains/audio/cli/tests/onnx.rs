@@ -63,10 +63,9 @@ fn read_npy(path: &Path) -> Vec<f32> {
 fn clips(dir: &Path) -> PathBuf {
     let wavs = dir.join("wavs");
     std::fs::create_dir_all(&wavs).unwrap();
-    let fsdd =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/data/audio/fsdd/recordings");
+    let fsdd = tessera_tokens::resources::shared_data("audio/fsdd/recordings");
     let mut n = 0;
-    if let Ok(rd) = std::fs::read_dir(&fsdd) {
+    if let Some(Ok(rd)) = fsdd.as_ref().map(std::fs::read_dir) {
         let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         names.sort();
         for p in names
@@ -161,14 +160,21 @@ fn export_embed_onnx_and_python_client_agree() {
         std::fs::read_to_string(e2.join("files.txt")).unwrap()
     );
 
-    // The runtime's own file path (reader + tokenizer inside tessera-runtime).
-    let mut rt = tessera_runtime::Encoder::open(&exp).unwrap();
+    // The runtime's own file path, through the reader this application registers.
     let first = std::fs::read_to_string(e1.join("files.txt"))
         .unwrap()
         .lines()
         .next()
         .unwrap()
         .to_string();
+    let mut bare = tessera_runtime::Encoder::open(&exp).unwrap();
+    let err = bare.embed_file(Path::new(&first)).unwrap_err().to_string();
+    assert!(
+        err.contains("`audio`") && err.contains("registered: none"),
+        "{err}"
+    );
+    let opts = tessera_runtime::Options::default().reader::<tessera_audio::AudioFrontend>();
+    let mut rt = tessera_runtime::Encoder::open_with(&exp, &opts).unwrap();
     let e = rt.embed_file(Path::new(&first)).unwrap();
     let err = e
         .iter()

@@ -13,30 +13,32 @@
 //! `foreground_crop_fraction` of them centred on a labelled voxel; inference slides windows
 //! of the training crop size over the whole volume with half overlap.
 
-use crate::app::{encoder_for, is_volume, random_origin, Card};
-use crate::SplitArgs;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tessera_app::{encoder_for, App, RunCard};
 use tessera_cli::{list_data, progress, CommonArgs, DataItem, ManifestColumns};
 use tessera_core::layers::{Conv3d, LayerNorm, Linear};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_eval::segmentation::{score_case, summarise_segmentation, CaseScores};
+use tessera_medical::modality::random_origin;
 use tessera_medical::synth::{write_nifti, Voxels};
 use tessera_medical::tokenizer::{crop_block, PatchConfig, VolumeTokenizer};
 use tessera_medical::{LabelMap, MedicalFrontend, Volume};
 use tessera_recipes::fusion::fusion_losses;
 use tessera_recipes::{Batch, Recipe, StepOutput};
-use tessera_tokens::{Rng, Tokens};
+use tessera_tokens::{Modality, Rng, Tokens};
 use tessera_train::{
     latest_checkpoint, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
 };
 
 #[derive(Debug, Clone, Args)]
 pub struct SegmentArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Start from a randomly initialised encoder (the baseline) instead of --checkpoint.
     #[arg(long)]
     pub random_init: bool,
@@ -110,6 +112,22 @@ pub struct SegmentConfig {
     #[serde(default)]
     pub init: String,
     pub train: TrainConfig,
+}
+
+type Card = RunCard<MedicalFrontend>;
+
+/// The `[segment]` table: the `medical-segment` preset, then the run card's own table (a
+/// preset or an older run may carry one), each merged over the last.
+pub fn segment_config(card: &Card) -> Result<SegmentConfig> {
+    let base = crate::PRESETS.resolve(Some("medical-segment"), "medical-segment", None)?;
+    let mut seg = base
+        .get("segment")
+        .cloned()
+        .context("the medical-segment preset has no [segment] table")?;
+    if let Some(own) = card.extra.get("segment") {
+        tessera_cli::deep_merge(&mut seg, own.clone());
+    }
+    seg.try_into().context("invalid [segment] table")
 }
 
 /// Encoder plus the segmentation head; a `Recipe` so the shared trainer runs it. Views:
@@ -341,7 +359,7 @@ impl BatchSource for CaseSource<'_> {
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
         let crop = self.fe.cfg.crop;
-        let data = |e: tessera_medical::MedicalError| TrainError::Data(e.to_string());
+        let data = |e: tessera_medical::MedicalError| TrainError::DataSource(Box::new(e));
         let (mut imgs, mut labs) = (Vec::with_capacity(bs), Vec::with_capacity(bs));
         for j in 0..bs {
             let case = &self.cases[self.order.sample((step - 1) as usize * bs + j)];
@@ -374,17 +392,20 @@ impl BatchSource for CaseSource<'_> {
 
 /// Image/label pairs of `--data`: a manifest with `image` and `label` columns, or a folder
 /// with `images/` and `labels/` (same file names).
-fn list_cases(common: &CommonArgs, split: &SplitArgs) -> Result<Vec<(DataItem, PathBuf)>> {
+fn list_cases(common: &CommonArgs) -> Result<Vec<(DataItem, PathBuf)>> {
     let data = common.data()?;
     if data.is_dir() {
         let (img, lab) = (data.join("images"), data.join("labels"));
         if !img.is_dir() || !lab.is_dir() {
             bail!("{}: expected images/ and labels/ sub-folders (or a manifest with image,label columns)", data.display());
         }
-        let items = list_data(&img, &["nii", "gz", "hdr"], &ManifestColumns::default())?;
+        let items = list_data(
+            &img,
+            &|p| MedicalFrontend::accepts(p),
+            &ManifestColumns::default(),
+        )?;
         return Ok(items
             .into_iter()
-            .filter(|i| is_volume(&i.path))
             .map(|i| {
                 let l = lab.join(i.path.file_name().unwrap_or_default());
                 (i, l)
@@ -392,11 +413,16 @@ fn list_cases(common: &CommonArgs, split: &SplitArgs) -> Result<Vec<(DataItem, P
             .collect());
     }
     let cols = ManifestColumns {
-        label: Some("label".into()),
-        split: split.split_column.clone(),
+        label: Some(
+            common
+                .label_column
+                .clone()
+                .unwrap_or_else(|| "label".into()),
+        ),
+        split: common.split_column.clone(),
     };
     let root = data.parent().unwrap_or(Path::new("."));
-    list_data(data, &["nii", "gz", "hdr"], &cols)?
+    list_data(data, &|p| MedicalFrontend::accepts(p), &cols)?
         .into_iter()
         .map(|i| {
             let l = i
@@ -492,107 +518,113 @@ fn score(pred: &[u8], truth: &LabelMap, classes: usize) -> Result<CaseScores> {
     )?)
 }
 
-fn build_model(card: &Card, enc: Encoder, store: &mut ParamStore) -> Result<SegModel> {
+fn build_model(
+    card: &Card,
+    seg: &SegmentConfig,
+    enc: Encoder,
+    store: &mut ParamStore,
+) -> Result<SegModel> {
     SegModel::new(
-        &card.segment,
+        seg,
         enc,
         store,
-        card.medical.tokenizer.patch,
-        card.medical.crop,
+        card.frontend.tokenizer.patch,
+        card.frontend.crop,
     )
 }
 
-pub fn run(common: &CommonArgs, split: &SplitArgs, args: &SegmentArgs) -> Result<()> {
+/// `segment`: train and evaluate, `--evaluate` a trained run, or `--apply` it.
+pub fn run(app: &App<MedicalFrontend>, args: &SegmentArgs) -> Result<()> {
+    let common = &args.common;
     tessera_cli::init_threads(common.threads)?;
     if args.apply {
-        return apply(common, split);
+        return apply(app, common);
     }
     let out = common.out()?;
-    let all = list_cases(common, split)?;
-    let test: Vec<_> = all.iter().filter(|(i, _)| is_test(i, split)).collect();
-    let (card, fe, model, head) = if args.evaluate {
+    let all = list_cases(common)?;
+    let test: Vec<_> = all.iter().filter(|(i, _)| common.is_test(i)).collect();
+    let (seg, fe, model, head) = if args.evaluate {
         if test.is_empty() {
-            bail!("no `{}` rows to evaluate", split.test_split);
+            bail!("no `{}` rows to evaluate", common.test_split);
         }
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        let (card, fe, model) = load_run(common)?;
+        let (seg, fe, model) = load_run(app, common)?;
         let head = format!(
             "\"init\": \"{}\", \"run\": \"{}\"",
-            card.segment.init,
+            seg.init,
             common
                 .checkpoint
                 .as_deref()
                 .unwrap_or(Path::new(""))
                 .display()
         );
-        (card, fe, model, head)
+        (seg, fe, model, head)
     } else {
-        fit(common, split, args, out, &all, test.len())?
+        fit(app, args, out, &all, test.len())?
     };
     if test.is_empty() {
-        println!("no `{}` rows: nothing to evaluate", split.test_split);
+        println!("no `{}` rows: nothing to evaluate", common.test_split);
         return Ok(());
     }
     evaluate(
         &model,
         &fe,
         &test,
-        card.segment.classes,
+        seg.classes,
         out,
         &run_name(args, out),
         &head,
     )
 }
 
-fn is_test(item: &DataItem, split: &SplitArgs) -> bool {
-    item.split.as_deref() == Some(split.test_split.as_str())
-}
-
 /// Trains the segmentation model on the non-test (or `--train-split`) rows of `all`;
 /// returns it with the head of its result line.
 fn fit(
-    common: &CommonArgs,
-    split: &SplitArgs,
+    app: &App<MedicalFrontend>,
     args: &SegmentArgs,
     out: &Path,
     all: &[(DataItem, PathBuf)],
     test_cases: usize,
-) -> Result<(Card, MedicalFrontend, SegModel, String)> {
-    let (mut card, fe, enc, mut store) = encoder_for(common, args.random_init)?;
+) -> Result<(SegmentConfig, MedicalFrontend, SegModel, String)> {
+    let common = &args.common;
+    let run = encoder_for(app, common, args.random_init)?;
+    let (mut card, enc, mut store) = (run.card, run.encoder, run.store);
+    let fe = run.m;
     if let (Some(cfg), Some(_)) = (&common.config, &common.checkpoint) {
         // A pretraining run's card comes from its folder; --config still overrides it here
         // (e.g. `[segment.train] lr = ...`).
-        let mut base = toml::Value::try_from(&card)?;
+        let mut base = card.to_value()?;
         tessera_cli::merge_file(&mut base, cfg)?;
-        card = base
-            .try_into()
-            .with_context(|| format!("{}: invalid override", cfg.display()))?;
+        card = Card::from_value(base, &cfg.display().to_string())?;
     }
     if let Some(seed) = common.seed {
         card.seed = seed; // data order and crops (and the encoder itself with --random-init)
     }
-    card.segment.freeze_encoder |= args.freeze;
-    card.segment.init = match (&common.checkpoint, args.random_init) {
+    let mut seg = segment_config(&card)?;
+    seg.freeze_encoder |= args.freeze;
+    seg.init = match (&common.checkpoint, args.random_init) {
         (Some(run), false) => run.display().to_string(),
         _ => format!("random (seed {})", card.seed),
     };
     if let Some(s) = common.steps {
-        card.segment.train.steps = s;
+        seg.train.steps = s;
     }
     if let Some(b) = common.batch_size {
-        card.segment.train.batch_size = b;
+        seg.train.batch_size = b;
     }
     if let Some(m) = args.minutes {
-        card.segment.train.time_limit_s = Some(m * 60.0);
+        seg.train.time_limit_s = Some(m * 60.0);
     }
-    let mut model = build_model(&card, enc, &mut store)?;
-    if card.segment.freeze_encoder {
+    card.extra
+        .insert("segment".into(), toml::Value::try_from(&seg)?);
+    let mut model = build_model(&card, &seg, enc, &mut store)?;
+    if seg.freeze_encoder {
         store.set_trainable(tessera_recipes::ENCODER_PREFIX, false);
     }
     let train: Vec<_> = all
         .iter()
         .filter(|(i, _)| {
-            !is_test(i, split)
+            !common.is_test(i)
                 && args
                     .train_split
                     .as_ref()
@@ -620,25 +652,25 @@ fn fit(
         "segment: {} labelled cases, {} test cases, encoder {} ({}), head {} parameters",
         cases.len(),
         test_cases,
-        if card.segment.freeze_encoder {
+        if seg.freeze_encoder {
             "frozen"
         } else {
             "fine-tuned"
         },
-        card.segment.init,
+        seg.init,
         store.count("seg.")
     );
     let mut source = CaseSource {
         fe: &fe,
         labels_tk: VolumeTokenizer::new(
             &PatchConfig {
-                patch: card.medical.tokenizer.patch,
+                patch: card.frontend.tokenizer.patch,
             },
             1,
         )?,
         cases: &cases,
         order: EpochOrder::new(card.seed, cases.len()),
-        fg_fraction: card.segment.foreground_crop_fraction,
+        fg_fraction: seg.foreground_crop_fraction,
     };
     let opts = RunOptions {
         run_dir: out,
@@ -647,8 +679,7 @@ fn fit(
         config_toml: card.to_toml()?,
         progress: true,
     };
-    let summary =
-        tessera_train::train(&mut model, &store, &mut source, &card.segment.train, &opts)?;
+    let summary = tessera_train::train(&mut model, &store, &mut source, &seg.train, &opts)?;
     println!(
         "trained {} steps in {:.1} s, final loss {:.4}",
         summary.last_step,
@@ -657,13 +688,13 @@ fn fit(
     );
     let head = format!(
         "\"init\": \"{}\", \"encoder\": \"{}\", \"train_cases\": {}, \"steps\": {}, \"train_s\": {:.0}",
-        card.segment.init,
-        if card.segment.freeze_encoder { "frozen" } else { "fine-tuned" },
+        seg.init,
+        if seg.freeze_encoder { "frozen" } else { "fine-tuned" },
         cases.len(),
         summary.last_step,
         summary.elapsed_s
     );
-    Ok((card, fe, model, head))
+    Ok((seg, fe, model, head))
 }
 
 fn run_name(args: &SegmentArgs, out: &Path) -> String {
@@ -722,12 +753,17 @@ fn evaluate(
 }
 
 /// A trained segmentation run: its card, front end and model (encoder and head weights).
-fn load_run(common: &CommonArgs) -> Result<(Card, MedicalFrontend, SegModel)> {
+fn load_run(
+    app: &App<MedicalFrontend>,
+    common: &CommonArgs,
+) -> Result<(SegmentConfig, MedicalFrontend, SegModel)> {
     let Some(run) = &common.checkpoint else {
         bail!("--apply and --evaluate need --checkpoint <segmentation run>");
     };
-    let (card, fe, enc, mut store) = encoder_for(common, false)?;
-    let model = build_model(&card, enc, &mut store)?;
+    let r = encoder_for(app, common, false)?;
+    let (card, fe, mut store) = (r.card, r.m, r.store);
+    let seg = segment_config(&card)?;
+    let model = build_model(&card, &seg, r.encoder, &mut store)?;
     let ck =
         latest_checkpoint(run)?.with_context(|| format!("{}: no checkpoint", run.display()))?;
     store.load_safetensors(&ck.model_path(), "seg")?;
@@ -737,16 +773,16 @@ fn load_run(common: &CommonArgs) -> Result<(Card, MedicalFrontend, SegModel)> {
             run.display()
         );
     }
-    Ok((card, fe, model))
+    Ok((seg, fe, model))
 }
 
 /// `segment --apply`: label maps of new volumes, written on the card's grid (RAS+, target
 /// spacing) with that grid's affine, as `<out>/<file name>`.
-fn apply(common: &CommonArgs, split: &SplitArgs) -> Result<()> {
+fn apply(app: &App<MedicalFrontend>, common: &CommonArgs) -> Result<()> {
     let out = common.out()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let (_card, fe, model) = load_run(common)?;
-    let items = crate::app::list_volumes(common, split, None, false)?;
+    let (_seg, fe, model) = load_run(app, common)?;
+    let items = tessera_app::source::list::<MedicalFrontend>(common, false)?;
     let bar = progress(items.len() as u64, "segmenting");
     for it in &items {
         let v = fe.load(&it.path)?;

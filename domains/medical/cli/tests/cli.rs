@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tessera_medical::MedicalFrontend;
+use tessera_tokens::Modality;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tessera-medical"))
@@ -94,10 +96,10 @@ fn pretrain_segment_apply_and_export() {
         &s(&mae),
     ]);
     assert!(
-        out.contains("6 volumes") && out.contains("trained steps 1..6"),
+        out.contains("on 6 files") && out.contains("trained steps 1..6"),
         "{out}"
     );
-    assert!(out.contains("volume cache:"), "{out}");
+    assert!(out.contains("sample cache:"), "{out}");
     // Volume Fusion through the same command.
     let cfg = d.join("vf.toml");
     std::fs::write(&cfg, "[recipe]\nkind = \"volume_fusion\"\n").unwrap();
@@ -116,7 +118,7 @@ fn pretrain_segment_apply_and_export() {
         "--out",
         &s(&d.join("vf")),
     ]);
-    assert!(out.contains("recipe volume_fusion"), "{out}");
+    assert!(out.contains("(volume_fusion)"), "{out}");
 
     // Segmentation from the MAE run, with the convolutional decoder and layer-wise decay:
     // Dice and HD95 on the 3 test cases.
@@ -238,21 +240,15 @@ fn pretrain_segment_apply_and_export() {
         );
         // The grid graph takes the normalised centre crop as [1, 1, Z, Y, X].
         let mut rt = tessera_runtime::Encoder::open(&exp).unwrap();
-        let (block, tokens) = match rt.frontend().unwrap() {
-            tessera_runtime::Frontend::Medical(fe) => {
-                let v = fe.load(&data.join("images/case_002.nii.gz")).unwrap();
-                let block = fe.centre(&v);
-                let t = fe.tokens(&block).unwrap();
-                (block, t)
-            }
-            _ => panic!("not a medical front end"),
-        };
+        let fe = <MedicalFrontend as Modality>::new(&rt.card().frontend_as().unwrap()).unwrap();
+        let sample = fe.decode(&data.join("images/case_002.nii.gz")).unwrap();
+        let tokens = fe.eval_view(&sample).unwrap();
+        let (shape, grid) = fe.grid_input(&sample).unwrap().unwrap();
         let want = rt.embed_tokens(&[tokens]).unwrap().remove(0);
-        let [x, y, z] = block.dims;
         let mut g =
             tessera_runtime::RawSession::open(&exp.join("model_grid.onnx"), &Default::default())
                 .unwrap();
-        let got = g.run(&[("grid", &[1, 1, z, y, x], &block.data)]).unwrap();
+        let got = g.run(&[("grid", &shape, &grid)]).unwrap();
         let emb = &got.iter().find(|o| o.0 == "embedding").unwrap().2;
         let err = emb
             .iter()
@@ -344,7 +340,10 @@ fn bad_volumes_are_skipped_or_fatal_with_strict() {
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let err = fails(&["pretrain", "--data", &s(&empty), "--out", &s(&d.join("e"))]);
-    assert!(err.contains("no NIfTI volumes"), "{err}");
+    assert!(
+        err.contains("no medical files") && err.contains(".nii.gz"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -352,12 +351,9 @@ fn bad_volumes_are_skipped_or_fatal_with_strict() {
 /// initialisation on the 10% split evaluates all 52 held-out cases.
 #[test]
 fn real_msd_hippocampus_when_present() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../../shared/data/medical/msd_hippocampus");
-    if !root.is_dir() {
-        eprintln!("skipping: {} not present", root.display());
+    let Some(_root) = tessera_tokens::resources::shared_data("medical/msd_hippocampus") else {
         return;
-    }
+    };
     let split =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../benchmarks/msd_hippocampus_split.csv");
     let d = tmp("msd");

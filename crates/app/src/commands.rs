@@ -1,0 +1,591 @@
+//! pretrain, embed, probe, stats, inspect and demo, over any modality.
+
+use crate::card::RunCard;
+use crate::source::{fit_stats, list, list_from, map_files, Source};
+use crate::App;
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+use tessera_cli::{write_npy, CommonArgs, DataItem};
+use tessera_core::{Encoder, ParamStore, TokenTensors};
+use tessera_eval::{run_probes, Features, ResultRow};
+use tessera_recipes::ENCODER_PREFIX;
+use tessera_tokens::{InfoRow, Modality, SampleTokens, Tokens};
+use tessera_train::{latest_checkpoint, RunOptions};
+
+/// A run's encoder with its card and front end.
+pub struct RunEncoder<M: Modality> {
+    pub card: RunCard<M>,
+    pub m: M,
+    pub encoder: Encoder,
+    pub store: ParamStore,
+}
+
+/// The encoder of a run (weights from its latest checkpoint), or a random one from the
+/// preset with `random_init`.
+pub fn encoder_for<M: Modality>(
+    app: &App<M>,
+    common: &CommonArgs,
+    random_init: bool,
+) -> Result<RunEncoder<M>> {
+    let card = match (&common.checkpoint, random_init) {
+        (Some(run), false) => RunCard::<M>::from_run(run)?,
+        (None, true) => app.resolve(common)?,
+        (Some(_), true) => bail!("give either --checkpoint or --random-init, not both"),
+        (None, false) => bail!("--checkpoint <run dir> is required (or --random-init)"),
+    };
+    let m = card.modality()?;
+    let mut store = ParamStore::new(card.seed, &Device::Cpu);
+    let encoder = Encoder::new(&card.encoder_config(&m)?, &mut store, ENCODER_PREFIX)?;
+    if let (Some(run), false) = (&common.checkpoint, random_init) {
+        if let Some(ck) = latest_checkpoint(run)? {
+            store.load_safetensors(&ck.model_path(), ENCODER_PREFIX)?;
+        }
+    }
+    Ok(RunEncoder {
+        card,
+        m,
+        encoder,
+        store,
+    })
+}
+
+/// Frozen embeddings `[n, 2D]` (CLS ‖ mean patch) of token samples, in batches.
+pub fn embed_samples(enc: &Encoder, tokens: &[SampleTokens]) -> Result<Features> {
+    let bar = tessera_cli::progress(tokens.len() as u64, "embedding");
+    let mut data = Vec::new();
+    let mut d = 0;
+    for chunk in tokens.chunks(32) {
+        let t = TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, &Device::Cpu)?;
+        let e = enc.embed(&t)?;
+        d = e.dim(1)?;
+        data.extend(e.flatten_all()?.to_vec1::<f32>()?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Features::new(data, tokens.len(), d)?)
+}
+
+/// Writes `embeddings.npy` (`[n, d]`) and `files.txt` (one path per row) into `out`.
+pub fn write_embeddings(out: &Path, items: &[DataItem], data: &[f32], d: usize) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_npy(&out.join("embeddings.npy"), data, items.len(), d)?;
+    let names: Vec<String> = items.iter().map(|i| i.path.display().to_string()).collect();
+    let files = out.join("files.txt");
+    std::fs::write(&files, names.join("\n") + "\n")
+        .with_context(|| format!("writing {}", files.display()))?;
+    println!(
+        "wrote {} embeddings of width {d} to {}",
+        items.len(),
+        out.join("embeddings.npy").display()
+    );
+    Ok(())
+}
+
+fn columns_of(f: &Features, from: usize, to: usize) -> Result<Features> {
+    let mut data = Vec::with_capacity(f.n * (to - from));
+    for i in 0..f.n {
+        data.extend_from_slice(&f.data[i * f.d + from..i * f.d + to]);
+    }
+    Ok(Features::new(data, f.n, to - from)?)
+}
+
+/// Appends rows to `out/rows.jsonl` and rewrites the tables from all rows there.
+fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
+    use std::io::Write;
+    let jl = out.join("rows.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&jl)
+        .with_context(|| format!("opening {}", jl.display()))?;
+    for r in rows {
+        writeln!(f, "{}", serde_json::to_string(r)?)?;
+    }
+    let all: Vec<ResultRow> = std::fs::read_to_string(&jl)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{}: corrupt row", jl.display()))?;
+    tessera_eval::write_table(&all, &out.join("results.csv"))?;
+    tessera_eval::write_table(&all, &out.join("results.parquet"))?;
+    let summary = tessera_eval::summarise(&all);
+    tessera_eval::write_summary_table(&summary, &out.join("summary.csv"))?;
+    std::fs::write(
+        out.join("results.md"),
+        tessera_eval::to_markdown(&all) + "\n" + &tessera_eval::summary_to_markdown(&summary),
+    )?;
+    Ok(())
+}
+
+/// The differences of `new` from `old` (tables recursively): a `--config` fragment.
+fn diff(old: &toml::Value, new: &toml::Value) -> Option<toml::Value> {
+    match (old, new) {
+        (toml::Value::Table(o), toml::Value::Table(n)) => {
+            let t: toml::Table = n
+                .iter()
+                .filter_map(|(k, v)| match o.get(k) {
+                    Some(ov) => diff(ov, v).map(|d| (k.clone(), d)),
+                    None => Some((k.clone(), v.clone())),
+                })
+                .collect();
+            (!t.is_empty()).then_some(toml::Value::Table(t))
+        }
+        (o, n) if o == n => None,
+        (_, n) => Some(n.clone()),
+    }
+}
+
+impl<M: Modality> App<M> {
+    pub(crate) fn pretrain(
+        &self,
+        common: &CommonArgs,
+        resume: bool,
+        minutes: Option<f64>,
+    ) -> Result<()> {
+        tessera_cli::init_threads(common.threads)?;
+        let out = common.out()?;
+        let mut card = if resume {
+            let mut c = RunCard::<M>::from_run(out)?;
+            if common.seed.is_some_and(|s| s != c.seed) {
+                bail!(
+                    "--seed differs from the run's seed {}: a resumed run keeps its seed",
+                    c.seed
+                );
+            }
+            c.apply_flags(common);
+            c
+        } else {
+            if latest_checkpoint(out)?.is_some() {
+                bail!(
+                    "{} already holds a run: add --resume to continue it, or choose another --out",
+                    out.display()
+                );
+            }
+            self.resolve(common)?
+        };
+        card.train.time_limit_s = minutes.map(|m| m * 60.0);
+        let data = match (&common.data, resume) {
+            (Some(d), _) => d.clone(),
+            (None, true) if !card.data.is_empty() => PathBuf::from(&card.data),
+            (None, _) => bail!("--data is required (a file, folder, CSV manifest or list)"),
+        };
+        card.data = data.display().to_string();
+        let mut items = list_from::<M>(&data, common, true)?;
+        let mut m = card.modality()?;
+        let mut skipped = Vec::new();
+        if let Some(fit) = fit_stats(&m, &items, common.strict)? {
+            eprintln!(
+                "fitted normalisation statistics on {} files (saved with the run)",
+                items.len() - fit.skipped.len()
+            );
+            card.frontend = fit.config;
+            m = card.modality()?;
+            // Files the statistics pass could not read are left out of training.
+            let bad: std::collections::HashSet<usize> = fit.skipped.iter().map(|s| s.0).collect();
+            items = items
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !bad.contains(i))
+                .map(|(_, it)| it)
+                .collect();
+            skipped.extend(fit.skipped.into_iter().map(|s| s.1));
+        }
+        let paths: Vec<PathBuf> = items.into_iter().map(|i| i.path).collect();
+        let n_files = paths.len();
+        let mut store = ParamStore::new(card.seed, &Device::Cpu);
+        let mut recipe = card.recipe.build(&card.encoder_config(&m)?, &mut store)?;
+        let mut source = Source::new(&m, paths, card.cache_mb, card.seed, common.strict);
+        let opts = RunOptions {
+            run_dir: out,
+            seed: card.seed,
+            resume,
+            config_toml: card.to_toml()?,
+            progress: true,
+        };
+        eprintln!(
+            "pretraining `{}` ({}) on {n_files} files from {}",
+            card.name,
+            card.recipe_kind(),
+            data.display()
+        );
+        let summary =
+            tessera_train::train(recipe.as_mut(), &store, &mut source, &card.train, &opts)?;
+        match summary.losses.last() {
+            Some(last) => println!(
+                "trained steps {}..{} in {:.1} s ({:.1} samples/s), final loss {last:.4}; checkpoint {}",
+                summary.first_step,
+                summary.last_step,
+                summary.elapsed_s,
+                summary.samples_per_s,
+                summary
+                    .checkpoint
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            None => println!(
+                "nothing to do: {} is already at step {} of {} (pass --steps to extend it)",
+                out.display(),
+                summary.first_step - 1,
+                card.train.steps
+            ),
+        }
+        let s = source.cache().stats();
+        println!(
+            "sample cache: {} hits, {} misses, {} evictions, peak {:.1} MB of {} MB",
+            s.hits,
+            s.misses,
+            s.evictions,
+            s.peak_bytes as f64 / 1048576.0,
+            card.cache_mb
+        );
+        skipped.extend(source.skipped);
+        if let Some(first) = skipped.first() {
+            eprintln!(
+                "skipped {} unreadable file(s); first: {first}",
+                skipped.len()
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn embed(&self, common: &CommonArgs, random_init: bool) -> Result<()> {
+        tessera_cli::init_threads(common.threads)?;
+        let out = common.out()?;
+        let run = encoder_for(self, common, random_init)?;
+        let tokens = map_files(
+            &run.m,
+            list::<M>(common, false)?,
+            common.strict,
+            "decoding",
+            M::eval_view,
+        )?;
+        tokens.report_skipped();
+        let f = embed_samples(&run.encoder, &tokens.values)?;
+        write_embeddings(out, &tokens.items, &f.data, f.d)
+    }
+
+    /// The front end for probing: the card's, with statistics fitted on the training rows
+    /// when the card has none (as pretraining would).
+    fn probe_frontend(
+        &self,
+        card: &mut RunCard<M>,
+        items: &[DataItem],
+        common: &CommonArgs,
+    ) -> Result<M> {
+        let m = card.modality()?;
+        let train: Vec<DataItem> = items
+            .iter()
+            .filter(|i| !common.is_test(i))
+            .cloned()
+            .collect();
+        match fit_stats(&m, &train, common.strict)? {
+            Some(fit) => {
+                card.frontend = fit.config;
+                card.modality()
+            }
+            None => Ok(m),
+        }
+    }
+
+    pub(crate) fn probe(
+        &self,
+        common: &CommonArgs,
+        random_init: bool,
+        baseline: Option<&str>,
+        name: Option<String>,
+        task: Option<String>,
+    ) -> Result<Vec<ResultRow>> {
+        tessera_cli::init_threads(common.threads)?;
+        let out = common.out()?;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let items = list::<M>(common, false)?;
+        if let Some(i) = items.iter().find(|i| i.label.is_none()) {
+            bail!(
+                "probe needs labels ({} has none): a manifest with a label column (--label-column) or a folder of class folders",
+                i.path.display()
+            );
+        }
+        let mut sets: Vec<(String, Features)> = Vec::new();
+        let (card, mapped) = match baseline {
+            Some(b) => {
+                if !M::baselines().contains(&b) {
+                    bail!(
+                        "unknown --baseline `{b}` (the {} modality has: {})",
+                        M::NAME,
+                        if M::baselines().is_empty() {
+                            "none".into()
+                        } else {
+                            M::baselines().join(", ")
+                        }
+                    );
+                }
+                if random_init {
+                    bail!("--baseline uses no network; --random-init does not apply");
+                }
+                let mut card = match &common.checkpoint {
+                    Some(run) => RunCard::<M>::from_run(run)?,
+                    None => self.resolve(common)?,
+                };
+                let m = self.probe_frontend(&mut card, &items, common)?;
+                let mapped = map_files(&m, items, common.strict, "decoding", |m, s| {
+                    m.baseline(b, s)
+                })?;
+                let d = mapped.values.first().map_or(0, Vec::len);
+                mapped.report_skipped();
+                if mapped.values.iter().any(|v| v.len() != d) {
+                    bail!("baseline `{b}` gave features of different widths");
+                }
+                let data: Vec<f32> = mapped.values.iter().flatten().copied().collect();
+                sets.push((b.to_string(), Features::new(data, mapped.values.len(), d)?));
+                (card, mapped.items_only())
+            }
+            None => {
+                let mut run = encoder_for(self, common, random_init)?;
+                let m = self.probe_frontend(&mut run.card, &items, common)?;
+                let mapped = map_files(&m, items, common.strict, "decoding", M::eval_view)?;
+                mapped.report_skipped();
+                let f = embed_samples(&run.encoder, &mapped.values)?;
+                let d = f.d / 2;
+                sets.push(("cls".into(), columns_of(&f, 0, d)?));
+                sets.push(("mean".into(), columns_of(&f, d, 2 * d)?));
+                sets.push(("cls+mean".into(), f));
+                (run.card, mapped.items_only())
+            }
+        };
+        let kept = mapped.items;
+        let mut classes: Vec<String> = kept.iter().filter_map(|i| i.label.clone()).collect();
+        classes.sort();
+        classes.dedup();
+        if classes.len() < 2 {
+            bail!("probe needs at least two classes (found {classes:?})");
+        }
+        let y: Vec<usize> = kept
+            .iter()
+            .map(|i| {
+                classes
+                    .binary_search(i.label.as_ref().unwrap_or(&String::new()))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let test_idx: Vec<usize> = (0..y.len()).filter(|&i| common.is_test(&kept[i])).collect();
+        let train_idx: Vec<usize> = (0..y.len())
+            .filter(|&i| !common.is_test(&kept[i]))
+            .collect();
+        if test_idx.is_empty() || train_idx.is_empty() {
+            bail!(
+                "probe needs both training rows and test rows (split `{}`; set --split-column / --test-split)",
+                common.test_split
+            );
+        }
+        let run_name = name.unwrap_or_else(|| match (baseline, random_init, &common.checkpoint) {
+            (Some(b), _, _) => b.to_string(),
+            (None, true, _) => format!("{}-random", card.name),
+            (None, false, Some(p)) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| card.name.clone()),
+            _ => card.name.clone(),
+        });
+        let task = task
+            .or_else(|| common.label_column.clone())
+            .unwrap_or_else(|| "label".into());
+        let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
+        let (y_train, y_test) = (pick(&train_idx), pick(&test_idx));
+        let mut rows = Vec::new();
+        for (feat, f) in &sets {
+            let r = run_probes(
+                &f.select(&train_idx)?,
+                &y_train,
+                &f.select(&test_idx)?,
+                &y_test,
+                classes.len(),
+                &card.probe,
+                card.seed,
+            )?;
+            for (protocol, rep) in [("linear", &r.linear), ("knn", &r.knn)] {
+                rows.push(ResultRow {
+                    run: run_name.clone(),
+                    task: task.clone(),
+                    protocol: protocol.into(),
+                    features: feat.clone(),
+                    seed: card.seed,
+                    accuracy: rep.accuracy,
+                    macro_f1: rep.macro_f1,
+                    balanced_accuracy: rep.balanced_accuracy,
+                    n_test: rep.n,
+                    ..Default::default()
+                });
+            }
+            tessera_eval::write_confusion_csv(
+                &r.linear.confusion,
+                Some(&classes),
+                &out.join(format!("confusion-{run_name}-{task}-{feat}.csv")),
+            )?;
+        }
+        save_rows(out, &rows)?;
+        print!("{}", tessera_eval::to_markdown(&rows));
+        Ok(rows)
+    }
+
+    pub(crate) fn stats(&self, common: &CommonArgs) -> Result<()> {
+        tessera_cli::init_threads(common.threads)?;
+        let out = common.out()?;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let card = self.resolve(common)?;
+        let m = card.modality()?;
+        let items = list::<M>(common, false)?;
+        let bar = tessera_cli::progress(items.len() as u64, "checking");
+        let mut table: Vec<InfoRow> = Vec::new();
+        let mut bad = Vec::new();
+        for it in &items {
+            match m.inspect(&it.path) {
+                Ok(r) => table.push(r),
+                Err(e) if common.strict => return Err(anyhow::Error::new(e)),
+                Err(e) => bad.push(e.to_string()),
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let csv = out.join("files.csv");
+        write_rows_csv(&csv, &table)?;
+        println!(
+            "{} {} files checked ({} bad); per-file table {}",
+            items.len(),
+            M::NAME,
+            bad.len(),
+            csv.display()
+        );
+        for b in bad.iter().take(5) {
+            eprintln!("bad: {b}");
+        }
+        let train: Vec<DataItem> = items.into_iter().filter(|i| !common.is_test(i)).collect();
+        match fit_stats(&m, &train, common.strict)? {
+            Some(fit) => {
+                let old = toml::Value::try_from(card.frontend.clone())?;
+                let new = toml::Value::try_from(fit.config)?;
+                let mut frag = toml::Table::new();
+                if let Some(d) = diff(&old, &new) {
+                    frag.insert(M::NAME.into(), d);
+                }
+                let text = toml::to_string(&frag)?;
+                let path = out.join("stats.toml");
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!(
+                    "normalisation statistics of {} training files (a --config fragment, {}):\n{text}",
+                    train.len(),
+                    path.display()
+                );
+            }
+            None => println!(
+                "no dataset statistics to fit: the `{}` card normalises each file itself or has its statistics",
+                M::NAME
+            ),
+        }
+        for line in m.advise(&table) {
+            println!("{line}");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn inspect(&self, files: &[PathBuf], common: &CommonArgs) -> Result<()> {
+        let card = self.resolve(common)?;
+        let m = card.modality()?;
+        let mut failed = 0;
+        for f in files {
+            match m.inspect(f) {
+                Ok(row) => {
+                    let w = row.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+                    for (k, v) in &row {
+                        println!("{k:<w$}  {v}");
+                    }
+                    println!();
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+        if failed > 0 {
+            bail!("{failed} of {} file(s) could not be read", files.len());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn demo(&self, common: &CommonArgs) -> Result<()> {
+        let out = common
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs/demo"));
+        let mut c = common.clone();
+        if c.data.is_none() {
+            let dir = out.join("data");
+            eprintln!("generating a labelled demo dataset in {}", dir.display());
+            c.data = Some(M::write_demo_data(&dir, 7).map_err(anyhow::Error::new)?);
+        }
+        c.preset = Some(c.preset.unwrap_or_else(|| self.info.demo_preset.into()));
+        let run = out.join("run");
+        let _ = std::fs::remove_dir_all(&run);
+        c.out = Some(run.clone());
+        self.pretrain(&c, false, None)?;
+        let results = out.join("results");
+        let _ = std::fs::remove_dir_all(&results);
+        c.out = Some(results.clone());
+        c.checkpoint = Some(run);
+        self.probe(&c, false, None, Some("pretrained".into()), None)?;
+        c.checkpoint = None;
+        self.probe(&c, true, None, Some("random-init".into()), None)?;
+        for b in M::baselines() {
+            self.probe(&c, false, Some(b), Some(b.to_string()), None)?;
+        }
+        println!("\nAll results: {}", results.join("results.md").display());
+        Ok(())
+    }
+}
+
+impl<T> crate::source::Mapped<T> {
+    /// The kept items without the values.
+    fn items_only(self) -> crate::source::Mapped<()> {
+        crate::source::Mapped {
+            values: vec![(); self.items.len()],
+            items: self.items,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// Writes rows as CSV: the columns of all rows in first-seen order, quoted where needed.
+fn write_rows_csv(path: &Path, rows: &[InfoRow]) -> Result<()> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        for (k, _) in r {
+            if !cols.contains(k) {
+                cols.push(k.clone());
+            }
+        }
+    }
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut text = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(",") + "\n";
+    for r in rows {
+        let line: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                r.iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| quote(v))
+                    .unwrap_or_default()
+            })
+            .collect();
+        text += &(line.join(",") + "\n");
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,269 @@
+//! Data for every domain: listing `--data` for a modality, decoding files in parallel
+//! (skipping unreadable ones unless `--strict`), fitting normalisation statistics, and the
+//! training batch source (epoch-keyed order, the size-bounded sample cache, random views).
+
+use crate::cache::SampleCache;
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tessera_cli::{list_data, progress, CommonArgs, DataItem};
+use tessera_recipes::Batch;
+use tessera_tokens::{Modality, Rng, Tokens};
+use tessera_train::{BatchSource, EpochOrder, TrainError};
+
+/// The items of `--data` this modality reads; test rows dropped when `without_test`. An
+/// empty list is an error naming the data and the file types looked for.
+pub fn list<M: Modality>(common: &CommonArgs, without_test: bool) -> Result<Vec<DataItem>> {
+    let data = common.data()?;
+    list_from::<M>(data, common, without_test)
+}
+
+/// [`list`] for an explicit data path.
+pub fn list_from<M: Modality>(
+    data: &std::path::Path,
+    common: &CommonArgs,
+    without_test: bool,
+) -> Result<Vec<DataItem>> {
+    let items: Vec<DataItem> = list_data(data, &|p| M::accepts(p), &common.columns())?
+        .into_iter()
+        .filter(|i| !(without_test && common.is_test(i)))
+        .collect();
+    if items.is_empty() {
+        let scope = if without_test {
+            format!(" outside the `{}` split", common.test_split)
+        } else {
+            String::new()
+        };
+        bail!(
+            "{}: no {} files{scope} (looked for .{})",
+            data.display(),
+            M::NAME,
+            M::EXTENSIONS.join(", .")
+        );
+    }
+    Ok(items)
+}
+
+/// What [`map_files`] kept.
+pub struct Mapped<T> {
+    pub items: Vec<DataItem>,
+    pub values: Vec<T>,
+    /// One message per unreadable file.
+    pub skipped: Vec<String>,
+}
+
+impl<T> Mapped<T> {
+    /// Prints how many files were skipped, with the first reason.
+    pub fn report_skipped(&self) {
+        if let Some(first) = self.skipped.first() {
+            eprintln!(
+                "skipped {} unreadable file(s); first: {first}",
+                self.skipped.len()
+            );
+        }
+    }
+}
+
+/// Decodes every item in parallel and maps its sample through `f` (the sample is dropped
+/// afterwards, so memory holds only the results). Unreadable files are skipped and
+/// counted, or the first one is an error with `strict`; no readable file is an error.
+pub fn map_files<M: Modality, T: Send>(
+    m: &M,
+    items: Vec<DataItem>,
+    strict: bool,
+    what: &str,
+    f: impl Fn(&M, &M::Sample) -> std::result::Result<T, M::Error> + Sync,
+) -> Result<Mapped<T>> {
+    let bar = progress(items.len() as u64, what);
+    let results: Vec<std::result::Result<T, M::Error>> = items
+        .par_iter()
+        .map(|it| {
+            let r = m.decode(&it.path).and_then(|s| f(m, &s));
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut out = Mapped {
+        items: Vec::new(),
+        values: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (it, r) in items.into_iter().zip(results) {
+        match r {
+            Ok(v) => {
+                out.items.push(it);
+                out.values.push(v);
+            }
+            Err(e) if strict => return Err(anyhow::Error::new(e)),
+            Err(e) => out.skipped.push(e.to_string()),
+        }
+    }
+    if out.values.is_empty() {
+        bail!(
+            "no readable {} file among {} ({})",
+            M::NAME,
+            out.skipped.len(),
+            out.skipped.first().cloned().unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+/// Dataset statistics fitted by [`fit_stats`].
+pub struct Fitted<C> {
+    /// The configuration with the statistics.
+    pub config: C,
+    /// Unreadable files: (index in the list, message).
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// The configuration with dataset statistics fitted on `items` (decoded in parallel,
+/// accumulated in list order so the same data gives the same bytes); `None` when the front
+/// end needs none.
+pub fn fit_stats<M: Modality>(
+    m: &M,
+    items: &[DataItem],
+    strict: bool,
+) -> Result<Option<Fitted<M::Config>>> {
+    let Some(mut stats) = m.stats_start() else {
+        return Ok(None);
+    };
+    let bar = progress(items.len() as u64, "statistics");
+    let mut used = 0usize;
+    let mut skipped = Vec::new();
+    for (c, chunk) in items.chunks(256).enumerate() {
+        let decoded: Vec<_> = chunk
+            .par_iter()
+            .map(|it| {
+                let r = m.decode(&it.path);
+                bar.inc(1);
+                r
+            })
+            .collect();
+        for (j, r) in decoded.into_iter().enumerate() {
+            match r {
+                Ok(s) => {
+                    m.stats_add(&mut stats, &s);
+                    used += 1;
+                }
+                Err(e) if strict => return Err(anyhow::Error::new(e)),
+                Err(e) => skipped.push((c * 256 + j, e.to_string())),
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if used == 0 {
+        bail!(
+            "no readable {} file among {} to fit normalisation statistics on ({})",
+            M::NAME,
+            items.len(),
+            skipped.first().map(|s| s.1.clone()).unwrap_or_default()
+        );
+    }
+    Ok(Some(Fitted {
+        config: m.stats_finish(stats).map_err(anyhow::Error::new)?,
+        skipped,
+    }))
+}
+
+/// Training batches for any modality: the epoch-keyed order picks the files, samples come
+/// from the size-bounded cache (decoded in parallel on a miss), and each view is the
+/// modality's random training view drawn from the step's generator. Unreadable files are
+/// reported once and passed over (or, with `strict`, stop the run).
+pub struct Source<'a, M: Modality> {
+    m: &'a M,
+    paths: Vec<PathBuf>,
+    cache: SampleCache<M::Sample>,
+    strict: bool,
+    order: EpochOrder,
+    bad: HashSet<usize>,
+    /// One message per unreadable file.
+    pub skipped: Vec<String>,
+}
+
+impl<'a, M: Modality> Source<'a, M> {
+    pub fn new(m: &'a M, paths: Vec<PathBuf>, cache_mb: usize, seed: u64, strict: bool) -> Self {
+        let n = paths.len();
+        Self {
+            m,
+            paths,
+            cache: SampleCache::new(cache_mb, M::sample_bytes),
+            strict,
+            order: EpochOrder::new(seed, n),
+            bad: HashSet::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    pub fn cache(&self) -> &SampleCache<M::Sample> {
+        &self.cache
+    }
+
+    /// `bs` readable samples for batch `step`, in the order's sequence.
+    fn pick(&mut self, step: u64, bs: usize) -> tessera_train::Result<Vec<Arc<M::Sample>>> {
+        let n = self.paths.len();
+        let mut picked = Vec::with_capacity(bs);
+        let mut k = 0usize;
+        while picked.len() < bs {
+            if self.bad.len() >= n {
+                return Err(TrainError::Data(format!(
+                    "none of the {n} files is readable; first error: {}",
+                    self.skipped.first().cloned().unwrap_or_default()
+                )));
+            }
+            let mut wanted = Vec::with_capacity(bs - picked.len());
+            while wanted.len() < bs - picked.len() {
+                let i = self.order.sample((step - 1) as usize * bs + k);
+                k += 1;
+                if !self.bad.contains(&i) {
+                    wanted.push(i);
+                }
+            }
+            let (m, paths, cache) = (self.m, &self.paths, &self.cache);
+            let got: Vec<_> = wanted
+                .par_iter()
+                .map(|&i| cache.get_or_load(i, || m.decode(&paths[i])))
+                .collect();
+            for (i, r) in wanted.into_iter().zip(got) {
+                match r {
+                    Ok(s) => picked.push(s),
+                    Err(e) if self.strict => return Err(TrainError::DataSource(Box::new(e))),
+                    Err(e) => {
+                        if self.bad.insert(i) {
+                            self.skipped.push(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(picked)
+    }
+}
+
+impl<M: Modality> BatchSource for Source<'_, M> {
+    fn batch(
+        &mut self,
+        step: u64,
+        bs: usize,
+        views: usize,
+        rng: &mut Rng,
+    ) -> tessera_train::Result<Batch> {
+        let picked = self.pick(step, bs)?;
+        let mut out = Vec::with_capacity(views.max(1));
+        for _ in 0..views.max(1) {
+            let samples = picked
+                .iter()
+                .map(|s| {
+                    self.m
+                        .train_view(s, rng)
+                        .map_err(|e| TrainError::DataSource(Box::new(e)))
+                })
+                .collect::<tessera_train::Result<Vec<_>>>()?;
+            out.push(Tokens::from_samples(&samples)?);
+        }
+        Ok(Batch { views: out })
+    }
+}

@@ -1,0 +1,217 @@
+//! The seam every domain plugs into: a [`Modality`] turns files into tokens, and a
+//! [`Registry`] maps a model card's `modality` name to the readers an application links.
+//!
+//! A domain implements [`Modality`] once (reader, views, normalisation statistics, one
+//! `inspect` row, its ONNX grid front, a generated demo dataset); the application library
+//! (`tessera-app`) writes every shared subcommand over it, the ort-only runtime reads files
+//! through a [`Registry`], and the conformance suite in `tests/` runs against it. Nothing
+//! here needs a numeric framework.
+
+use crate::grid::GridFront;
+use crate::{Rng, SampleTokens, TokenError, TokenSpec};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A boxed error that keeps its source chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One file's summary for `inspect` and `stats`: named fields in display order.
+pub type InfoRow = Vec<(String, String)>;
+
+/// A data modality: how files become samples and samples become tokens.
+///
+/// The value implementing it is the ready front end built from the card's `[NAME]` table
+/// ([`Modality::Config`]); every method is deterministic given its inputs, and random
+/// choices come from the step-keyed [`Rng`] passed in.
+pub trait Modality: Sized + Send + Sync + 'static {
+    /// The card's `modality` value and the name of the run card's table holding
+    /// [`Modality::Config`] (`audio`, `medical`, ...).
+    const NAME: &'static str;
+    /// File name endings this modality reads, lower case without the leading dot
+    /// (`wav`, `nii.gz`).
+    const EXTENSIONS: &'static [&'static str];
+    /// The front end's configuration: reader, features, tokenizer, normalisation
+    /// statistics, spacing or sample rate, channel order.
+    type Config: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync;
+    /// A decoded, prepared file (resampled and normalised as the config says).
+    type Sample: Send + Sync;
+    /// Accumulator of dataset normalisation statistics.
+    type Stats: Send;
+    /// The domain's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Builds the front end, validating the configuration.
+    fn new(cfg: &Self::Config) -> Result<Self, Self::Error>;
+    fn config(&self) -> &Self::Config;
+    /// P, K, units and layout of this front end's tokens.
+    fn token_spec(&self) -> TokenSpec;
+
+    /// Whether `path` names a file of this modality (by its name only).
+    fn accepts(path: &Path) -> bool {
+        has_extension(path, Self::EXTENSIONS)
+    }
+
+    /// Decodes and prepares one file.
+    fn decode(&self, path: &Path) -> Result<Self::Sample, Self::Error>;
+    /// Bytes a sample holds in memory (for the size-bounded sample cache).
+    fn sample_bytes(sample: &Self::Sample) -> usize;
+    /// A training view: a random crop (or window, or subset) drawn from `rng`.
+    fn train_view(&self, sample: &Self::Sample, rng: &mut Rng)
+        -> Result<SampleTokens, Self::Error>;
+    /// The deterministic evaluation view (centre crop): what `embed` and probes use.
+    fn eval_view(&self, sample: &Self::Sample) -> Result<SampleTokens, Self::Error>;
+    /// A sample of standard-normal values at the training size (step benchmarks and the
+    /// ONNX parity check).
+    fn random_sample(&self, rng: &mut Rng) -> Result<Self::Sample, Self::Error>;
+
+    /// `Some` accumulator when this configuration lacks dataset statistics that
+    /// pretraining must fit (and store in the card); `None` when it has them or
+    /// normalises each sample on its own.
+    fn stats_start(&self) -> Option<Self::Stats>;
+    /// Adds one decoded (unnormalised) sample to the statistics.
+    fn stats_add(&self, stats: &mut Self::Stats, sample: &Self::Sample);
+    /// The configuration with the fitted statistics.
+    fn stats_finish(&self, stats: Self::Stats) -> Result<Self::Config, Self::Error>;
+
+    /// Checks the whole file (declared sizes against the file, compressed-stream
+    /// integrity) and summarises it as one row; an error names the file and the problem.
+    fn inspect(&self, path: &Path) -> Result<InfoRow, Self::Error>;
+    /// Advice printed after `stats` from all rows (e.g. a suggested target spacing).
+    fn advise(&self, _rows: &[InfoRow]) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The in-graph front of the ONNX grid model, if this front end has one.
+    fn grid_front(&self) -> Option<GridFront> {
+        None
+    }
+    /// The grid model's input for a sample's evaluation view: `(shape [1, C, ...], data)`,
+    /// before any normalisation the grid front applies itself.
+    fn grid_input(
+        &self,
+        _sample: &Self::Sample,
+    ) -> Result<Option<(Vec<usize>, Vec<f32>)>, Self::Error> {
+        Ok(None)
+    }
+
+    /// Names of the feature baselines without a network (`probe --baseline NAME`).
+    fn baselines() -> &'static [&'static str] {
+        &[]
+    }
+    /// Baseline features of a sample's evaluation view.
+    fn baseline(&self, name: &str, sample: &Self::Sample) -> Result<Vec<f32>, Self::Error>;
+
+    /// Writes a small labelled dataset of this modality into `dir` (the quick start and
+    /// the conformance suite); returns a CSV manifest with `path,label,split` columns.
+    fn write_demo_data(dir: &Path, seed: u64) -> Result<PathBuf, Self::Error>;
+}
+
+/// Whether the file name of `path` ends with `.EXT` for one of `extensions` (ASCII case
+/// ignored).
+pub fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    extensions.iter().any(|e| {
+        name.len() > e.len() + 1
+            && name.ends_with(e)
+            && name.as_bytes()[name.len() - e.len() - 1] == b'.'
+    })
+}
+
+/// A file reader for the deployment runtime: file → evaluation-view tokens, as the card
+/// says. Every [`Modality`] is one.
+pub trait Reader: Send + Sync {
+    fn token_spec(&self) -> TokenSpec;
+    fn file_tokens(&self, path: &Path) -> Result<SampleTokens, BoxError>;
+}
+
+impl<M: Modality> Reader for M {
+    fn token_spec(&self) -> TokenSpec {
+        Modality::token_spec(self)
+    }
+    fn file_tokens(&self, path: &Path) -> Result<SampleTokens, BoxError> {
+        Ok(self.eval_view(&self.decode(path)?)?)
+    }
+}
+
+type Factory = fn(&toml::Table) -> Result<Box<dyn Reader>, BoxError>;
+
+fn make_reader<M: Modality>(table: &toml::Table) -> Result<Box<dyn Reader>, BoxError> {
+    let cfg: M::Config = toml::Table::try_into(table.clone())?;
+    let m = M::new(&cfg)?;
+    if m.stats_start().is_some() {
+        return Err(Box::new(TokenError::Card(format!(
+            "the `{}` front end has no dataset normalisation statistics; pretraining writes them",
+            M::NAME
+        ))));
+    }
+    Ok(Box::new(m))
+}
+
+/// The modalities an application links, by card name. A runtime built with an empty
+/// registry still runs tokens; files need a registered reader.
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Vec<(&'static str, Factory)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the reader of `M`.
+    pub fn register<M: Modality>(&mut self) {
+        self.entries.retain(|(n, _)| *n != M::NAME);
+        self.entries.push((M::NAME, make_reader::<M>));
+    }
+
+    /// Builder form of [`Registry::register`].
+    pub fn with<M: Modality>(mut self) -> Self {
+        self.register::<M>();
+        self
+    }
+
+    /// Registered modality names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// The reader for `modality` built from its front-end table; `Ok(None)` when no such
+    /// modality is registered.
+    pub fn reader(
+        &self,
+        modality: &str,
+        frontend: &toml::Table,
+    ) -> Result<Option<Box<dyn Reader>>, BoxError> {
+        match self.entries.iter().find(|(n, _)| *n == modality) {
+            Some((_, make)) => make(frontend).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_match_whole_suffixes() {
+        let e = &["nii", "nii.gz", "wav"];
+        assert!(has_extension(Path::new("a/b.NII.GZ"), e));
+        assert!(has_extension(Path::new("x.wav"), e));
+        assert!(!has_extension(Path::new("x.gz"), e));
+        assert!(!has_extension(Path::new("wav"), e));
+        assert!(!has_extension(Path::new("xwav"), e));
+        assert!(!has_extension(Path::new("x.wave"), e));
+    }
+}

@@ -1,0 +1,75 @@
+//! Every shared subcommand has the same flags and help in every domain CLI: only the
+//! binary name and the example data and presets differ.
+
+use clap::{Parser, Subcommand};
+use tessera_app::Shared;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    #[command(flatten)]
+    Shared(Shared),
+}
+
+/// Long help of each subcommand with the domain's own words replaced by placeholders.
+fn helps(mut cmd: clap::Command, words: &[(&str, &str)]) -> Vec<(String, String)> {
+    cmd.build();
+    cmd.get_subcommands_mut()
+        .filter(|s| s.get_name() != "help")
+        .map(|s| {
+            let mut text = s.render_long_help().to_string();
+            for (w, p) in words {
+                text = text.replace(w, p);
+            }
+            (s.get_name().to_string(), text)
+        })
+        .collect()
+}
+
+#[test]
+fn shared_subcommands_read_the_same_in_every_cli() {
+    let audio = helps(
+        tessera_audio_cli::app().command::<Cli>(),
+        &[
+            ("tessera-audio", "BIN"),
+            ("audio-tiny-mae", "PRESET"),
+            ("audio-nano-demo", "DEMO"),
+            ("fsdd/labels.csv", "DATA"),
+        ],
+    );
+    let medical = helps(
+        tessera_medical_cli::app().command::<Cli>(),
+        &[
+            ("tessera-medical", "BIN"),
+            ("medical-micro-mae", "PRESET"),
+            ("medical-nano-demo", "DEMO"),
+            ("msd_hippocampus/images", "DATA"),
+        ],
+    );
+    assert_eq!(
+        audio.len(),
+        9,
+        "{:?}",
+        audio.iter().map(|a| &a.0).collect::<Vec<_>>()
+    );
+    for ((name, a), (_, m)) in audio.iter().zip(&medical) {
+        assert_eq!(a, m, "`{name} --help` differs between the CLIs");
+        assert!(a.contains("Example:") && a.contains("BIN"), "{name}: {a}");
+        for flag in [
+            "--data",
+            "--out",
+            "--preset",
+            "--config",
+            "--seed",
+            "--threads",
+            "--strict",
+        ] {
+            assert!(a.contains(flag), "{name} lacks {flag}");
+        }
+    }
+}
