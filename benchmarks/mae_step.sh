@@ -11,7 +11,7 @@ cargo build --release -q -p tessera-audio-cli
 PY=$(benchmarks/setup_torch.sh)
 t=(); p=()
 for r in $(seq "$rounds"); do
-  a=$("${CARGO_TARGET_DIR:-target}/release/tessera-audio" bench-step --preset audio-tiny-mae --frames 1024 --batch-size 8 --threads "$threads" --warmup 2 --timed-steps 8)
+  a=$("${CARGO_TARGET_DIR:-target}/release/tessera-audio" bench-step --preset audio-tiny-mae --config benchmarks/infer_10s.toml --batch-size 8 --threads "$threads" --warmup 2 --timed-steps 8)
   b=$("$PY" benchmarks/mae_step_torch.py --threads "$threads" --steps 8 --warmup 2)
   echo "$a"; echo "$b"
   t+=("$(echo "$a" | sed -E 's/.*"samples_per_s": ([0-9.]+).*/\1/')")

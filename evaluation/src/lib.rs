@@ -99,8 +99,9 @@ pub use regression::{
     RidgeProbe,
 };
 pub use segmentation::{
-    check_volume, dice, dice_per_class, hausdorff95, hausdorff95_pooled, hausdorff_percentile,
-    score_case, summarise_segmentation, CaseScores, ClassSummary, HdPooling,
+    cases_csv, check_volume, dice, dice_per_class, hausdorff95, hausdorff95_pooled,
+    hausdorff_percentile, score_case, score_label_maps, summarise_segmentation, CaseScores,
+    ClassSummary, HdPooling,
 };
 pub use split::{random_split, stratified_split};
 pub use tables::{

@@ -491,6 +491,37 @@ pub fn score_case<T: Copy + Into<usize> + Sync>(
     })
 }
 
+/// Scores classes `1..n_classes` of a case given as label maps in NIfTI order (x fastest,
+/// `[nz][ny][nx]` flattened) with `dims_xyz` and `spacing_xyz_mm` in `(x, y, z)` order, as
+/// volume readers hold them; labels above 255 count as 255.
+///
+/// # Errors
+/// As [`score_case`].
+pub fn score_label_maps(
+    pred: &[u8],
+    truth: &[u16],
+    dims_xyz: [usize; 3],
+    spacing_xyz_mm: [f64; 3],
+    n_classes: usize,
+) -> Result<CaseScores, EvalError> {
+    let t: Vec<u8> = truth.iter().map(|&x| x.min(255) as u8).collect();
+    let [nx, ny, nz] = dims_xyz;
+    let s = spacing_xyz_mm;
+    let classes: Vec<usize> = (1..n_classes).collect();
+    score_case(pred, &t, [nz, ny, nx], [s[2], s[1], s[0]], &classes)
+}
+
+/// The per-case table `case,class,dice,hd95_mm` (one row per case and class).
+pub fn cases_csv(names: &[String], cases: &[CaseScores]) -> String {
+    let mut rows = vec!["case,class,dice,hd95_mm".to_string()];
+    for (name, s) in names.iter().zip(cases) {
+        for (k, &c) in s.classes.iter().enumerate() {
+            rows.push(format!("{name},{c},{:.5},{:.4}", s.dice[k], s.hd95_mm[k]));
+        }
+    }
+    rows.join("\n") + "\n"
+}
+
 /// One class's scores over cases: a row of a segmentation results table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassSummary {

@@ -124,3 +124,23 @@ fn large_volume_is_fast() {
     assert!(secs < 20.0, "hd95 on 256³ took {secs:.1} s");
     eprintln!("hd95 on 256^3: {h:.4} mm in {secs:.2} s");
 }
+
+/// Label maps in NIfTI order (x fastest) with (x, y, z) spacing score like the same maps
+/// transposed to `[z][y][x]` with (z, y, x) spacing through `score_case`.
+#[test]
+fn label_maps_in_nifti_order_score_as_zyx() {
+    use tessera_eval::segmentation::{cases_csv, score_case, score_label_maps};
+    let dims_xyz = [5usize, 4, 3];
+    let n: usize = dims_xyz.iter().product();
+    let truth: Vec<u16> = (0..n).map(|i| ((i * 7) % 3) as u16).collect();
+    let pred: Vec<u8> = (0..n).map(|i| ((i * 5) % 3) as u8).collect();
+    let spacing = [0.5, 1.0, 2.0];
+    let a = score_label_maps(&pred, &truth, dims_xyz, spacing, 3).unwrap();
+    let t8: Vec<u8> = truth.iter().map(|&x| x as u8).collect();
+    let b = score_case(&pred, &t8, [3, 4, 5], [2.0, 1.0, 0.5], &[1, 2]).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.classes, vec![1, 2]);
+    let csv = cases_csv(&["c1".into()], &[a]);
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.starts_with("case,class,dice,hd95_mm\nc1,1,"), "{csv}");
+}

@@ -14,6 +14,8 @@
 
 pub mod toy;
 
+pub use {tessera_app, tessera_cli, tessera_tokens};
+
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 use tessera_app::{App, RunCard, Shared};
@@ -251,6 +253,20 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
     app.run(Shared::Stats { common: c.clone() }).unwrap();
     assert!(d.join("stats/files.csv").is_file());
     let files = demo_files(&manifest);
+    // `--data` also takes one file and a text list of paths.
+    let one = common(Some(&files[0]), &d.join("stats-one"), preset);
+    app.run(Shared::Stats { common: one }).unwrap();
+    let csv = std::fs::read_to_string(d.join("stats-one/files.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    let list = d.join("list.txt");
+    let names: Vec<String> = files[..3].iter().map(|f| f.display().to_string()).collect();
+    std::fs::write(&list, names.join("\n")).unwrap();
+    app.run(Shared::Stats {
+        common: common(Some(&list), &d.join("stats-list"), preset),
+    })
+    .unwrap();
+    let csv = std::fs::read_to_string(d.join("stats-list/files.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
     app.run(Shared::Inspect {
         files: files[..2].to_vec(),
         common: c.clone(),
@@ -315,6 +331,9 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
         baseline: None,
         name: None,
         task: None,
+        multi_label: false,
+        few_shot: None,
+        regression: false,
     })
     .unwrap();
     p.checkpoint = None;
@@ -324,6 +343,9 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
         baseline: None,
         name: None,
         task: None,
+        multi_label: false,
+        few_shot: None,
+        regression: false,
     })
     .unwrap();
     for b in M::baselines() {
@@ -333,12 +355,61 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
             baseline: Some(b.to_string()),
             name: None,
             task: None,
+            multi_label: false,
+            few_shot: None,
+            regression: false,
         })
         .unwrap();
     }
+    // Few-shot (k = 2, repeated draws) and multi-label (single-label sets here) protocols.
+    app.run(Shared::Probe {
+        common: p.clone(),
+        random_init: true,
+        baseline: None,
+        name: Some("few".into()),
+        task: None,
+        multi_label: false,
+        few_shot: Some(2),
+        regression: false,
+    })
+    .unwrap();
+    app.run(Shared::Probe {
+        common: p.clone(),
+        random_init: true,
+        baseline: None,
+        name: Some("multi".into()),
+        task: None,
+        multi_label: true,
+        few_shot: None,
+        regression: false,
+    })
+    .unwrap();
     let md = std::fs::read_to_string(d.join("probe/results.md")).unwrap();
-    assert!(md.contains("linear") && md.contains("knn"), "{md}");
+    for protocol in ["| linear |", "| knn |", "linear-2shot", "linear-multilabel"] {
+        assert!(md.contains(protocol), "{protocol} missing:\n{md}");
+    }
     assert!(std::fs::read_to_string(d.join("probe/results.csv")).is_ok());
+    assert!(d.join("probe/comparison-accuracy.png").is_file());
+    assert!(std::fs::read_dir(d.join("probe"))
+        .unwrap()
+        .flatten()
+        .any(
+            |e| e.file_name().to_string_lossy().starts_with("confusion-")
+                && e.file_name().to_string_lossy().ends_with(".png")
+        ));
+    // Training curves of the run.
+    app.run(Shared::Plot {
+        run: run.clone(),
+        out: None,
+    })
+    .unwrap();
+    assert!(run.join("training.png").is_file());
+    assert!(app
+        .run(Shared::Plot {
+            run: d.join("data"),
+            out: None
+        })
+        .is_err());
 
     let mut x = e.clone();
     x.out = Some(d.join("export"));
@@ -398,4 +469,53 @@ fn tessera_train_latest(run: &Path) -> u64 {
         .trim_end_matches('/')
         .parse()
         .unwrap()
+}
+
+/// The whole suite for one modality as `#[test]`s in a module named `$name`: `$app` is an
+/// expression giving the domain's `tessera_app::App`, `$preset` a small preset of it.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($name:ident, $app:expr, $preset:expr) => {
+        mod $name {
+            use $crate::*;
+
+            fn card() -> $crate::tessera_app::RunCard<impl $crate::tessera_tokens::Modality> {
+                let c = $crate::tessera_cli::CommonArgs {
+                    preset: Some($preset.into()),
+                    ..Default::default()
+                };
+                $app.resolve(&c).unwrap()
+            }
+
+            #[test]
+            fn readers_round_trip() {
+                readers(&modality(&card()));
+            }
+
+            #[test]
+            fn corrupt_files_are_errors_naming_the_file() {
+                corruption(&modality(&card()), 40);
+            }
+
+            #[test]
+            fn views_are_deterministic_and_match_the_spec() {
+                views(&modality(&card()));
+            }
+
+            #[test]
+            fn encoder_ignores_token_order_and_padding() {
+                encoder_invariances(&modality(&card()));
+            }
+
+            #[test]
+            fn cards_round_trip() {
+                card_round_trip(&card());
+            }
+
+            #[test]
+            fn every_subcommand_runs() {
+                cli(&$app, $preset);
+            }
+        }
+    };
 }

@@ -90,6 +90,138 @@ fn columns_of(f: &Features, from: usize, to: usize) -> Result<Features> {
     Ok(Features::new(data, f.n, to - from)?)
 }
 
+/// What `probe` predicts from the labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// One class per sample: linear and kNN probes.
+    Classes,
+    /// `;`-separated label sets: one-vs-rest linear probe, micro/macro mAP and AUROC.
+    MultiLabel,
+    /// k labelled samples per class, repeated seeded draws: mean ± sd.
+    FewShot(usize),
+    /// A number per sample: ridge regression, R² and MAE.
+    Regression,
+}
+
+/// Result rows of one feature set for `target`; class probes also write the linear
+/// probe's confusion matrix as CSV and PNG.
+#[allow(clippy::too_many_arguments)]
+fn score_features(
+    target: Target,
+    labels: &[String],
+    train_idx: &[usize],
+    test_idx: &[usize],
+    train: &Features,
+    test: &Features,
+    cfg: &tessera_eval::ProbeConfig,
+    seed: u64,
+    (run, task, feat): (&str, &str, &str),
+    out: &Path,
+) -> Result<Vec<ResultRow>> {
+    let pick = |idx: &[usize]| idx.iter().map(|&i| labels[i].clone()).collect::<Vec<_>>();
+    let (l_train, l_test) = (pick(train_idx), pick(test_idx));
+    match target {
+        Target::MultiLabel => {
+            let (classes, _) = tessera_eval::parse_multi_labels(labels)?;
+            let y_train = tessera_eval::multi_label_indicators(&l_train, &classes)?;
+            let y_test = tessera_eval::multi_label_indicators(&l_test, &classes)?;
+            let r = tessera_eval::run_multi_label_probe(train, &y_train, test, &y_test, cfg, seed)?;
+            Ok(vec![r.report.result_row(
+                run,
+                task,
+                "linear-multilabel",
+                feat,
+                seed,
+            )])
+        }
+        Target::Regression => {
+            let num = |v: &[String]| -> Result<Vec<f64>> {
+                v.iter()
+                    .map(|s| {
+                        s.trim()
+                            .parse::<f64>()
+                            .ok()
+                            .filter(|x| x.is_finite())
+                            .with_context(|| format!("--regression: label `{s}` is not a number"))
+                    })
+                    .collect()
+            };
+            let r = tessera_eval::run_regression_probe(
+                train,
+                &num(&l_train)?,
+                test,
+                &num(&l_test)?,
+                cfg,
+                seed,
+            )?;
+            Ok(vec![r.report.result_row(run, task, "ridge", feat, seed)])
+        }
+        Target::Classes | Target::FewShot(_) => {
+            let mut classes: Vec<String> = labels.to_vec();
+            classes.sort();
+            classes.dedup();
+            if classes.len() < 2 {
+                bail!("probe needs at least two classes (found {classes:?})");
+            }
+            let ids = |v: &[String]| -> Vec<usize> {
+                v.iter()
+                    .map(|l| classes.binary_search(l).unwrap_or(0))
+                    .collect()
+            };
+            let (y_train, y_test) = (ids(&l_train), ids(&l_test));
+            if let Target::FewShot(_) = target {
+                let r = tessera_eval::run_few_shot(
+                    train,
+                    &y_train,
+                    test,
+                    &y_test,
+                    classes.len(),
+                    cfg,
+                    seed,
+                )?;
+                for s in &r.short_classes {
+                    eprintln!(
+                        "few-shot: class `{}` has only {} training samples (all used)",
+                        classes[s.class], s.available
+                    );
+                }
+                return Ok(r.rows(run, task, feat));
+            }
+            let r = run_probes(train, &y_train, test, &y_test, classes.len(), cfg, seed)?;
+            let mut rows = Vec::new();
+            for (protocol, rep) in [("linear", &r.linear), ("knn", &r.knn)] {
+                rows.push(ResultRow {
+                    run: run.into(),
+                    task: task.into(),
+                    protocol: protocol.into(),
+                    features: feat.into(),
+                    seed,
+                    accuracy: rep.accuracy,
+                    macro_f1: rep.macro_f1,
+                    balanced_accuracy: rep.balanced_accuracy,
+                    n_test: rep.n,
+                    ..Default::default()
+                });
+            }
+            let stem = format!("confusion-{run}-{task}-{feat}");
+            tessera_eval::write_confusion_csv(
+                &r.linear.confusion,
+                Some(&classes),
+                &out.join(format!("{stem}.csv")),
+            )?;
+            if let Err(e) = tessera_eval::plot_confusion(
+                &r.linear.confusion,
+                Some(&classes),
+                &out.join(format!("{stem}.png")),
+                &Default::default(),
+            ) {
+                eprintln!("no confusion plot: {e}");
+            }
+            Ok(rows)
+        }
+    }
+}
+
 /// Appends rows to `out/rows.jsonl` and rewrites the tables from all rows there.
 fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
     use std::io::Write;
@@ -116,7 +248,31 @@ fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
         out.join("results.md"),
         tessera_eval::to_markdown(&all) + "\n" + &tessera_eval::summary_to_markdown(&summary),
     )?;
+    plot_results(out, &all);
     Ok(())
+}
+
+/// Comparison charts of every run in a results folder (mean ± sd over seeds), one per
+/// metric the rows have; a plot that cannot be drawn is reported, not fatal.
+pub(crate) fn plot_results(out: &Path, rows: &[ResultRow]) -> Vec<PathBuf> {
+    let mut written = Vec::new();
+    let metrics = ["accuracy", "balanced_accuracy", "map_macro", "r2"];
+    for metric in metrics {
+        let has = rows.iter().any(|r| match metric {
+            "accuracy" => r.accuracy.is_finite(),
+            "balanced_accuracy" => r.balanced_accuracy.is_finite(),
+            m => r.extra.get(m).is_some_and(|v| v.is_finite()),
+        });
+        if !has {
+            continue;
+        }
+        let path = out.join(format!("comparison-{metric}.png"));
+        match tessera_eval::plot_comparison_rows(rows, metric, &path, &Default::default()) {
+            Ok(_) => written.push(path),
+            Err(e) => eprintln!("no {metric} plot: {e}"),
+        }
+    }
+    written
 }
 
 /// The differences of `new` from `old` (tables recursively): a `--config` fragment.
@@ -296,6 +452,7 @@ impl<M: Modality> App<M> {
         baseline: Option<&str>,
         name: Option<String>,
         task: Option<String>,
+        target: Target,
     ) -> Result<Vec<ResultRow>> {
         tessera_cli::init_threads(common.threads)?;
         let out = common.out()?;
@@ -308,6 +465,15 @@ impl<M: Modality> App<M> {
             );
         }
         let mut sets: Vec<(String, Features)> = Vec::new();
+        if target == Target::MultiLabel {
+            // Label sets: `a;c`. Checked before any decoding.
+            tessera_eval::parse_multi_labels(
+                &items
+                    .iter()
+                    .map(|i| i.label.clone().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            )?;
+        }
         let (card, mapped) = match baseline {
             Some(b) => {
                 if !M::baselines().contains(&b) {
@@ -355,24 +521,9 @@ impl<M: Modality> App<M> {
             }
         };
         let kept = mapped.items;
-        let mut classes: Vec<String> = kept.iter().filter_map(|i| i.label.clone()).collect();
-        classes.sort();
-        classes.dedup();
-        if classes.len() < 2 {
-            bail!("probe needs at least two classes (found {classes:?})");
-        }
-        let y: Vec<usize> = kept
-            .iter()
-            .map(|i| {
-                classes
-                    .binary_search(i.label.as_ref().unwrap_or(&String::new()))
-                    .unwrap_or(0)
-            })
-            .collect();
-        let test_idx: Vec<usize> = (0..y.len()).filter(|&i| common.is_test(&kept[i])).collect();
-        let train_idx: Vec<usize> = (0..y.len())
-            .filter(|&i| !common.is_test(&kept[i]))
-            .collect();
+        let is_test: Vec<bool> = kept.iter().map(|i| common.is_test(i)).collect();
+        let test_idx: Vec<usize> = (0..kept.len()).filter(|&i| is_test[i]).collect();
+        let train_idx: Vec<usize> = (0..kept.len()).filter(|&i| !is_test[i]).collect();
         if test_idx.is_empty() || train_idx.is_empty() {
             bail!(
                 "probe needs both training rows and test rows (split `{}`; set --split-column / --test-split)",
@@ -391,38 +542,29 @@ impl<M: Modality> App<M> {
         let task = task
             .or_else(|| common.label_column.clone())
             .unwrap_or_else(|| "label".into());
-        let pick = |idx: &[usize]| idx.iter().map(|&i| y[i]).collect::<Vec<_>>();
-        let (y_train, y_test) = (pick(&train_idx), pick(&test_idx));
+        let labels: Vec<String> = kept
+            .iter()
+            .map(|i| i.label.clone().unwrap_or_default())
+            .collect();
+        let mut cfg = card.probe.clone();
+        if let Target::FewShot(k) = target {
+            cfg.few_shot.k = k;
+        }
         let mut rows = Vec::new();
         for (feat, f) in &sets {
-            let r = run_probes(
-                &f.select(&train_idx)?,
-                &y_train,
-                &f.select(&test_idx)?,
-                &y_test,
-                classes.len(),
-                &card.probe,
+            let (train, test) = (f.select(&train_idx)?, f.select(&test_idx)?);
+            rows.extend(score_features(
+                target,
+                &labels,
+                &train_idx,
+                &test_idx,
+                &train,
+                &test,
+                &cfg,
                 card.seed,
-            )?;
-            for (protocol, rep) in [("linear", &r.linear), ("knn", &r.knn)] {
-                rows.push(ResultRow {
-                    run: run_name.clone(),
-                    task: task.clone(),
-                    protocol: protocol.into(),
-                    features: feat.clone(),
-                    seed: card.seed,
-                    accuracy: rep.accuracy,
-                    macro_f1: rep.macro_f1,
-                    balanced_accuracy: rep.balanced_accuracy,
-                    n_test: rep.n,
-                    ..Default::default()
-                });
-            }
-            tessera_eval::write_confusion_csv(
-                &r.linear.confusion,
-                Some(&classes),
-                &out.join(format!("confusion-{run_name}-{task}-{feat}.csv")),
-            )?;
+                (&run_name, &task, feat),
+                out,
+            )?);
         }
         save_rows(out, &rows)?;
         print!("{}", tessera_eval::to_markdown(&rows));
@@ -535,11 +677,32 @@ impl<M: Modality> App<M> {
         let _ = std::fs::remove_dir_all(&results);
         c.out = Some(results.clone());
         c.checkpoint = Some(run);
-        self.probe(&c, false, None, Some("pretrained".into()), None)?;
+        self.probe(
+            &c,
+            false,
+            None,
+            Some("pretrained".into()),
+            None,
+            Target::Classes,
+        )?;
         c.checkpoint = None;
-        self.probe(&c, true, None, Some("random-init".into()), None)?;
+        self.probe(
+            &c,
+            true,
+            None,
+            Some("random-init".into()),
+            None,
+            Target::Classes,
+        )?;
         for b in M::baselines() {
-            self.probe(&c, false, Some(b), Some(b.to_string()), None)?;
+            self.probe(
+                &c,
+                false,
+                Some(b),
+                Some(b.to_string()),
+                None,
+                Target::Classes,
+            )?;
         }
         println!("\nAll results: {}", results.join("results.md").display());
         Ok(())
@@ -588,4 +751,44 @@ fn write_rows_csv(path: &Path, rows: &[InfoRow]) -> Result<()> {
         text += &(line.join(",") + "\n");
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `plot --run DIR`: training curves of a run folder (`metrics.jsonl`) and/or the
+/// comparison charts of a probe results folder (`rows.jsonl`).
+pub(crate) fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
+    let out = out.unwrap_or(dir);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut written = Vec::new();
+    let metrics = dir.join("metrics.jsonl");
+    if metrics.is_file() {
+        let path = out.join("training.png");
+        let r = tessera_eval::plot_run(&metrics, &path)?;
+        if r.font.is_none() {
+            eprintln!(
+                "no font found: plots are drawn without text (set TESSERA_PLOT_FONT to a .ttf)"
+            );
+        }
+        written.push(path);
+    }
+    let rows = dir.join("rows.jsonl");
+    if rows.is_file() {
+        let all: Vec<ResultRow> = std::fs::read_to_string(&rows)
+            .with_context(|| format!("reading {}", rows.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(serde_json::from_str)
+            .collect::<std::result::Result<_, _>>()
+            .with_context(|| format!("{}: corrupt row", rows.display()))?;
+        written.extend(plot_results(out, &all));
+    }
+    if written.is_empty() {
+        bail!(
+            "{}: neither a run folder (metrics.jsonl) nor a probe results folder (rows.jsonl)",
+            dir.display()
+        );
+    }
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }

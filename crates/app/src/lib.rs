@@ -22,7 +22,7 @@ mod deploy;
 pub mod source;
 
 pub use card::{CardCore, RunCard};
-pub use commands::{embed_samples, encoder_for, write_embeddings, RunEncoder};
+pub use commands::{embed_samples, encoder_for, write_embeddings, RunEncoder, Target};
 pub use deploy::parity;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};
@@ -93,6 +93,15 @@ pub enum Shared {
         /// Task name in the results table (default: the label column).
         #[arg(long)]
         task: Option<String>,
+        /// Labels are `;`-separated sets (`a;c`): one-vs-rest probe, micro/macro mAP, AUROC.
+        #[arg(long, conflicts_with_all = ["few_shot", "regression"])]
+        multi_label: bool,
+        /// Few-shot: K labelled training samples per class, repeated seeded draws (mean ± sd).
+        #[arg(long, value_name = "K", conflicts_with = "regression")]
+        few_shot: Option<usize>,
+        /// Labels are numbers: ridge regression, R² and MAE.
+        #[arg(long)]
+        regression: bool,
     },
     /// Per-file table (files.csv) and the normalisation statistics pretraining would fit (stats.toml, a --config fragment).
     Stats {
@@ -137,6 +146,15 @@ pub enum Shared {
         #[arg(long, default_value_t = 10)]
         reps: usize,
     },
+    /// PNG plots: a run's loss and metric curves (from metrics.jsonl), or the comparison charts of a probe results folder.
+    Plot {
+        /// A run folder (pretrain or segment) or a probe --out folder.
+        #[arg(long, value_name = "DIR")]
+        run: PathBuf,
+        /// Where to write the PNG files (default: the folder itself).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// The quick start: generate a small labelled dataset (or use --data), pretrain, probe against random init and the baselines.
     Demo {
         #[command(flatten)]
@@ -156,6 +174,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("bench-step", "{bin} bench-step --preset {preset} --batch-size 8 --threads 2"),
     ("bench-infer", "{bin} bench-infer --checkpoint runs/mae --onnx exports/mae --batches 1,32 --threads 2"),
     ("demo", "{bin} demo --out runs/demo   # preset {demo}"),
+    ("plot", "{bin} plot --run runs/mae        # runs/mae/training.png\n  {bin} plot --run results/          # comparison charts of every run probed into results/"),
 ];
 
 impl<M: Modality> App<M> {
@@ -224,9 +243,28 @@ impl<M: Modality> App<M> {
                 baseline,
                 name,
                 task,
-            } => self
-                .probe(&common, random_init, baseline.as_deref(), name, task)
-                .map(|_| ()),
+                multi_label,
+                few_shot,
+                regression,
+            } => {
+                let target = match (multi_label, few_shot, regression) {
+                    (true, _, _) => Target::MultiLabel,
+                    (_, Some(0), _) => anyhow::bail!("--few-shot needs K >= 1"),
+                    (_, Some(k), _) => Target::FewShot(k),
+                    (_, _, true) => Target::Regression,
+                    _ => Target::Classes,
+                };
+                self.probe(
+                    &common,
+                    random_init,
+                    baseline.as_deref(),
+                    name,
+                    task,
+                    target,
+                )
+                .map(|_| ())
+            }
+            Shared::Plot { run, out } => commands::plot(&run, out.as_deref()),
             Shared::Stats { common } => self.stats(&common),
             Shared::Inspect { files, common } => self.inspect(&files, &common),
             Shared::Export { common } => self.export(&common),

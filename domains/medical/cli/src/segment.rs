@@ -23,11 +23,11 @@ use tessera_app::{encoder_for, App, RunCard};
 use tessera_cli::{list_data, progress, CommonArgs, DataItem, ManifestColumns};
 use tessera_core::layers::{Conv3d, LayerNorm, Linear};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
-use tessera_eval::segmentation::{score_case, summarise_segmentation, CaseScores};
+use tessera_eval::segmentation::{cases_csv, score_label_maps, summarise_segmentation};
 use tessera_medical::modality::random_origin;
 use tessera_medical::synth::{write_nifti, Voxels};
 use tessera_medical::tokenizer::{crop_block, PatchConfig, VolumeTokenizer};
-use tessera_medical::{LabelMap, MedicalFrontend, Volume};
+use tessera_medical::{MedicalFrontend, Volume};
 use tessera_recipes::fusion::fusion_losses;
 use tessera_recipes::{Batch, Recipe, StepOutput};
 use tessera_tokens::{Modality, Rng, Tokens};
@@ -504,20 +504,6 @@ fn predict(model: &SegModel, fe: &MedicalFrontend, v: &Volume<f32>) -> Result<Ve
         .collect())
 }
 
-fn score(pred: &[u8], truth: &LabelMap, classes: usize) -> Result<CaseScores> {
-    let t: Vec<u8> = truth.data.iter().map(|&x| x.min(255) as u8).collect();
-    let [nx, ny, nz] = truth.dims;
-    let s = truth.spacing_mm;
-    let cls: Vec<usize> = (1..classes).collect();
-    Ok(score_case(
-        pred,
-        &t,
-        [nz, ny, nx],
-        [s[2], s[1], s[0]],
-        &cls,
-    )?)
-}
-
 fn build_model(
     card: &Card,
     seg: &SegmentConfig,
@@ -716,24 +702,25 @@ fn evaluate(
     head: &str,
 ) -> Result<()> {
     let bar = progress(test.len() as u64, "evaluating");
-    let mut rows = vec!["case,class,dice,hd95_mm".to_string()];
     let mut scores = Vec::new();
     for (item, lab) in test {
         let (v, l) = fe.load_case(&item.path, lab)?;
-        let s = score(&predict(model, fe, &v)?, &l, classes)?;
-        for (k, &c) in s.classes.iter().enumerate() {
-            rows.push(format!(
-                "{},{c},{:.5},{:.4}",
-                item.path.display(),
-                s.dice[k],
-                s.hd95_mm[k]
-            ));
-        }
-        scores.push(s);
+        let pred = predict(model, fe, &v)?;
+        scores.push(score_label_maps(
+            &pred,
+            &l.data,
+            l.dims,
+            l.spacing_mm,
+            classes,
+        )?);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    std::fs::write(out.join("cases.csv"), rows.join("\n") + "\n")?;
+    let names: Vec<String> = test
+        .iter()
+        .map(|(i, _)| i.path.display().to_string())
+        .collect();
+    std::fs::write(out.join("cases.csv"), cases_csv(&names, &scores))?;
     let sum = summarise_segmentation(&scores)?;
     let mean_dice = sum.iter().map(|c| c.dice_mean).sum::<f64>() / sum.len() as f64;
     let mut line = format!(
