@@ -121,10 +121,12 @@ pub fn corruption<M: Modality>(m: &M, cases: usize) {
     // A file that is not this format at all, and one that does not exist.
     let f = d.join(format!("text.{ext}"));
     std::fs::write(&f, b"plain text, not data").unwrap();
-    let e = m.decode(&f).err().expect("text decoded as data");
+    let Err(e) = m.decode(&f) else {
+        panic!("text decoded as data")
+    };
     assert!(names_file(&e.to_string(), &f), "{e}");
     let f = d.join(format!("missing.{ext}"));
-    let e = m.inspect(&f).err().expect("a missing file inspected");
+    let e = m.inspect(&f).expect_err("a missing file inspected");
     assert!(names_file(&e.to_string(), &f), "{e}");
     let _ = std::fs::remove_dir_all(&d);
 }

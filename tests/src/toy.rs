@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use tessera_tokens::grid::{AxisCoords, GridAxis, GridFront};
 use tessera_tokens::stats::RunningStats;
 use tessera_tokens::{
-    CoordAxis, InfoRow, Modality, NormStats, Rng, SampleTokens, TokenLayout, TokenSpec,
+    CoordAxis, GridInput, InfoRow, Modality, NormStats, Rng, SampleTokens, TokenLayout, TokenSpec,
 };
 
 /// The toy domain's one error enum.
@@ -200,7 +200,7 @@ impl Modality for Toy {
             norm: self.cfg.norm.map(|n| (n.mean as f32, n.std as f32)),
         })
     }
-    fn grid_input(&self, s: &Vec<f32>) -> Result<Option<(Vec<usize>, Vec<f32>)>, ToyError> {
+    fn grid_input(&self, s: &Vec<f32>) -> Result<Option<GridInput>, ToyError> {
         let t = self.eval_view(s)?;
         let (m, sd) = self
             .cfg
@@ -238,7 +238,7 @@ impl Modality for Toy {
         for class in ["sine", "ramp"] {
             for i in 0..12 {
                 let n = 32 + rng.below(16);
-                let phase = rng.uniform() * 6.28;
+                let phase = rng.uniform() * std::f64::consts::TAU;
                 let values: Vec<String> = (0..n)
                     .map(|t| {
                         let x = if class == "sine" {

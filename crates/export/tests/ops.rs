@@ -39,7 +39,7 @@ fn fixed(shape: &[usize]) -> Vec<Dim> {
 fn run(
     tag: &str,
     g: GraphBuilder,
-    inputs: &[(&str, &(Vec<usize>, Vec<f32>))],
+    inputs: &[(&str, &tessera_tokens::GridInput)],
 ) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let bytes = ModelProto {
         producer_version: "test".into(),

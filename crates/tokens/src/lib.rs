@@ -20,7 +20,7 @@ pub mod stats;
 pub use card::ModelCard;
 pub use grid::{AxisCoords, GridAxis, GridFront};
 pub use mask::{random_mask, MaskConfig, MaskedBatch};
-pub use modality::{BoxError, InfoRow, Modality, Reader, Registry};
+pub use modality::{BoxError, GridInput, InfoRow, Modality, Reader, Registry};
 pub use rng::Rng;
 pub use spec::{CoordAxis, TokenLayout, TokenSpec};
 pub use stats::NormStats;

@@ -19,6 +19,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// One file's summary for `inspect` and `stats`: named fields in display order.
 pub type InfoRow = Vec<(String, String)>;
 
+/// The grid model's input: `(shape [1, C, ...], row-major data)`.
+pub type GridInput = (Vec<usize>, Vec<f32>);
+
 /// A data modality: how files become samples and samples become tokens.
 ///
 /// The value implementing it is the ready front end built from the card's `[NAME]` table
@@ -88,10 +91,7 @@ pub trait Modality: Sized + Send + Sync + 'static {
     }
     /// The grid model's input for a sample's evaluation view: `(shape [1, C, ...], data)`,
     /// before any normalisation the grid front applies itself.
-    fn grid_input(
-        &self,
-        _sample: &Self::Sample,
-    ) -> Result<Option<(Vec<usize>, Vec<f32>)>, Self::Error> {
+    fn grid_input(&self, _sample: &Self::Sample) -> Result<Option<GridInput>, Self::Error> {
         Ok(None)
     }
 

@@ -9,7 +9,7 @@ use crate::{AudioError, AudioFrontend, AudioFrontendConfig};
 use std::path::{Path, PathBuf};
 use tessera_tokens::grid::{AxisCoords, GridAxis, GridFront};
 use tessera_tokens::stats::RunningStats;
-use tessera_tokens::{InfoRow, Modality, Rng, SampleTokens, TokenSpec};
+use tessera_tokens::{GridInput, InfoRow, Modality, Rng, SampleTokens, TokenSpec};
 
 fn row(fields: &[(&str, String)]) -> InfoRow {
     fields
@@ -145,7 +145,7 @@ impl Modality for AudioFrontend {
 
     /// The centre crop's log-mel `[1, 1, bins, frames]` before normalisation (the grid
     /// graph normalises in the graph).
-    fn grid_input(&self, s: &Spectrogram) -> Result<Option<(Vec<usize>, Vec<f32>)>, AudioError> {
+    fn grid_input(&self, s: &Spectrogram) -> Result<Option<GridInput>, AudioError> {
         let c = self.centre_crop(s)?;
         let (m, sd) = self
             .cfg

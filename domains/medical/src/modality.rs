@@ -12,7 +12,7 @@ use crate::tokenizer::{crop_block, Block};
 use crate::{read_labels, MedicalError, MedicalFrontend, MedicalFrontendConfig};
 use std::path::{Path, PathBuf};
 use tessera_tokens::grid::{AxisCoords, GridAxis, GridFront};
-use tessera_tokens::{InfoRow, Modality, Rng, SampleTokens, TokenSpec};
+use tessera_tokens::{GridInput, InfoRow, Modality, Rng, SampleTokens, TokenSpec};
 
 /// A random crop origin along each axis: anywhere inside, or (volume smaller than the
 /// crop) anywhere that keeps the whole volume in the crop.
@@ -201,7 +201,7 @@ impl Modality for MedicalFrontend {
         })
     }
 
-    fn grid_input(&self, b: &Block) -> Result<Option<(Vec<usize>, Vec<f32>)>, MedicalError> {
+    fn grid_input(&self, b: &Block) -> Result<Option<GridInput>, MedicalError> {
         let c = self.centre_of(b);
         let [nx, ny, nz] = c.dims;
         Ok(Some((vec![1, c.channels, nz, ny, nx], c.data)))
