@@ -15,12 +15,12 @@ use tessera_core::layers::{attention_bias, Block, BlockConfig, LayerNorm, Linear
 use tessera_core::params::{Decay, Init};
 use tessera_core::posenc::FourierEncoding;
 use tessera_core::{CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
-use tessera_tokens::{random_mask, MaskConfig, MaskedBatch, Rng, Tokens};
+use tessera_tokens::{mask_batch, MaskStrategy, MaskedBatch, Rng, Tokens};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaeConfig {
     #[serde(default)]
-    pub mask: MaskConfig,
+    pub mask: MaskStrategy,
     pub decoder_dim: usize,
     pub decoder_depth: usize,
     pub decoder_heads: usize,
@@ -36,7 +36,7 @@ fn yes() -> bool {
 impl Default for MaeConfig {
     fn default() -> Self {
         Self {
-            mask: MaskConfig::default(),
+            mask: MaskStrategy::default(),
             decoder_dim: 128,
             decoder_depth: 2,
             decoder_heads: 4,
@@ -125,7 +125,7 @@ impl Recipe for Mae {
             .views
             .first()
             .ok_or_else(|| CoreError::Config("mae: empty batch".into()))?;
-        let m = random_mask(tokens, &self.cfg.mask, rng)?;
+        let m = mask_batch(tokens, &self.cfg.mask, rng)?;
         let pred = self.predict(&m)?;
         let (loss, n_real) = self.masked_loss(&pred, &m.masked)?;
         Ok(StepOutput {
@@ -191,6 +191,39 @@ mod tests {
     use super::*;
     use candle_core::Device;
     use tessera_tokens::SampleTokens;
+
+    #[test]
+    fn every_mask_strategy_from_a_card_trains() {
+        let enc = EncoderConfig::preset("nano", 8, vec![4.0]).unwrap();
+        let mut rng = Rng::new(3);
+        let samples: Vec<SampleTokens> = (0..2)
+            .map(|_| {
+                let n = 24;
+                let v = (0..n * 8).map(|_| rng.normal() as f32).collect();
+                let c = (0..n).map(|j| (j % 6) as f32 * 0.5).collect();
+                SampleTokens::new(v, c, n, 8, 1).unwrap()
+            })
+            .collect();
+        let batch = Batch {
+            views: vec![Tokens::from_samples(&samples).unwrap()],
+        };
+        for mask in [
+            "ratio = 0.5",
+            "kind = \"block\"\nratio = 0.5\nn_blocks = 2",
+            "kind = \"span\"\nratio = 0.5\naxis = 0\nspan = 1.0",
+            "kind = \"group\"\nratio = 0.5\naxis = 0",
+        ] {
+            let text =
+                format!("decoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\n[mask]\n{mask}\n");
+            let cfg: MaeConfig = toml::from_str(&text).unwrap();
+            let mut store = ParamStore::new(0, &Device::Cpu);
+            let mae = Mae::new(&cfg, &enc, &mut store).unwrap();
+            let out = mae.loss(&batch, &mut Rng::new(2)).unwrap();
+            let l = out.loss.to_scalar::<f32>().unwrap();
+            assert!(l.is_finite() && l > 0.0, "{mask}: {l}");
+            assert_eq!(out.metrics[0].1, 24.0, "{mask}: half of 2 x 24 tokens");
+        }
+    }
 
     #[test]
     fn loss_is_finite_and_has_gradients_for_encoder_and_decoder() {
@@ -270,7 +303,7 @@ mod tests {
     /// (`norm_pix_loss`, unbiased variance). Also returns the loss a wrong implementation
     /// counting the padded masked slots would give, and the split.
     fn reference(mae: &Mae, t: &Tokens) -> (f64, f64, MaskedBatch) {
-        let m = random_mask(t, &mae.cfg.mask, &mut Rng::new(2)).unwrap();
+        let m = mask_batch(t, &mae.cfg.mask, &mut Rng::new(2)).unwrap();
         let pred: Vec<f32> = mae
             .predict(&m)
             .unwrap()

@@ -19,7 +19,10 @@ pub mod stats;
 
 pub use card::ModelCard;
 pub use grid::{AxisCoords, GridAxis, GridFront};
-pub use mask::{random_mask, MaskConfig, MaskedBatch};
+pub use mask::{
+    block_mask, group_mask, mask_batch, random_mask, span_mask, BlockMaskConfig, GroupMaskConfig,
+    MaskConfig, MaskStrategy, MaskedBatch, SpanMaskConfig,
+};
 pub use modality::{BoxError, GridInput, InfoRow, Modality, Reader, Registry};
 pub use rng::Rng;
 pub use spec::{CoordAxis, TokenLayout, TokenSpec};
@@ -42,6 +45,8 @@ pub enum TokenError {
     Grid(String),
     #[error("model card: {0}")]
     Card(String),
+    #[error("mask strategy: {0}")]
+    Mask(String),
 }
 
 /// Tokens of one sample: `values [n, p]` and `coords [n, k]`, row-major.
