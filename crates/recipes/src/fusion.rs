@@ -47,7 +47,7 @@
 //! grid_tolerance = 1e-3    # of the coordinate spread per axis
 //! ```
 
-use crate::{Batch, Recipe, Result, StepOutput, ENCODER_PREFIX};
+use crate::{losses, Batch, Recipe, Result, StepOutput, ENCODER_PREFIX};
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 use tessera_core::layers::{LayerNorm, Linear};
@@ -337,14 +337,8 @@ pub fn fuse(tokens: &Tokens, plan: &FusionPlan) -> Result<Tokens> {
 /// `log_softmax` over the last dimension, from ops with backward passes (the max is a
 /// constant shift, so it is detached).
 pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
-    let m = x.max_keepdim(D::Minus1)?.detach();
-    let z = x.broadcast_sub(&m)?;
-    let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    Ok(z.broadcast_sub(&lse)?)
+    losses::log_softmax(x)
 }
-
-/// Smoothing of the soft Dice ratio (keeps absent classes finite).
-const DICE_EPS: f64 = 1e-5;
 
 /// Cross-entropy and soft Dice of per-token logits.
 ///
@@ -352,16 +346,12 @@ const DICE_EPS: f64 = 1e-5;
 /// `logits [B, N, K]`; `onehot [B, N, K]` (all-zero rows for tokens that do not count);
 /// `keep [B, N]` (1 = counts). Returns `(ce, dice)`: `ce = −Σ onehot·log_softmax / Σ keep`,
 /// `dice = 1 − mean_k (2 Σ p_k y_k + ε) / (Σ p_k + Σ y_k + ε)` with sums over the counted
-/// tokens of the whole batch.
+/// tokens of the whole batch (`ε =` [`losses::DICE_EPS`]); composed from [`losses::nll`]
+/// and [`losses::soft_dice`].
 pub fn fusion_losses(logits: &Tensor, onehot: &Tensor, keep: &Tensor) -> Result<(Tensor, Tensor)> {
-    let n_real = keep.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-    let logp = log_softmax_last(logits)?;
-    let ce = ((logp.clone() * onehot)?.sum_all()?.neg()? / n_real)?;
-    let probs = logp.exp()?.broadcast_mul(&keep.unsqueeze(D::Minus1)?)?;
-    let inter = (&probs * onehot)?.sum((0, 1))?; // [K]
-    let denom = (probs.sum((0, 1))? + onehot.sum((0, 1))?)?;
-    let ratio = (((inter * 2.0)? + DICE_EPS)? / (denom + DICE_EPS)?)?;
-    let dice = (1.0 - ratio.mean_all()?)?;
+    let logp = losses::log_softmax(logits)?;
+    let ce = losses::nll(&logp, onehot, Some(keep))?;
+    let dice = losses::soft_dice(&logp.exp()?, onehot, Some(keep))?;
     Ok((ce, dice))
 }
 
@@ -461,6 +451,7 @@ impl Recipe for VolumeFusion {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::losses::DICE_EPS;
     use candle_core::Device;
     use tessera_tokens::SampleTokens;
 

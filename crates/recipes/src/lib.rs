@@ -8,6 +8,7 @@
 //! variant in [`RecipeConfig`]: the trainer does not change.
 
 pub mod fusion;
+pub mod losses;
 pub mod mae;
 
 use candle_core::Tensor;
