@@ -475,6 +475,38 @@ fn tessera_train_latest(run: &Path) -> u64 {
 
 /// The whole suite for one modality as `#[test]`s in a module named `$name`: `$app` is an
 /// expression giving the domain's `tessera_app::App`, `$preset` a small preset of it.
+/// Every embedded model card (a preset with the modality's table) resolves, builds its front end, encoder and recipe, and asks for
+/// views the front end's tokens can give (a typo in a preset fails here, not in a user's
+/// first run).
+pub fn presets_build<M: Modality>(app: &tessera_app::App<M>) {
+    for name in app.info.presets.names() {
+        let raw = app.info.presets.resolve(Some(name), name, None).unwrap();
+        if raw.get(M::NAME).is_none() {
+            continue; // a fragment layered by a task command (`medical-segment`)
+        }
+        let c = tessera_cli::CommonArgs {
+            preset: Some(name.into()),
+            ..Default::default()
+        };
+        let card = app
+            .resolve(&c)
+            .unwrap_or_else(|e| panic!("preset {name}: {e:#}"));
+        let m = card
+            .modality()
+            .unwrap_or_else(|e| panic!("preset {name}: {e:#}"));
+        let mut store = tessera_core::ParamStore::new(0, &candle_core::Device::Cpu);
+        let enc = card.encoder_config(&m).unwrap();
+        let recipe = card
+            .recipe
+            .build(&enc, &mut store)
+            .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+        for v in recipe.views() {
+            v.validate(m.token_spec().k)
+                .unwrap_or_else(|e| panic!("preset {name}: {e}"));
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! conformance_suite {
     ($name:ident, $app:expr, $preset:expr) => {
@@ -517,6 +549,11 @@ macro_rules! conformance_suite {
             #[test]
             fn every_subcommand_runs() {
                 cli(&$app, $preset);
+            }
+
+            #[test]
+            fn every_preset_builds_its_recipe() {
+                presets_build(&$app);
             }
         }
     };

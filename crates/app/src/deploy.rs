@@ -183,12 +183,12 @@ impl<M: Modality> App<M> {
         let card = self.resolve(common)?;
         let m = card.modality()?;
         let mut store = ParamStore::new(card.seed, &Device::Cpu);
-        let recipe = card.recipe.build(&card.encoder_config(&m)?, &mut store)?;
+        let mut recipe = card.recipe.build(&card.encoder_config(&m)?, &mut store)?;
         let samples = random_tokens(&m, card.train.batch_size, &mut Rng::new(card.seed))?;
         println!(
             "{}",
             tessera_train::bench_steps(
-                recipe.as_ref(),
+                recipe.as_mut(),
                 &store,
                 &card.train,
                 &samples,

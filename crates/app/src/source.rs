@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_cli::{list_data, progress, CommonArgs, DataItem};
 use tessera_recipes::Batch;
-use tessera_tokens::{Modality, Rng, Tokens};
+use tessera_tokens::{local_crop, Modality, Rng, Tokens, ViewKind, ViewSpec};
 use tessera_train::{BatchSource, EpochOrder, TrainError};
 
 /// The items of `--data` this modality reads; test rows dropped when `without_test`. An
@@ -203,7 +203,11 @@ impl<'a, M: Modality> Source<'a, M> {
     }
 
     /// `bs` readable samples for batch `step`, in the order's sequence.
-    fn pick(&mut self, step: u64, bs: usize) -> tessera_train::Result<Vec<Arc<M::Sample>>> {
+    fn pick(
+        &mut self,
+        step: u64,
+        bs: usize,
+    ) -> tessera_train::Result<Vec<(usize, Arc<M::Sample>)>> {
         let n = self.paths.len();
         let mut picked = Vec::with_capacity(bs);
         let mut k = 0usize;
@@ -229,7 +233,7 @@ impl<'a, M: Modality> Source<'a, M> {
                 .collect();
             for (i, r) in wanted.into_iter().zip(got) {
                 match r {
-                    Ok(s) => picked.push(s),
+                    Ok(s) => picked.push((i, s)),
                     Err(e) if self.strict => return Err(TrainError::DataSource(Box::new(e))),
                     Err(e) => {
                         if self.bad.insert(i) {
@@ -244,26 +248,48 @@ impl<'a, M: Modality> Source<'a, M> {
 }
 
 impl<M: Modality> BatchSource for Source<'_, M> {
+    /// Each view is a fresh random training view of the sample; a local view is then cut
+    /// from it in coordinate space, and views that ask for it are augmented by the
+    /// modality, all from the step's generator.
     fn batch(
         &mut self,
         step: u64,
         bs: usize,
-        views: usize,
+        views: &[ViewSpec],
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
         let picked = self.pick(step, bs)?;
-        let mut out = Vec::with_capacity(views.max(1));
-        for _ in 0..views.max(1) {
+        let data = |e: M::Error| TrainError::DataSource(Box::new(e));
+        let mut out = Vec::with_capacity(views.len());
+        for spec in views {
             let samples = picked
                 .iter()
-                .map(|s| {
-                    self.m
-                        .train_view(s, rng)
-                        .map_err(|e| TrainError::DataSource(Box::new(e)))
+                .map(|(_, s)| {
+                    let mut v = self.m.train_view(s, rng).map_err(data)?;
+                    if spec.kind == ViewKind::Local {
+                        v = local_crop(&v, spec.extent, &spec.axes, rng);
+                    }
+                    if spec.augment {
+                        v = self.m.augment(v, rng).map_err(data)?;
+                    }
+                    Ok(v)
                 })
                 .collect::<tessera_train::Result<Vec<_>>>()?;
             out.push(Tokens::from_samples(&samples)?);
         }
-        Ok(Batch { views: out })
+        Ok(Batch {
+            views: out,
+            specs: views.to_vec(),
+            ids: picked.iter().map(|(i, _)| *i as u64).collect(),
+            targets: None,
+        })
+    }
+
+    fn check_views(&self, views: &[ViewSpec]) -> tessera_train::Result<()> {
+        let k = self.m.token_spec().k;
+        for v in views {
+            v.validate(k)?;
+        }
+        Ok(())
     }
 }

@@ -122,6 +122,19 @@ pub struct EncoderOutput {
     pub patches: Tensor,
     /// `[B, N]`, 1 = filler
     pub padding: Tensor,
+    /// Each block's output at the patch tokens, `[B, N, D]` before the final norm (empty
+    /// unless [`Forward::hidden_states`] was asked for).
+    pub hidden: Vec<Tensor>,
+}
+
+/// Options of [`Encoder::forward_with`].
+#[derive(Default, Clone, Copy)]
+pub struct Forward<'a> {
+    /// `(mask [B, N], mask_token [1, 1, D])`: where the mask is 1, the token's value
+    /// embedding is replaced by the mask token (its coordinates still count).
+    pub mask: Option<(&'a Tensor, &'a Tensor)>,
+    /// Return every block's output in [`EncoderOutput::hidden`].
+    pub hidden_states: bool,
 }
 
 impl EncoderOutput {
@@ -212,6 +225,17 @@ impl Encoder {
 
     /// Embeds values and coordinates: `[B, N, D]` (no CLS).
     pub fn embed_tokens(&self, values: &Tensor, coords: &Tensor) -> Result<Tensor> {
+        self.embed_masked(values, coords, None)
+    }
+
+    /// [`Encoder::embed_tokens`], with the value embedding of the tokens where `mask` is 1
+    /// replaced by `mask_token` (BEiT/iBOT/data2vec); coordinates are still added.
+    fn embed_masked(
+        &self,
+        values: &Tensor,
+        coords: &Tensor,
+        mask: Option<(&Tensor, &Tensor)>,
+    ) -> Result<Tensor> {
         let (_, _, p) = values.dims3()?;
         let (_, _, k) = coords.dims3()?;
         if p != self.cfg.patch_dim {
@@ -232,13 +256,24 @@ impl Encoder {
         if let Some(proj) = &self.coord_proj {
             c = proj.forward(&c)?;
         }
-        Ok((self.patch_embed.forward(values)? + c)?)
+        let mut v = self.patch_embed.forward(values)?;
+        if let Some((mask, token)) = mask {
+            let m = mask.to_dtype(v.dtype())?.unsqueeze(D::Minus1)?; // [B, N, 1]
+            v = (v.broadcast_mul(&(1.0 - &m)?)? + m.broadcast_mul(token)?)?;
+        }
+        Ok((v + c)?)
     }
 
     /// # Shapes
     /// `values [B, N, P]`, `coords [B, N, K]`, `padding [B, N]` → [`EncoderOutput`].
     pub fn forward(&self, t: &TokenTensors) -> Result<EncoderOutput> {
-        let x = self.embed_tokens(&t.values, &t.coords)?;
+        self.forward_with(t, &Forward::default())
+    }
+
+    /// [`Encoder::forward`] with options: mask tokens in place of chosen inputs, and every
+    /// block's output on request.
+    pub fn forward_with(&self, t: &TokenTensors, opts: &Forward) -> Result<EncoderOutput> {
+        let x = self.embed_masked(&t.values, &t.coords, opts.mask)?;
         let (b, n, d) = x.dims3()?;
         let r = self.cfg.registers;
         let mut parts = vec![self.cls_token.broadcast_as((b, 1, d))?];
@@ -255,8 +290,12 @@ impl Encoder {
             1,
         )?;
         let bias = attention_bias(&pad)?;
+        let mut hidden = Vec::new();
         for blk in &self.blocks {
             x = blk.forward(&x, Some(&bias))?;
+            if opts.hidden_states {
+                hidden.push(x.narrow(1, 1 + r, n)?);
+            }
         }
         let x = self.norm.forward(&x)?;
         Ok(EncoderOutput {
@@ -264,6 +303,7 @@ impl Encoder {
             registers: x.narrow(1, 1, r)?,
             patches: x.narrow(1, 1 + r, n)?,
             padding: t.padding.clone(),
+            hidden,
         })
     }
 
@@ -385,6 +425,63 @@ mod tests {
         for (x, y) in f(a).iter().zip(&f(rev)) {
             assert!((x - y).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn mask_tokens_replace_values_and_hidden_states_are_returned() {
+        let enc = encoder(1);
+        let mut rng = Rng::new(9);
+        let a = sample(6, &mut rng);
+        let dev = Device::Cpu;
+        let t = TokenTensors::from_tokens(
+            &Tokens::from_samples(std::slice::from_ref(&a)).unwrap(),
+            &dev,
+        )
+        .unwrap();
+        let token = Tensor::ones((1, 1, 128), candle_core::DType::F32, &dev).unwrap();
+        let flat = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let plain = enc.forward(&t).unwrap();
+        // No token masked: the same output; hidden states on request, one per block.
+        let none = Tensor::zeros((1, 6), candle_core::DType::F32, &dev).unwrap();
+        let out = enc
+            .forward_with(
+                &t,
+                &Forward {
+                    mask: Some((&none, &token)),
+                    hidden_states: true,
+                },
+            )
+            .unwrap();
+        assert_eq!(flat(&out.patches), flat(&plain.patches));
+        assert!(plain.hidden.is_empty());
+        assert_eq!(out.hidden.len(), enc.cfg.depth);
+        let normed = enc.norm.forward(&out.hidden[enc.cfg.depth - 1]).unwrap();
+        for (x, y) in flat(&normed).iter().zip(flat(&plain.patches)) {
+            assert!((x - y).abs() < 1e-5);
+        }
+        // Token 2 masked: its values no longer matter, and the output changes.
+        let mask = Tensor::new(&[[0f32, 0., 1., 0., 0., 0.]], &dev).unwrap();
+        let run = |s: &SampleTokens| {
+            let t = TokenTensors::from_tokens(
+                &Tokens::from_samples(std::slice::from_ref(s)).unwrap(),
+                &dev,
+            )
+            .unwrap();
+            let o = enc
+                .forward_with(
+                    &t,
+                    &Forward {
+                        mask: Some((&mask, &token)),
+                        hidden_states: false,
+                    },
+                )
+                .unwrap();
+            flat(&o.cls)
+        };
+        let mut b = a.clone();
+        b.values[2 * 6..3 * 6].iter_mut().for_each(|v| *v += 5.0);
+        assert_eq!(run(&a), run(&b));
+        assert_ne!(run(&a), flat(&plain.cls));
     }
 
     #[test]

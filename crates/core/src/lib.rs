@@ -11,7 +11,7 @@ pub mod ops;
 pub mod params;
 pub mod posenc;
 
-pub use encoder::{Encoder, EncoderConfig, EncoderOutput, EncoderSpec};
+pub use encoder::{Encoder, EncoderConfig, EncoderOutput, EncoderSpec, Forward};
 pub use error::CoreError;
 pub use params::ParamStore;
 

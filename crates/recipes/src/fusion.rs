@@ -47,7 +47,7 @@
 //! grid_tolerance = 1e-3    # of the coordinate spread per axis
 //! ```
 
-use crate::{losses, Batch, Recipe, Result, StepOutput, ENCODER_PREFIX};
+use crate::{losses, Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 use tessera_core::layers::{LayerNorm, Linear};
@@ -395,11 +395,8 @@ impl Recipe for VolumeFusion {
         &self.encoder
     }
 
-    fn loss(&self, batch: &Batch, rng: &mut Rng) -> Result<StepOutput> {
-        let tokens = batch
-            .views
-            .first()
-            .ok_or_else(|| CoreError::Config("volume_fusion: empty batch".into()))?;
+    fn loss(&self, batch: &Batch, _ctx: &StepContext, rng: &mut Rng) -> Result<StepOutput> {
+        let tokens = batch.first("volume_fusion")?;
         let plan = plan_fusion(tokens, &self.cfg, rng)?;
         let fused = fuse(tokens, &plan)?;
         let dev = self.head.weight.device().clone();
@@ -436,15 +433,15 @@ impl Recipe for VolumeFusion {
             }
         }
         let real_f = real.max(1) as f64;
-        Ok(StepOutput {
+        Ok(StepOutput::new(
             loss,
-            metrics: vec![
+            vec![
                 ("alpha_accuracy".into(), hits as f64 / real_f),
                 ("ce".into(), ce.to_scalar::<f32>()? as f64),
                 ("dice_loss".into(), dice.to_scalar::<f32>()? as f64),
                 ("fused_fraction".into(), fused_n as f64 / real_f),
             ],
-        })
+        ))
     }
 }
 
@@ -611,10 +608,10 @@ mod tests {
             (r, store)
         };
         let (vf, store) = build();
-        let batch = Batch {
-            views: vec![grid_batch(&[16, 12, 16], 6, &mut Rng::new(2))],
-        };
-        let out = vf.loss(&batch, &mut Rng::new(9)).unwrap();
+        let batch = Batch::single(grid_batch(&[16, 12, 16], 6, &mut Rng::new(2)));
+        let out = vf
+            .loss(&batch, &crate::tests::CTX, &mut Rng::new(9))
+            .unwrap();
         let l = out.loss.to_scalar::<f32>().unwrap();
         assert!(l.is_finite() && l > 0.0);
         let names: Vec<&str> = out.metrics.iter().map(|(n, _)| n.as_str()).collect();
@@ -641,7 +638,7 @@ mod tests {
         }
         let (vf2, _) = build();
         let l2 = vf2
-            .loss(&batch, &mut Rng::new(9))
+            .loss(&batch, &crate::tests::CTX, &mut Rng::new(9))
             .unwrap()
             .loss
             .to_scalar::<f32>()

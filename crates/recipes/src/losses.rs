@@ -144,7 +144,7 @@ pub fn soft_dice(probs: &Tensor, onehot: &Tensor, keep: Option<&Tensor>) -> Resu
 }
 
 /// Rows scaled to unit L2 norm (`x / max(‖x‖, 1e-12)`, as `F.normalize`).
-fn l2_normalise(x: &Tensor) -> Result<Tensor> {
+pub fn l2_normalise(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12)?;
     Ok(x.broadcast_div(&norm)?)
 }

@@ -8,13 +8,11 @@
 //! tokens' values. The loss is the mean squared error over masked tokens only, optionally
 //! against per-token normalised targets (`norm_pix_loss`).
 
-use crate::{Batch, Recipe, Result, StepOutput, ENCODER_PREFIX};
+use crate::predictor::{Predictor, PredictorShape};
+use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use tessera_core::layers::{attention_bias, Block, BlockConfig, LayerNorm, Linear};
-use tessera_core::params::{Decay, Init};
-use tessera_core::posenc::FourierEncoding;
-use tessera_core::{CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
+use tessera_core::{Encoder, EncoderConfig, ParamStore, TokenTensors};
 use tessera_tokens::{mask_batch, MaskStrategy, MaskedBatch, Rng, Tokens};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,47 +46,20 @@ impl Default for MaeConfig {
 pub struct Mae {
     cfg: MaeConfig,
     encoder: Encoder,
-    decoder_embed: Linear,
-    mask_token: Tensor,
-    coord_enc: FourierEncoding,
-    blocks: Vec<Block>,
-    norm: LayerNorm,
-    pred: Linear,
+    decoder: Predictor,
 }
 
 impl Mae {
     pub fn new(cfg: &MaeConfig, enc: &EncoderConfig, store: &mut ParamStore) -> Result<Self> {
-        if cfg.decoder_heads == 0 || !cfg.decoder_dim.is_multiple_of(cfg.decoder_heads) {
-            return Err(CoreError::Config(format!(
-                "mae: decoder_dim ({}) must be a multiple of decoder_heads ({})",
-                cfg.decoder_dim, cfg.decoder_heads
-            )));
-        }
         let encoder = Encoder::new(enc, store, ENCODER_PREFIX)?;
-        let d = cfg.decoder_dim;
-        let bc = BlockConfig {
-            dim: d,
+        let shape = PredictorShape {
+            dim: cfg.decoder_dim,
+            depth: cfg.decoder_depth,
             heads: cfg.decoder_heads,
-            mlp_ratio: 4.0,
-            qkv_bias: true,
-            layer_scale: None,
-            eps: enc.norm_eps,
+            out: enc.patch_dim,
         };
-        let blocks = (0..cfg.decoder_depth)
-            .map(|i| Block::new(store, &format!("mae.decoder_blocks.{i}"), &bc))
-            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            decoder_embed: Linear::new(store, "mae.decoder_embed", enc.dim, d, true)?,
-            mask_token: store.get(
-                "mae.mask_token",
-                &[1, 1, d],
-                Init::TruncNormal(0.02),
-                Decay::No,
-            )?,
-            coord_enc: FourierEncoding::new(&enc.coord_scales, d, &enc.fourier, store.device())?,
-            blocks,
-            norm: LayerNorm::new(store, "mae.decoder_norm", d, enc.norm_eps)?,
-            pred: Linear::new(store, "mae.decoder_pred", d, enc.patch_dim, true)?,
+            decoder: Predictor::new(store, "mae", enc, &shape, "mae")?,
             cfg: cfg.clone(),
             encoder,
         })
@@ -120,18 +91,14 @@ impl Recipe for Mae {
         &self.encoder
     }
 
-    fn loss(&self, batch: &Batch, rng: &mut Rng) -> Result<StepOutput> {
-        let tokens = batch
-            .views
-            .first()
-            .ok_or_else(|| CoreError::Config("mae: empty batch".into()))?;
-        let m = mask_batch(tokens, &self.cfg.mask, rng)?;
+    fn loss(&self, batch: &Batch, _ctx: &StepContext, rng: &mut Rng) -> Result<StepOutput> {
+        let m = mask_batch(batch.first("mae")?, &self.cfg.mask, rng)?;
         let pred = self.predict(&m)?;
         let (loss, n_real) = self.masked_loss(&pred, &m.masked)?;
-        Ok(StepOutput {
+        Ok(StepOutput::new(
             loss,
-            metrics: vec![("masked_tokens".into(), n_real as f64)],
-        })
+            vec![("masked_tokens".into(), n_real as f64)],
+        ))
     }
 }
 
@@ -139,35 +106,12 @@ impl Mae {
     /// The decoder's predictions for the masked tokens, `[B, M, P]` (`M` = `m.masked.n`,
     /// padded rows included). The encoder sees only `m.visible`.
     fn predict(&self, m: &MaskedBatch) -> Result<Tensor> {
-        let dev = self.mask_token.device().clone();
+        let dev = self.encoder.cls_token.device().clone();
         let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
         let msk = TokenTensors::from_tokens(&m.masked, &dev)?;
         let out = self.encoder.forward(&vis)?;
-
-        let (b, nv, nm) = (m.visible.b, m.visible.n, m.masked.n);
-        let cls = self.decoder_embed.forward(&out.cls.unsqueeze(1)?)?;
-        let visible =
-            (self.decoder_embed.forward(&out.patches)? + self.coord_enc.forward(&vis.coords)?)?;
-        let queries = self
-            .coord_enc
-            .forward(&msk.coords)?
-            .broadcast_add(&self.mask_token)?;
-        let mut x = Tensor::cat(&[cls, visible, queries], 1)?;
-        let pad = Tensor::cat(
-            &[
-                Tensor::zeros((b, 1), vis.padding.dtype(), &dev)?,
-                vis.padding.clone(),
-                msk.padding.clone(),
-            ],
-            1,
-        )?;
-        let bias = attention_bias(&pad)?;
-        for blk in &self.blocks {
-            x = blk.forward(&x, Some(&bias))?;
-        }
-        let x = self.norm.forward(&x.narrow(1, 1 + nv, nm)?)?;
-        let pred = self.pred.forward(&x)?;
-        debug_assert_eq!(pred.dims(), &[b, nm, m.masked.p]);
+        let pred = self.decoder.forward(&out, &vis, &msk)?;
+        debug_assert_eq!(pred.dims(), &[m.visible.b, m.masked.n, m.masked.p]);
         Ok(pred)
     }
 
@@ -204,9 +148,7 @@ mod tests {
                 SampleTokens::new(v, c, n, 8, 1).unwrap()
             })
             .collect();
-        let batch = Batch {
-            views: vec![Tokens::from_samples(&samples).unwrap()],
-        };
+        let batch = Batch::single(Tokens::from_samples(&samples).unwrap());
         for mask in [
             "ratio = 0.5",
             "kind = \"block\"\nratio = 0.5\nn_blocks = 2",
@@ -218,7 +160,9 @@ mod tests {
             let cfg: MaeConfig = toml::from_str(&text).unwrap();
             let mut store = ParamStore::new(0, &Device::Cpu);
             let mae = Mae::new(&cfg, &enc, &mut store).unwrap();
-            let out = mae.loss(&batch, &mut Rng::new(2)).unwrap();
+            let out = mae
+                .loss(&batch, &crate::tests::CTX, &mut Rng::new(2))
+                .unwrap();
             let l = out.loss.to_scalar::<f32>().unwrap();
             assert!(l.is_finite() && l > 0.0, "{mask}: {l}");
             assert_eq!(out.metrics[0].1, 24.0, "{mask}: half of 2 x 24 tokens");
@@ -239,10 +183,10 @@ mod tests {
                 SampleTokens::new(v, c, n, 8, 1).unwrap()
             })
             .collect();
-        let batch = Batch {
-            views: vec![Tokens::from_samples(&samples).unwrap()],
-        };
-        let out = mae.loss(&batch, &mut Rng::new(2)).unwrap();
+        let batch = Batch::single(Tokens::from_samples(&samples).unwrap());
+        let out = mae
+            .loss(&batch, &crate::tests::CTX, &mut Rng::new(2))
+            .unwrap();
         let l = out.loss.to_scalar::<f32>().unwrap();
         assert!(l.is_finite() && l > 0.0);
         let grads = out.loss.backward().unwrap();
@@ -290,10 +234,10 @@ mod tests {
 
     /// The loss and its `masked_tokens` metric at the step whose rng is `Rng::new(2)`.
     fn loss_of(mae: &Mae, t: &Tokens) -> (f32, f64) {
-        let batch = Batch {
-            views: vec![t.clone()],
-        };
-        let out = mae.loss(&batch, &mut Rng::new(2)).unwrap();
+        let batch = Batch::single(t.clone());
+        let out = mae
+            .loss(&batch, &crate::tests::CTX, &mut Rng::new(2))
+            .unwrap();
         assert_eq!(out.metrics[0].0, "masked_tokens");
         (out.loss.to_scalar::<f32>().unwrap(), out.metrics[0].1)
     }

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod rng;
 pub mod spec;
 pub mod stats;
+pub mod views;
 
 pub use card::ModelCard;
 pub use grid::{AxisCoords, GridAxis, GridFront};
@@ -27,6 +28,7 @@ pub use modality::{BoxError, GridInput, InfoRow, Modality, Reader, Registry};
 pub use rng::Rng;
 pub use spec::{CoordAxis, TokenLayout, TokenSpec};
 pub use stats::NormStats;
+pub use views::{local_crop, ViewKind, ViewSpec};
 
 /// Errors of the token contract.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,35 @@ impl Tokens {
             .iter()
             .filter(|&&x| x == 0)
             .count()
+    }
+
+    /// The real (non-padding) tokens of sample `i`, in order.
+    pub fn sample(&self, i: usize) -> SampleTokens {
+        let (n, p, k) = (self.n, self.p, self.k);
+        let idx: Vec<usize> = (0..n).filter(|&j| self.padding[i * n + j] == 0).collect();
+        let mut values = Vec::with_capacity(idx.len() * p);
+        let mut coords = Vec::with_capacity(idx.len() * k);
+        for &j in &idx {
+            values.extend_from_slice(&self.values[(i * n + j) * p..(i * n + j + 1) * p]);
+            coords.extend_from_slice(&self.coords[(i * n + j) * k..(i * n + j + 1) * k]);
+        }
+        SampleTokens {
+            values,
+            coords,
+            n: idx.len(),
+            p,
+            k,
+        }
+    }
+
+    /// The samples of several batches stacked into one (`Σ b` samples, padded anew to the
+    /// longest): multi-crop recipes run all views of one size through one forward pass.
+    pub fn cat(parts: &[&Tokens]) -> Result<Tokens, TokenError> {
+        let samples: Vec<SampleTokens> = parts
+            .iter()
+            .flat_map(|t| (0..t.b).map(|i| t.sample(i)))
+            .collect();
+        Tokens::from_samples(&samples)
     }
 }
 

@@ -64,6 +64,13 @@ pub trait Modality: Sized + Send + Sync + 'static {
         -> Result<SampleTokens, Self::Error>;
     /// The deterministic evaluation view (centre crop): what `embed` and probes use.
     fn eval_view(&self, sample: &Self::Sample) -> Result<SampleTokens, Self::Error>;
+    /// A random augmentation of a training view, for recipes whose views ask for one
+    /// ([`ViewSpec::augment`](crate::ViewSpec)): gain and spectro-temporal masks for audio,
+    /// intensity and flips for volumes, and so on, as the front end's configuration says.
+    /// Draws only from `rng`. The identity by default.
+    fn augment(&self, view: SampleTokens, _rng: &mut Rng) -> Result<SampleTokens, Self::Error> {
+        Ok(view)
+    }
     /// A sample of standard-normal values at the training size (step benchmarks and the
     /// ONNX parity check).
     fn random_sample(&self, rng: &mut Rng) -> Result<Self::Sample, Self::Error>;

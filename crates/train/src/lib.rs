@@ -16,8 +16,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tessera_core::{CoreError, ParamStore};
-use tessera_recipes::{Batch, Recipe};
-use tessera_tokens::{Rng, SampleTokens, Tokens};
+use tessera_recipes::{Batch, Recipe, StepContext};
+use tessera_tokens::{local_crop, Rng, SampleTokens, Tokens, ViewKind, ViewSpec};
 
 pub use checkpoint::{latest_checkpoint, Checkpoint};
 pub use optim::AdamW;
@@ -153,8 +153,20 @@ impl TrainConfig {
 /// Supplies batch number `step` (1-based). Must be a pure function of `step` and `rng`
 /// for exact resume.
 pub trait BatchSource {
-    fn batch(&mut self, step: u64, batch_size: usize, views: usize, rng: &mut Rng)
-        -> Result<Batch>;
+    /// The views the recipe asks for ([`Recipe::views`]), in that order, of `batch_size`
+    /// samples.
+    fn batch(
+        &mut self,
+        step: u64,
+        batch_size: usize,
+        views: &[ViewSpec],
+        rng: &mut Rng,
+    ) -> Result<Batch>;
+    /// Whether this source can give these views; checked once before the first step, so
+    /// a recipe that needs two views fails at start on a one-view source.
+    fn check_views(&self, _views: &[ViewSpec]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One line of `metrics.jsonl`.
@@ -237,6 +249,8 @@ pub fn train(
     } else {
         ProgressBar::hidden()
     };
+    let views = recipe.views();
+    source.check_views(&views)?;
     let root = Rng::new(opts.seed);
     let t0 = Instant::now();
     let mut losses = Vec::new();
@@ -245,9 +259,14 @@ pub fn train(
     let mut window = (Instant::now(), 0usize);
     while step <= cfg.steps {
         let mut rng = root.fork(&format!("step-{step}"));
-        let batch = source.batch(step, cfg.batch_size, recipe.views(), &mut rng)?;
-        let n_samples = batch.views.first().map(|t| t.b).unwrap_or(0);
-        let out = recipe.loss(&batch, &mut rng)?;
+        let ctx = StepContext {
+            step,
+            total_steps: cfg.steps,
+        };
+        let batch = source.batch(step, cfg.batch_size, &views, &mut rng)?;
+        tessera_recipes::check_views(recipe, &batch)?;
+        let n_samples = batch.samples();
+        let out = recipe.loss(&batch, &ctx, &mut rng)?;
         let loss = out.loss.to_scalar::<f32>()? as f64;
         if !loss.is_finite() {
             bar.abandon();
@@ -260,7 +279,7 @@ pub fn train(
         let grads = out.loss.backward()?;
         let lr = schedule::lr_at(cfg, step);
         let grad_norm = opt.step(store, &grads, lr, step)?;
-        recipe.after_step(store, step)?;
+        recipe.after_step(store, &ctx, &out)?;
         losses.push(loss);
         window.1 += n_samples;
         if step.is_multiple_of(cfg.log_every) || step == cfg.steps {
@@ -314,12 +333,14 @@ pub fn train(
     })
 }
 
-/// Times whole training steps (loss, backward, AdamW at a fixed learning rate) on one fixed
-/// batch of `samples` (one view): `warmup` untimed steps, then `steps` timed ones. Returns the JSON line every
+/// Times whole training steps (loss, backward, AdamW at a fixed learning rate, the
+/// recipe's after-step update) on one fixed
+/// batch of `samples` (the recipe's views: the samples themselves, local views cut from
+/// them): `warmup` untimed steps, then `steps` timed ones. Returns the JSON line every
 /// `bench-step` prints (`impl`, `threads`, `tokens`, `samples_per_s`, `step_ms`,
 /// `params_encoder`), the format the PyTorch peers in `benchmarks/` print too.
 pub fn bench_steps(
-    recipe: &dyn Recipe,
+    recipe: &mut dyn Recipe,
     store: &ParamStore,
     cfg: &TrainConfig,
     samples: &[SampleTokens],
@@ -327,17 +348,39 @@ pub fn bench_steps(
     warmup: usize,
     steps: usize,
 ) -> Result<String> {
+    let mut rng = Rng::new(seed);
+    let specs = recipe.views();
+    let views = specs
+        .iter()
+        .map(|s| {
+            let v: Vec<SampleTokens> = samples
+                .iter()
+                .map(|x| match s.kind {
+                    ViewKind::Global => x.clone(),
+                    ViewKind::Local => local_crop(x, s.extent, &s.axes, &mut rng),
+                })
+                .collect();
+            Tokens::from_samples(&v)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let batch = &Batch {
-        views: vec![Tokens::from_samples(samples)?],
+        views,
+        specs,
+        ids: (0..samples.len() as u64).collect(),
+        targets: None,
     };
     let mut opt = AdamW::new(store, cfg);
-    let mut rng = Rng::new(seed);
     let mut timed = 0.0;
     for i in 0..warmup + steps {
         let t0 = Instant::now();
-        let out = recipe.loss(batch, &mut rng)?;
+        let ctx = StepContext {
+            step: i as u64 + 1,
+            total_steps: (warmup + steps) as u64,
+        };
+        let out = recipe.loss(batch, &ctx, &mut rng)?;
         let grads = out.loss.backward()?;
         opt.step(store, &grads, 1e-4, i as u64 + 1)?;
+        recipe.after_step(store, &ctx, &out)?;
         if i >= warmup {
             timed += t0.elapsed().as_secs_f64();
         }

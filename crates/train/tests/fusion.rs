@@ -5,7 +5,7 @@ use candle_core::Device;
 use tessera_core::{EncoderConfig, ParamStore};
 use tessera_recipes::fusion::FusionConfig;
 use tessera_recipes::{Batch, RecipeConfig};
-use tessera_tokens::{Rng, SampleTokens, Tokens};
+use tessera_tokens::{Rng, SampleTokens, Tokens, ViewSpec};
 use tessera_train::{train, BatchSource, Result, RunOptions, TrainConfig};
 
 /// Same-shape 2-D crops: a 6 × 6 grid of tokens (coords in mm, spacing 2 × 3, a random
@@ -18,7 +18,7 @@ impl BatchSource for Crops {
         &mut self,
         _step: u64,
         batch_size: usize,
-        _views: usize,
+        _views: &[ViewSpec],
         rng: &mut Rng,
     ) -> Result<Batch> {
         let (side, p) = (6usize, 8usize);
@@ -42,9 +42,7 @@ impl BatchSource for Crops {
                 SampleTokens::new(v, c, side * side, p, 2).unwrap()
             })
             .collect();
-        Ok(Batch {
-            views: vec![Tokens::from_samples(&samples).unwrap()],
-        })
+        Ok(Batch::single(Tokens::from_samples(&samples).unwrap()))
     }
 }
 

@@ -5,7 +5,7 @@ use candle_core::Device;
 use tessera_core::{EncoderConfig, ParamStore};
 use tessera_recipes::mae::MaeConfig;
 use tessera_recipes::{Batch, RecipeConfig};
-use tessera_tokens::{Rng, SampleTokens, Tokens};
+use tessera_tokens::{local_crop, Rng, SampleTokens, Tokens, ViewKind, ViewSpec};
 use tessera_train::{
     latest_checkpoint, train, BatchSource, Result, RunOptions, TrainConfig, TrainError,
 };
@@ -16,28 +16,44 @@ struct Sines {
 }
 
 impl BatchSource for Sines {
+    /// Each view of a sample is the same sine from its own random phase; a local view
+    /// keeps half of its tokens.
     fn batch(
         &mut self,
         step: u64,
         batch_size: usize,
-        _views: usize,
+        views: &[ViewSpec],
         rng: &mut Rng,
     ) -> Result<Batch> {
-        let samples: Vec<SampleTokens> = (0..batch_size)
-            .map(|_| {
-                let f = 0.05 + 0.2 * rng.uniform() as f32;
-                let ph = rng.uniform() as f32 * std::f32::consts::TAU;
-                let n = 16;
-                let mut v: Vec<f32> = (0..n * 8).map(|t| (f * t as f32 + ph).sin()).collect();
-                if self.poison_at == Some(step) {
-                    v[0] = f32::NAN;
-                }
-                let c = (0..n).map(|i| i as f32).collect();
-                SampleTokens::new(v, c, n, 8, 1).unwrap()
-            })
+        let freqs: Vec<f32> = (0..batch_size)
+            .map(|_| 0.05 + 0.2 * rng.uniform() as f32)
             .collect();
+        let mut out = Vec::new();
+        for spec in views {
+            let samples: Vec<SampleTokens> = freqs
+                .iter()
+                .map(|&f| {
+                    let ph = rng.uniform() as f32 * std::f32::consts::TAU;
+                    let n = 16;
+                    let mut v: Vec<f32> = (0..n * 8).map(|t| (f * t as f32 + ph).sin()).collect();
+                    if self.poison_at == Some(step) {
+                        v[0] = f32::NAN;
+                    }
+                    let c = (0..n).map(|i| i as f32).collect();
+                    let s = SampleTokens::new(v, c, n, 8, 1).unwrap();
+                    match spec.kind {
+                        ViewKind::Global => s,
+                        ViewKind::Local => local_crop(&s, spec.extent, &spec.axes, rng),
+                    }
+                })
+                .collect();
+            out.push(Tokens::from_samples(&samples).unwrap());
+        }
         Ok(Batch {
-            views: vec![Tokens::from_samples(&samples).unwrap()],
+            views: out,
+            specs: views.to_vec(),
+            ids: (0..batch_size as u64).collect(),
+            targets: None,
         })
     }
 }
@@ -62,7 +78,17 @@ fn run(
     resume: bool,
     poison: Option<u64>,
 ) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
-    let (enc, rc) = setup();
+    run_recipe(dir, cfg, resume, poison, &setup().1)
+}
+
+fn run_recipe(
+    dir: &std::path::Path,
+    cfg: &TrainConfig,
+    resume: bool,
+    poison: Option<u64>,
+    rc: &RecipeConfig,
+) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
+    let enc = setup().0;
     let mut store = ParamStore::new(7, &Device::Cpu);
     let mut recipe = rc.build(&enc, &mut store)?;
     let opts = RunOptions {
@@ -107,6 +133,21 @@ fn loss_falls() {
     assert!(dir.join("metrics.jsonl").exists());
 }
 
+/// Recipes whose state must survive a resume: MAE (weights and moments only), MoCo with
+/// an EMA teacher and a queue of keys, DINO with an EMA teacher and a centre.
+fn resumable_recipes() -> Vec<RecipeConfig> {
+    vec![
+        setup().1,
+        RecipeConfig::Moco(toml::from_str("dim = 16\nhidden_dim = 32\nqueue = 6").unwrap()),
+        RecipeConfig::Dino(
+            toml::from_str(
+                "local_views = 1\n[head]\nout_dim = 16\nhidden_dim = 32\nbottleneck_dim = 8",
+            )
+            .unwrap(),
+        ),
+    ]
+}
+
 #[test]
 fn resume_is_bit_exact() {
     let cfg = TrainConfig {
@@ -117,33 +158,89 @@ fn resume_is_bit_exact() {
         checkpoint_every: 4,
         ..Default::default()
     };
-    let a = tempdir("straight");
-    let (la, sa) = run(&a, &cfg, false, None).unwrap();
-    let b = tempdir("resumed");
-    {
-        // The 8-step schedule, crashing after its step-4 checkpoint.
-        let (enc, rc) = setup();
-        let mut store = ParamStore::new(7, &Device::Cpu);
-        let mut recipe = rc.build(&enc, &mut store).unwrap();
-        let opts = RunOptions {
-            run_dir: &b,
-            seed: 7,
-            resume: false,
-            config_toml: String::new(),
-            progress: false,
-        };
-        let mut src = StopAfter {
-            inner: Sines { poison_at: None },
-            last: 4,
-        };
-        let err = train(recipe.as_mut(), &store, &mut src, &cfg, &opts);
-        assert!(matches!(err, Err(TrainError::Data(_))));
+    for rc in resumable_recipes() {
+        let kind = format!("{rc:?}").chars().take(4).collect::<String>();
+        let a = tempdir(&format!("straight-{kind}"));
+        let (la, sa) = run_recipe(&a, &cfg, false, None, &rc).unwrap();
+        let b = tempdir(&format!("resumed-{kind}"));
+        {
+            // The 8-step schedule, crashing after its step-4 checkpoint.
+            let enc = setup().0;
+            let mut store = ParamStore::new(7, &Device::Cpu);
+            let mut recipe = rc.build(&enc, &mut store).unwrap();
+            let opts = RunOptions {
+                run_dir: &b,
+                seed: 7,
+                resume: false,
+                config_toml: String::new(),
+                progress: false,
+            };
+            let mut src = StopAfter {
+                inner: Sines { poison_at: None },
+                last: 4,
+            };
+            let err = train(recipe.as_mut(), &store, &mut src, &cfg, &opts);
+            assert!(matches!(err, Err(TrainError::Data(_))), "{kind}");
+        }
+        assert_eq!(latest_checkpoint(&b).unwrap().unwrap().step().unwrap(), 4);
+        let (lb, sb) = run_recipe(&b, &cfg, true, None, &rc).unwrap();
+        assert_eq!(lb.len(), 4);
+        assert_eq!(&la[4..], &lb[..], "{kind}: losses after resume differ");
+        let (wa, wb) = (weights(&sa), weights(&sb));
+        assert_eq!(
+            wa, wb,
+            "{kind}: weights and recipe state after resume differ"
+        );
+        // The state is really there and really moves.
+        for name in ["teacher.encoder.norm.weight", "moco.queue", "dino.center"] {
+            if let Some((_, w)) = wa.iter().find(|(n, _)| n == name) {
+                assert!(
+                    w.iter().any(|&x| x != 0.0 && x != 1.0),
+                    "{kind}: {name} never moved"
+                );
+            }
+        }
     }
-    assert_eq!(latest_checkpoint(&b).unwrap().unwrap().step().unwrap(), 4);
-    let (lb, sb) = run(&b, &cfg, true, None).unwrap();
-    assert_eq!(lb.len(), 4);
-    assert_eq!(&la[4..], &lb[..], "losses after resume differ");
-    assert_eq!(weights(&sa), weights(&sb), "weights after resume differ");
+}
+
+/// A recipe asking for two views of a source that can only give one fails before step 1.
+#[test]
+fn a_one_view_source_is_refused_at_start() {
+    struct OneView;
+    impl BatchSource for OneView {
+        fn batch(&mut self, _: u64, _: usize, _: &[ViewSpec], _: &mut Rng) -> Result<Batch> {
+            panic!("no batch should be asked for");
+        }
+        fn check_views(&self, views: &[ViewSpec]) -> Result<()> {
+            if views.len() > 1 {
+                return Err(TrainError::Config(format!(
+                    "one view only, {} asked",
+                    views.len()
+                )));
+            }
+            Ok(())
+        }
+    }
+    let rc = &resumable_recipes()[1];
+    let mut store = ParamStore::new(7, &Device::Cpu);
+    let mut recipe = rc.build(&setup().0, &mut store).unwrap();
+    let dir = tempdir("one-view");
+    let opts = RunOptions {
+        run_dir: &dir,
+        seed: 7,
+        resume: false,
+        config_toml: String::new(),
+        progress: false,
+    };
+    let e = train(
+        recipe.as_mut(),
+        &store,
+        &mut OneView,
+        &TrainConfig::default(),
+        &opts,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("2 asked"), "{e}");
 }
 
 /// Fails at step `last + 1`, like a crash, after the step-`last` checkpoint is written.
@@ -153,7 +250,7 @@ struct StopAfter {
 }
 
 impl BatchSource for StopAfter {
-    fn batch(&mut self, step: u64, bs: usize, views: usize, rng: &mut Rng) -> Result<Batch> {
+    fn batch(&mut self, step: u64, bs: usize, views: &[ViewSpec], rng: &mut Rng) -> Result<Batch> {
         if step > self.last {
             return Err(TrainError::Data("simulated crash".into()));
         }

@@ -3,6 +3,7 @@
 //! dataset statistics, tokenize. The same code serves pretraining, embedding and the
 //! ort-only runtime, so normalisation cannot silently differ between them.
 
+use crate::augment::AugmentConfig;
 use crate::features::{FeatureConfig, Featurizer, Spectrogram};
 use crate::resample::Resampler;
 use crate::tokenizer::{PatchConfig, SpectrogramTokenizer};
@@ -22,6 +23,9 @@ pub struct AudioFrontendConfig {
     /// Dataset statistics of the log-mel values (set by `stats`, or by `pretrain`).
     #[serde(default)]
     pub norm: Option<NormStats>,
+    /// Training-view augmentation, for recipes whose views ask for it.
+    #[serde(default)]
+    pub augment: AugmentConfig,
 }
 
 /// A ready front end (FFT plan, filterbank and tokenizer built once).
@@ -40,6 +44,7 @@ impl AudioFrontend {
                 cfg.duration_s
             )));
         }
+        cfg.augment.validate()?;
         let tokenizer = SpectrogramTokenizer::new(&cfg.tokenizer, &cfg.features)?;
         let fe = Self {
             featurizer: Featurizer::new(&cfg.features)?,

@@ -4,6 +4,7 @@
 //! Everything here is free of candle so an ONNX-runtime-only application can reuse it;
 //! the `tessera-audio` binary lives in `domains/audio/cli` (package `tessera-audio-cli`).
 
+pub mod augment;
 pub mod error;
 pub mod features;
 pub mod frontend;

@@ -60,6 +60,19 @@ impl Modality for AudioFrontend {
         self.tokens(&self.centre_crop(s)?)
     }
 
+    fn augment(&self, view: SampleTokens, rng: &mut Rng) -> Result<SampleTokens, AudioError> {
+        let std = self.cfg.norm.map(|n| n.std as f32).unwrap_or(1.0);
+        Ok(crate::augment::augment_tokens(
+            view,
+            &self.tokenizer,
+            self.cfg.features.n_bins(),
+            self.cfg.features.hop_s(),
+            std,
+            &self.cfg.augment,
+            rng,
+        ))
+    }
+
     fn random_sample(&self, rng: &mut Rng) -> Result<Spectrogram, AudioError> {
         let (bins, frames) = (self.cfg.features.n_bins(), self.target_frames()?);
         Ok(Spectrogram {

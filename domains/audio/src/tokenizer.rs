@@ -94,6 +94,25 @@ impl SpectrogramTokenizer {
         })
     }
 
+    /// The first frequency bin of the token row whose centre is `hz` (the nearest row).
+    pub fn first_bin(&self, hz: f32) -> usize {
+        let [pf, sf] = [self.cfg.patch[0], self.cfg.stride[0]];
+        let rows = self.grid(self.bin_hz.len(), self.cfg.patch[1]).0;
+        let centre = |r: usize| self.bin_hz[r * sf..r * sf + pf].iter().sum::<f32>() / pf as f32;
+        (0..rows)
+            .min_by(|&a, &b| (centre(a) - hz).abs().total_cmp(&(centre(b) - hz).abs()))
+            .unwrap_or(0)
+            * sf
+    }
+
+    /// The first frame of the token column whose centre time is `t` seconds.
+    pub fn first_frame(&self, t: f32, hop_s: f64) -> usize {
+        let pt = self.cfg.patch[1] as f64;
+        ((t as f64 - self.t0_s) / hop_s - (pt - 1.0) / 2.0)
+            .round()
+            .max(0.0) as usize
+    }
+
     /// Values per token.
     pub fn p(&self) -> usize {
         self.cfg.patch[0] * self.cfg.patch[1]
@@ -228,6 +247,11 @@ mod tests {
             let t = tok.tokenize(&s).unwrap();
             let (rows, cols) = tok.grid(bins, frames);
             prop_assert_eq!(t.n, rows * cols);
+            // Each token's coordinates lead back to its first bin and frame.
+            for i in 0..t.n {
+                let (b0, f0) = (tok.first_bin(t.coords[2 * i]), tok.first_frame(t.coords[2 * i + 1], 0.01));
+                prop_assert_eq!(t.values[i * pf * pt], data[b0 * frames + f0]);
+            }
             let back = tok.untokenize(&t, bins, frames).unwrap();
             // Every covered cell comes back exactly (overlaps average identical copies).
             for r in 0..bins { for c in 0..frames {

@@ -16,6 +16,22 @@ pub const PRESETS: Presets = Presets(&[
         include_str!("../../../../models/audio-tiny-mae-frames.toml"),
     ),
     (
+        "audio-tiny-dino",
+        include_str!("../../../../models/audio-tiny-dino.toml"),
+    ),
+    (
+        "audio-tiny-ijepa",
+        include_str!("../../../../models/audio-tiny-ijepa.toml"),
+    ),
+    (
+        "audio-tiny-moco",
+        include_str!("../../../../models/audio-tiny-moco.toml"),
+    ),
+    (
+        "audio-tiny-data2vec",
+        include_str!("../../../../models/audio-tiny-data2vec.toml"),
+    ),
+    (
         "audio-nano-demo",
         include_str!("../../../../models/audio-nano-demo.toml"),
     ),

@@ -29,8 +29,8 @@ use tessera_medical::synth::{write_nifti, Voxels};
 use tessera_medical::tokenizer::{crop_block, PatchConfig, VolumeTokenizer};
 use tessera_medical::{MedicalFrontend, Volume};
 use tessera_recipes::fusion::fusion_losses;
-use tessera_recipes::{Batch, Recipe, StepOutput};
-use tessera_tokens::{Modality, Rng, Tokens};
+use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets};
+use tessera_tokens::{Modality, Rng, Tokens, ViewSpec};
 use tessera_train::{
     latest_checkpoint, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
 };
@@ -283,11 +283,18 @@ impl Recipe for SegModel {
     fn name(&self) -> &'static str {
         "segment"
     }
-    fn views(&self) -> usize {
-        2
-    }
-    fn loss(&self, batch: &Batch, _rng: &mut Rng) -> tessera_recipes::Result<StepOutput> {
-        let (img, lab) = (&batch.views[0], &batch.views[1]);
+    fn loss(
+        &self,
+        batch: &Batch,
+        _ctx: &StepContext,
+        _rng: &mut Rng,
+    ) -> tessera_recipes::Result<StepOutput> {
+        let img = batch.first("segment")?;
+        let Some(Targets::PerToken(lab)) = &batch.targets else {
+            return Err(CoreError::Config(
+                "segment: the batch carries no per-token labels".into(),
+            ));
+        };
         let (b, n, v, c) = (img.b, img.n, self.voxels, self.cfg.classes);
         if lab.p != v || lab.n != n || lab.b != b {
             return Err(CoreError::Config(format!(
@@ -327,7 +334,7 @@ impl Recipe for SegModel {
             ("ce".to_string(), ce.to_scalar::<f32>()? as f64),
             ("dice_loss".to_string(), dice.to_scalar::<f32>()? as f64),
         ];
-        Ok(StepOutput { loss, metrics })
+        Ok(StepOutput::new(loss, metrics))
     }
     fn encoder(&self) -> &Encoder {
         &self.encoder
@@ -355,7 +362,7 @@ impl BatchSource for CaseSource<'_> {
         &mut self,
         step: u64,
         bs: usize,
-        _views: usize,
+        _views: &[ViewSpec],
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
         let crop = self.fe.cfg.crop;
@@ -384,9 +391,9 @@ impl BatchSource for CaseSource<'_> {
             let lb = crop_block(&case.labels, 1, v.dims, v.spacing_mm, origin, crop, 0.0);
             labs.push(self.labels_tk.tokenize(&lb).map_err(data)?);
         }
-        Ok(Batch {
-            views: vec![Tokens::from_samples(&imgs)?, Tokens::from_samples(&labs)?],
-        })
+        let mut batch = Batch::single(Tokens::from_samples(&imgs)?);
+        batch.targets = Some(Targets::PerToken(Tokens::from_samples(&labs)?));
+        Ok(batch)
     }
 }
 
