@@ -248,7 +248,7 @@ fn common(data: Option<&Path>, out: &Path, preset: &str) -> CommonArgs {
 /// random init and every baseline), export with the ONNX parity check and `embed --onnx`
 /// (when ONNX Runtime is available; required with `TESSERA_REQUIRE_ORT=1`), bench-step.
 pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
-    let d = tmp(&format!("{}-cli", M::NAME));
+    let d = tmp(&format!("{}-{preset}-cli", M::NAME));
     let manifest = M::write_demo_data(&d.join("data"), 7).unwrap();
     let run = d.join("run");
     let c = common(Some(&manifest), &d.join("stats"), preset);

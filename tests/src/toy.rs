@@ -297,3 +297,24 @@ clip_norm = 1.0
 checkpoint_every = 2
 log_every = 1
 "#;
+
+/// The toy preset trained by each recipe beyond MAE (tiny heads, a few steps): every
+/// recipe must pretrain, resume, probe and export with ONNX parity on any modality.
+pub const RECIPE_PRESETS: &[(&str, &str)] = &[
+    (
+        "toy-nano-dino",
+        "extends = \"toy-nano\"\nname = \"toy-nano-dino\"\n[recipe]\nkind = \"dino\"\nlocal_views = 1\nlocal_extent = 0.5\n[recipe.head]\nout_dim = 32\nhidden_dim = 32\nbottleneck_dim = 16\n",
+    ),
+    (
+        "toy-nano-moco",
+        "extends = \"toy-nano\"\nname = \"toy-nano-moco\"\n[recipe]\nkind = \"moco\"\ndim = 16\nhidden_dim = 32\nqueue = 8\n",
+    ),
+    (
+        "toy-nano-ijepa",
+        "extends = \"toy-nano\"\nname = \"toy-nano-ijepa\"\n[recipe]\nkind = \"ijepa\"\npredictor_dim = 32\npredictor_depth = 1\npredictor_heads = 2\n",
+    ),
+    (
+        "toy-nano-data2vec",
+        "extends = \"toy-nano\"\nname = \"toy-nano-data2vec\"\n[recipe]\nkind = \"data2vec\"\nmasks_per_sample = 2\ntop_k_layers = 2\ndecoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\n",
+    ),
+];

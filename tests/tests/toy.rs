@@ -3,12 +3,20 @@
 
 use tessera_app::{App, AppInfo};
 use tessera_cli::Presets;
-use tessera_conformance::toy::{Toy, PRESET};
+use tessera_conformance::toy::{Toy, PRESET, RECIPE_PRESETS};
+
+const PRESETS: &[(&str, &str)] = &[
+    ("toy-nano", PRESET),
+    RECIPE_PRESETS[0],
+    RECIPE_PRESETS[1],
+    RECIPE_PRESETS[2],
+    RECIPE_PRESETS[3],
+];
 
 fn app() -> App<Toy> {
     App::new(AppInfo {
         bin: "tessera-toy",
-        presets: Presets(&[("toy-nano", PRESET)]),
+        presets: Presets(PRESETS),
         default_preset: "toy-nano",
         demo_preset: "toy-nano",
         example_data: "toy/",
@@ -16,3 +24,12 @@ fn app() -> App<Toy> {
 }
 
 tessera_conformance::conformance_suite!(toy, super::app(), "toy-nano");
+
+/// Every recipe runs every shared subcommand (pretrain, resume, probe, export with ONNX
+/// token and grid parity, ...) on the toy modality; the teacher is not exported.
+#[test]
+fn every_recipe_runs_every_subcommand() {
+    for (name, _) in RECIPE_PRESETS {
+        tessera_conformance::cli(&app(), name);
+    }
+}

@@ -3,8 +3,8 @@
 //! Vision, Speech and Language", arXiv:2212.07525; data2vec, arXiv:2202.03555).
 //!
 //! The EMA teacher encodes the whole view and returns every block's output; the target of
-//! each token is the average of the top `top_k_layers` block outputs, each normalised per
-//! token (layer norm without affine), then normalised again. The student encodes only the
+//! each token is the average of the top `top_k_layers` block outputs, each
+//! instance-normalised (per channel over the sample's tokens). The student encodes only the
 //! visible tokens of `masks_per_sample` differently masked copies of each sample (2.0's
 //! multi-mask, which amortises the teacher's pass), and a narrow decoder regresses the
 //! targets at the masked tokens (mean squared error over the real masked tokens).
@@ -14,7 +14,6 @@ use crate::predictor::{gather_tokens, keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
-use tessera_core::ops::normalize_last_dim;
 use tessera_core::{CoreError, Encoder, EncoderConfig, Forward, ParamStore, TokenTensors};
 use tessera_tokens::{mask_batch, MaskConfig, MaskStrategy, Rng, Tokens, ViewSpec};
 
@@ -109,7 +108,10 @@ impl Data2vec {
         })
     }
 
-    /// The teacher's targets for every token: `[B, N, D]`.
+    /// The teacher's targets for every token: `[B, N, D]`, the average of the top blocks'
+    /// outputs, each instance-normalised (every channel over the real tokens of its
+    /// sample, as data2vec normalises speech targets). Normalising across tokens, not
+    /// within each token, keeps the targets from collapsing to one vector for all tokens.
     fn targets(&self, t: &TokenTensors) -> Result<Tensor> {
         let out = self.teacher.forward_with(
             t,
@@ -118,14 +120,29 @@ impl Data2vec {
                 hidden_states: true,
             },
         )?;
+        let keep = (1.0 - t.padding.to_dtype(candle_core::DType::F32)?)?.unsqueeze(D::Minus1)?;
         let k = self.cfg.top_k_layers;
         let top = &out.hidden[out.hidden.len() - k..];
-        let mut sum = normalize_last_dim(&top[0], 1e-6)?;
+        let mut sum = instance_norm(&top[0], &keep)?;
         for h in &top[1..] {
-            sum = (sum + normalize_last_dim(h, 1e-6)?)?;
+            sum = (sum + instance_norm(h, &keep)?)?;
         }
-        Ok(normalize_last_dim(&(sum / k as f64)?, 1e-6)?.detach())
+        Ok((sum / k as f64)?.detach())
     }
+}
+
+/// Every channel of `x [B, N, D]` normalised to zero mean and unit variance over the
+/// tokens where `keep [B, N, 1]` is 1.
+fn instance_norm(x: &Tensor, keep: &Tensor) -> Result<Tensor> {
+    let n = keep.sum_keepdim(1)?.maximum(1.0)?; // [B, 1, 1]
+    let mean = x.broadcast_mul(keep)?.sum_keepdim(1)?.broadcast_div(&n)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred
+        .sqr()?
+        .broadcast_mul(keep)?
+        .sum_keepdim(1)?
+        .broadcast_div(&n)?;
+    Ok(centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?)
 }
 
 impl Recipe for Data2vec {
@@ -207,6 +224,14 @@ mod tests {
         assert!(has("data2vec.decoder.decoder_pred.weight"));
         assert!(!has("teacher.encoder.blocks.3.attn.qkv.weight"));
         d2v.after_step(&store, &CTX, &out).unwrap();
+        // Targets: zero mean and unit variance per channel over each sample's real tokens.
+        let t = TokenTensors::from_tokens(&batch.views[0], &Device::Cpu).unwrap();
+        let y = d2v.targets(&t).unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(d2v.cfg.top_k_layers, 2);
+        for sample in &y {
+            let mean = sample.iter().map(|r| r[5]).sum::<f32>() / 12.0;
+            assert!(mean.abs() < 1e-4, "{mean}");
+        }
         assert!(Data2vec::new(
             &Data2vecConfig {
                 top_k_layers: 9,

@@ -4,14 +4,14 @@
 //! A student (the encoder plus a DINO head) matches an EMA teacher across views: the
 //! teacher sees the global views only, the student every view (global and local), and for
 //! every pair of different views the loss is the cross-entropy `−Σ P_t log P_s` between the
-//! teacher's centred, sharpened distribution (temperature warming from 0.04 to 0.07) and
+//! teacher's centred, sharpened distribution (temperature 0.04, optionally warming up) and
 //! the student's (temperature 0.1). The centre is an EMA of the teacher's batch mean and
 //! the teacher an EMA of the student (momentum 0.996 → 1 on a cosine); both are
 //! non-trainable parameters, so they survive a resume. Local views are cut in coordinate
 //! space ([`tessera_tokens::local_crop`]), so the recipe knows no modality.
 
 use crate::ema::{set_state, Ema, EmaConfig};
-use crate::heads::{DinoHead, DinoHeadConfig};
+use crate::heads::{DinoHead, DinoHeadConfig, Pool};
 use crate::losses::{log_softmax, nll};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{Tensor, D};
@@ -55,6 +55,9 @@ pub struct DinoConfig {
     pub teacher_warmup: f64,
     #[serde(default = "default_center_momentum")]
     pub center_momentum: f64,
+    /// What the head reads: the CLS token (the paper) or the mean patch token.
+    #[serde(default)]
+    pub pool: Pool,
     #[serde(default)]
     pub head: DinoHeadConfig,
     #[serde(default)]
@@ -77,7 +80,7 @@ fn default_teacher_t() -> f64 {
     0.04
 }
 fn default_teacher_t_final() -> f64 {
-    0.07
+    0.04 // the reference code's default; 0.07 for long runs
 }
 fn default_teacher_warmup() -> f64 {
     0.3
@@ -170,11 +173,11 @@ impl Dino {
         })
     }
 
-    /// Head logits of the CLS token for a stack of views.
-    fn logits(encoder: &Encoder, head: &DinoHead, t: &Tokens) -> Result<Tensor> {
+    /// Head logits of the pooled encoder output for a stack of views.
+    fn logits(&self, encoder: &Encoder, head: &DinoHead, t: &Tokens) -> Result<Tensor> {
         let dev = encoder.cls_token.device().clone();
         let out = encoder.forward(&TokenTensors::from_tokens(t, &dev)?)?;
-        head.forward(&out.cls)
+        head.forward(&self.cfg.pool.apply(&out)?)
     }
 }
 
@@ -220,16 +223,12 @@ impl Recipe for Dino {
             )));
         }
         let g = Tokens::cat(&globals)?;
-        let teacher = Self::logits(&self.teacher, &self.teacher_head, &g)?.detach();
+        let teacher = self.logits(&self.teacher, &self.teacher_head, &g)?.detach();
         let tt = self.cfg.teacher_temperature_at(ctx);
         let probs = softmax_last_dim(&(teacher.broadcast_sub(&self.center)? / tt)?)?.detach();
-        let mut student = vec![Self::logits(&self.encoder, &self.head, &g)?];
+        let mut student = vec![self.logits(&self.encoder, &self.head, &g)?];
         if !locals.is_empty() {
-            student.push(Self::logits(
-                &self.encoder,
-                &self.head,
-                &Tokens::cat(&locals)?,
-            )?);
+            student.push(self.logits(&self.encoder, &self.head, &Tokens::cat(&locals)?)?);
         }
         let student = log_softmax(&(Tensor::cat(&student, 0)? / self.cfg.student_temperature)?)?;
         let views = globals.len() + locals.len();
@@ -303,14 +302,20 @@ mod tests {
         // Reference in f64 from the same logits: the mean over (teacher global i, student
         // view j ≠ i) pairs of −Σ softmax((t_i − c)/τt) log softmax(s_j/τs), per sample.
         let rows = |t: &Tensor| t.to_vec2::<f32>().unwrap();
-        let teacher =
-            rows(&Dino::logits(&dino.teacher, &dino.teacher_head, &batch.views[0]).unwrap());
-        let teacher1 =
-            rows(&Dino::logits(&dino.teacher, &dino.teacher_head, &batch.views[1]).unwrap());
+        let teacher = rows(
+            &dino
+                .logits(&dino.teacher, &dino.teacher_head, &batch.views[0])
+                .unwrap(),
+        );
+        let teacher1 = rows(
+            &dino
+                .logits(&dino.teacher, &dino.teacher_head, &batch.views[1])
+                .unwrap(),
+        );
         let student: Vec<Vec<Vec<f32>>> = batch
             .views
             .iter()
-            .map(|v| rows(&Dino::logits(&dino.encoder, &dino.head, v).unwrap()))
+            .map(|v| rows(&dino.logits(&dino.encoder, &dino.head, v).unwrap()))
             .collect();
         let soft = |x: &[f32], t: f64| -> Vec<f64> {
             let m = x.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
@@ -400,7 +405,10 @@ mod tests {
 
     #[test]
     fn teacher_temperature_warms_up() {
-        let c = DinoConfig::default();
+        let c = DinoConfig {
+            teacher_temperature_final: 0.07,
+            ..DinoConfig::default()
+        };
         let at = |step| {
             c.teacher_temperature_at(&StepContext {
                 step,

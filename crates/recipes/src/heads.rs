@@ -8,6 +8,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tessera_core::layers::Linear;
 use tessera_core::ops::gelu;
+use tessera_core::EncoderOutput;
 use tessera_core::ParamStore;
 
 /// `layers` linear maps `in → hidden → … → out` with GELU between them.
@@ -139,5 +140,26 @@ impl DinoHead {
         let last = out.len() - 1;
         out[last] = w.dim(0)?;
         Ok(y.reshape(out)?)
+    }
+}
+
+/// Which encoder output a joint-embedding head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// The CLS token (DINO, MoCo v3).
+    #[default]
+    Cls,
+    /// The mean of the real patch tokens.
+    Mean,
+}
+
+impl Pool {
+    /// `[B, D]`
+    pub fn apply(self, out: &EncoderOutput) -> Result<Tensor> {
+        match self {
+            Pool::Cls => Ok(out.cls.clone()),
+            Pool::Mean => out.mean_patches(),
+        }
     }
 }

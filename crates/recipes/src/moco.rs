@@ -10,7 +10,7 @@
 //! so a resumed run continues with the same negatives.
 
 use crate::ema::{set_state, Ema, EmaConfig};
-use crate::heads::MlpHead;
+use crate::heads::{MlpHead, Pool};
 use crate::losses::{info_nce, l2_normalise, log_softmax, nll};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{Tensor, D};
@@ -39,6 +39,9 @@ pub struct MocoConfig {
     /// Apply the modality's augmentation to both views.
     #[serde(default = "yes")]
     pub augment: bool,
+    /// What the projector reads: the CLS token (the paper) or the mean patch token.
+    #[serde(default)]
+    pub pool: Pool,
     #[serde(default = "default_ema")]
     pub ema: EmaConfig,
 }
@@ -121,9 +124,11 @@ impl Moco {
         })
     }
 
-    fn cls(encoder: &Encoder, t: &Tokens) -> Result<Tensor> {
+    fn pooled(&self, encoder: &Encoder, t: &Tokens) -> Result<Tensor> {
         let dev = encoder.cls_token.device().clone();
-        Ok(encoder.forward(&TokenTensors::from_tokens(t, &dev)?)?.cls)
+        self.cfg
+            .pool
+            .apply(&encoder.forward(&TokenTensors::from_tokens(t, &dev)?)?)
     }
 
     /// `ctr(q, k)` against the in-batch keys and the queue: cross-entropy of
@@ -167,12 +172,14 @@ impl Recipe for Moco {
         }
         let b = batch.samples();
         let both = Tokens::cat(&[&batch.views[0], &batch.views[1]])?;
-        let q = self
-            .predictor
-            .forward(&self.projector.forward(&Self::cls(&self.encoder, &both)?)?)?;
+        let q = self.predictor.forward(
+            &self
+                .projector
+                .forward(&self.pooled(&self.encoder, &both)?)?,
+        )?;
         let k = self
             .teacher_projector
-            .forward(&Self::cls(&self.teacher, &both)?)?
+            .forward(&self.pooled(&self.teacher, &both)?)?
             .detach();
         let (q1, q2) = (q.narrow(0, 0, b)?, q.narrow(0, b, b)?);
         let (k1, k2) = (k.narrow(0, 0, b)?, k.narrow(0, b, b)?);
