@@ -317,4 +317,8 @@ pub const RECIPE_PRESETS: &[(&str, &str)] = &[
         "toy-nano-data2vec",
         "extends = \"toy-nano\"\nname = \"toy-nano-data2vec\"\n[recipe]\nkind = \"data2vec\"\nmasks_per_sample = 2\ntop_k_layers = 2\ndecoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\n",
     ),
+    (
+        "toy-nano-hubert",
+        "extends = \"toy-nano\"\nname = \"toy-nano-hubert\"\n[recipe]\nkind = \"hubert\"\nunits = 4\nprepare_batches = 1\n[recipe.mask]\nratio = 0.5\n",
+    ),
 ];

@@ -11,6 +11,7 @@ const PRESETS: &[(&str, &str)] = &[
     RECIPE_PRESETS[1],
     RECIPE_PRESETS[2],
     RECIPE_PRESETS[3],
+    RECIPE_PRESETS[4],
 ];
 
 fn app() -> App<Toy> {

@@ -12,7 +12,9 @@ pub mod dino;
 pub mod ema;
 pub mod fusion;
 pub mod heads;
+pub mod hubert;
 pub mod ijepa;
+pub mod kmeans;
 pub mod losses;
 pub mod mae;
 pub mod moco;
@@ -163,6 +165,16 @@ pub trait Recipe {
     }
     /// The backbone being pretrained (its parameters live under `encoder.`).
     fn encoder(&self) -> &Encoder;
+    /// Batches this recipe fits something on before the first step of a fresh run (HuBERT's
+    /// k-means codebook); 0 for none.
+    fn prepare_batches(&self) -> usize {
+        0
+    }
+    /// Fits what [`Recipe::prepare_batches`] asked for; the result is recipe state (a
+    /// non-trainable parameter), so a resumed run keeps it and does not prepare again.
+    fn prepare(&mut self, _store: &ParamStore, _batches: &[Batch], _rng: &mut Rng) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Checks that `batch` holds the views `recipe` asked for (count and specs).
@@ -195,6 +207,8 @@ pub enum RecipeConfig {
     Ijepa(ijepa::IjepaConfig),
     /// data2vec 2.0 regression of averaged teacher layers, `kind = "data2vec"`.
     Data2vec(data2vec::Data2vecConfig),
+    /// HuBERT masked prediction of k-means units, `kind = "hubert"`.
+    Hubert(hubert::HubertConfig),
 }
 
 impl RecipeConfig {
@@ -210,6 +224,7 @@ impl RecipeConfig {
             RecipeConfig::Moco(c) => Ok(Box::new(moco::Moco::new(c, enc, store)?)),
             RecipeConfig::Ijepa(c) => Ok(Box::new(ijepa::Ijepa::new(c, enc, store)?)),
             RecipeConfig::Data2vec(c) => Ok(Box::new(data2vec::Data2vec::new(c, enc, store)?)),
+            RecipeConfig::Hubert(c) => Ok(Box::new(hubert::Hubert::new(c, enc, store)?)),
         }
     }
 }

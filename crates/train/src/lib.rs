@@ -252,6 +252,16 @@ pub fn train(
     let views = recipe.views();
     source.check_views(&views)?;
     let root = Rng::new(opts.seed);
+    let prepare = recipe.prepare_batches() as u64;
+    if start == 1 && prepare > 0 {
+        // The first batches of the data order, drawn with their own generators.
+        let mut batches = Vec::with_capacity(prepare as usize);
+        for i in 1..=prepare {
+            let mut rng = root.fork(&format!("prepare-{i}"));
+            batches.push(source.batch(i, cfg.batch_size, &views, &mut rng)?);
+        }
+        recipe.prepare(store, &batches, &mut root.fork("prepare"))?;
+    }
     let t0 = Instant::now();
     let mut losses = Vec::new();
     let mut last_ckpt = None;

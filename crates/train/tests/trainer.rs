@@ -134,11 +134,15 @@ fn loss_falls() {
 }
 
 /// Recipes whose state must survive a resume: MAE (weights and moments only), MoCo with
-/// an EMA teacher and a queue of keys, DINO with an EMA teacher and a centre.
+/// an EMA teacher and a queue of keys, HuBERT with a k-means codebook fitted before step
+/// 1 (and not again on resume), DINO with an EMA teacher and a centre.
 fn resumable_recipes() -> Vec<RecipeConfig> {
     vec![
         setup().1,
         RecipeConfig::Moco(toml::from_str("dim = 16\nhidden_dim = 32\nqueue = 6").unwrap()),
+        RecipeConfig::Hubert(
+            toml::from_str("units = 4\nprepare_batches = 2\n[mask]\nratio = 0.5").unwrap(),
+        ),
         RecipeConfig::Dino(
             toml::from_str(
                 "local_views = 1\n[head]\nout_dim = 16\nhidden_dim = 32\nbottleneck_dim = 8",
@@ -192,7 +196,12 @@ fn resume_is_bit_exact() {
             "{kind}: weights and recipe state after resume differ"
         );
         // The state is really there and really moves.
-        for name in ["teacher.encoder.norm.weight", "moco.queue", "dino.center"] {
+        for name in [
+            "teacher.encoder.norm.weight",
+            "moco.queue",
+            "dino.center",
+            "hubert.codebook",
+        ] {
             if let Some((_, w)) = wa.iter().find(|(n, _)| n == name) {
                 assert!(
                     w.iter().any(|&x| x != 0.0 && x != 1.0),

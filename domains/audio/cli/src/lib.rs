@@ -32,6 +32,10 @@ pub const PRESETS: Presets = Presets(&[
         include_str!("../../../../models/audio-tiny-data2vec.toml"),
     ),
     (
+        "audio-tiny-hubert",
+        include_str!("../../../../models/audio-tiny-hubert.toml"),
+    ),
+    (
         "audio-nano-demo",
         include_str!("../../../../models/audio-nano-demo.toml"),
     ),
