@@ -100,7 +100,11 @@ impl<M: Modality> RunCard<M> {
     pub fn resolve(presets: &Presets, default: &str, common: &CommonArgs) -> Result<Self> {
         let value = presets.resolve(common.preset.as_deref(), default, common.config.as_deref())?;
         let what = common.preset.as_deref().unwrap_or(default);
-        let mut card = Self::from_value(value, &format!("preset `{what}`"))?;
+        let what = match &common.config {
+            Some(c) => format!("preset `{what}` with --config {}", c.display()),
+            None => format!("preset `{what}`"),
+        };
+        let mut card = Self::from_value(value, &what)?;
         card.apply_flags(common);
         Ok(card)
     }

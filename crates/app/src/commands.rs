@@ -330,6 +330,13 @@ impl<M: Modality> App<M> {
         card.data = data.display().to_string();
         let mut items = list_from::<M>(&data, common, true)?;
         let mut m = card.modality()?;
+        // The recipe's hyperparameters are checked now, not after the statistics pass.
+        card.recipe
+            .build(
+                &card.encoder_config(&m)?,
+                &mut ParamStore::new(card.seed, &Device::Cpu),
+            )
+            .context("invalid [recipe]")?;
         let mut skipped = Vec::new();
         if let Some(fit) = fit_stats(&m, &items, common.strict)? {
             eprintln!(

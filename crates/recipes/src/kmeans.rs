@@ -26,7 +26,7 @@ pub fn nearest(centroids: &[f32], d: usize, x: &[f32]) -> usize {
 /// cluster is re-seeded with the point farthest from its centroid. Fewer than `k` distinct
 /// rows, or non-finite values, are errors.
 pub fn kmeans(data: &[f32], d: usize, k: usize, iters: usize, rng: &mut Rng) -> Result<Vec<f32>> {
-    if d == 0 || k == 0 || data.len() % d != 0 {
+    if d == 0 || k == 0 || !data.len().is_multiple_of(d) {
         return Err(CoreError::Config(format!(
             "k-means: {} values are not rows of {d}, or k = {k}",
             data.len()

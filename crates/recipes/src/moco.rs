@@ -39,6 +39,9 @@ pub struct MocoConfig {
     /// Apply the modality's augmentation to both views.
     #[serde(default = "yes")]
     pub augment: bool,
+    /// Batch-normalise the hidden layers of the projector and predictor (the paper does).
+    #[serde(default)]
+    pub batch_norm: bool,
     /// What the projector reads: the CLS token (the paper) or the mean patch token.
     #[serde(default)]
     pub pool: Pool,
@@ -96,11 +99,12 @@ impl Moco {
         cfg.ema.validate("moco")?;
         let (d, h, o) = (enc.dim, cfg.hidden_dim, cfg.dim);
         let encoder = Encoder::new(enc, store, ENCODER_PREFIX)?;
-        let projector = MlpHead::new(store, "moco.projector", d, h, o, 3)?;
-        let predictor = MlpHead::new(store, "moco.predictor", o, h, o, 2)?;
+        let bn = cfg.batch_norm;
+        let projector = MlpHead::new(store, "moco.projector", d, h, o, 3, bn)?;
+        let predictor = MlpHead::new(store, "moco.predictor", o, h, o, 2, bn)?;
         let teacher = Encoder::new(enc, store, &format!("{TEACHER}.{ENCODER_PREFIX}"))?;
         let teacher_projector =
-            MlpHead::new(store, &format!("{TEACHER}.moco.projector"), d, h, o, 3)?;
+            MlpHead::new(store, &format!("{TEACHER}.moco.projector"), d, h, o, 3, bn)?;
         let ema = Ema::new(store, TEACHER, cfg.ema)?;
         let queue = if cfg.queue > 0 {
             // Random unit keys to start with, as MoCo v2.
