@@ -10,6 +10,7 @@
 //! targets at the masked tokens (mean squared error over the real masked tokens).
 
 use crate::ema::{Ema, EmaConfig};
+use crate::losses::masked_mse;
 use crate::predictor::{gather_tokens, keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{Tensor, D};
@@ -172,10 +173,7 @@ impl Recipe for Data2vec {
         let queries = TokenTensors::from_tokens(&m.masked, &dev)?;
         let out = self.encoder.forward(&vis)?;
         let pred = self.decoder.forward(&out, &vis, &queries)?;
-        let keep = keep_of(&m.masked, &dev)?;
-        let per_token = (pred - target)?.sqr()?.mean(D::Minus1)?;
-        let n = keep.sum_all()?.to_scalar::<f32>()?.max(1.0);
-        let loss = ((per_token * keep)?.sum_all()? / n as f64)?;
+        let (loss, n) = masked_mse(&pred, &target, &keep_of(&m.masked, &dev)?)?;
         Ok(StepOutput::new(
             loss,
             vec![

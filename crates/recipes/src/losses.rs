@@ -180,6 +180,20 @@ pub fn info_nce(q: &Tensor, k: &Tensor, temperature: f64, symmetric: bool) -> Re
     Ok(((q_to_k + k_to_q)? * 0.5)?)
 }
 
+/// Mean squared error per row (the mean over the last dimension), averaged over the kept
+/// rows: `Σ keep · mean_d (pred − target)² / max(Σ keep, 1)`; also returns that
+/// denominator (the number of rows counted, at least 1). MAE's and data2vec's loss.
+///
+/// # Shapes
+/// `pred [B, M, D]`, `target [B, M, D]`, `keep [B, M]` (1 = counts) → (scalar `[]`, count)
+pub fn masked_mse(pred: &Tensor, target: &Tensor, keep: &Tensor) -> Result<(Tensor, f32)> {
+    same_shape("masked_mse: target", pred, target)?;
+    let keep = row_keep("masked_mse: keep", pred, keep)?;
+    let per_row = (pred - target)?.sqr()?.mean(D::Minus1)?;
+    let n = keep.sum_all()?.to_scalar::<f32>()?.max(1.0);
+    Ok((((per_row * keep)?.sum_all()? / n as f64)?, n))
+}
+
 /// Smooth L1 (Huber-like) loss with PyTorch's definition: per element `x = pred − target`,
 /// `0.5 x² / β` where `|x| < β` and `|x| − 0.5 β` elsewhere (`β = 0` is plain L1), averaged
 /// over the kept elements. Computed as `0.5 min(|x|, β)² / β + |x| − min(|x|, β)`, which is

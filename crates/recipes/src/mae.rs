@@ -8,7 +8,8 @@
 //! tokens' values. The loss is the mean squared error over masked tokens only, optionally
 //! against per-token normalised targets (`norm_pix_loss`).
 
-use crate::predictor::{Predictor, PredictorShape};
+use crate::losses::masked_mse;
+use crate::predictor::{keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -121,12 +122,7 @@ impl Mae {
     fn masked_loss(&self, pred: &Tensor, masked: &Tokens) -> Result<(Tensor, f32)> {
         let dev = pred.device();
         let target = Tensor::from_vec(self.targets(masked), (masked.b, masked.n, masked.p), dev)?;
-        let per_token = (pred - target)?.sqr()?.mean(2)?; // [B, M]
-        let keep: Vec<f32> = masked.padding.iter().map(|&x| 1.0 - x as f32).collect();
-        let keep = Tensor::from_vec(keep, (masked.b, masked.n), dev)?;
-        let n_real = keep.sum_all()?.to_scalar::<f32>()?.max(1.0);
-        let loss = ((per_token * keep)?.sum_all()? / n_real as f64)?;
-        Ok((loss, n_real))
+        masked_mse(pred, &target, &keep_of(masked, dev)?)
     }
 }
 

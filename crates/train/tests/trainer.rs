@@ -108,6 +108,17 @@ fn run_recipe(
     Ok((s.losses, store))
 }
 
+/// Options of a fresh run in `dir` with seed 7.
+fn fresh(dir: &std::path::Path) -> RunOptions<'_> {
+    RunOptions {
+        run_dir: dir,
+        seed: 7,
+        resume: false,
+        config_toml: String::new(),
+        progress: false,
+    }
+}
+
 fn weights(store: &ParamStore) -> Vec<(String, Vec<f32>)> {
     store
         .iter()
@@ -172,13 +183,7 @@ fn resume_is_bit_exact() {
             let enc = setup().0;
             let mut store = ParamStore::new(7, &Device::Cpu);
             let mut recipe = rc.build(&enc, &mut store).unwrap();
-            let opts = RunOptions {
-                run_dir: &b,
-                seed: 7,
-                resume: false,
-                config_toml: String::new(),
-                progress: false,
-            };
+            let opts = fresh(&b);
             let mut src = StopAfter {
                 inner: Sines { poison_at: None },
                 last: 4,
@@ -234,13 +239,7 @@ fn a_one_view_source_is_refused_at_start() {
     let mut store = ParamStore::new(7, &Device::Cpu);
     let mut recipe = rc.build(&setup().0, &mut store).unwrap();
     let dir = tempdir("one-view");
-    let opts = RunOptions {
-        run_dir: &dir,
-        seed: 7,
-        resume: false,
-        config_toml: String::new(),
-        progress: false,
-    };
+    let opts = fresh(&dir);
     let e = train(
         recipe.as_mut(),
         &store,
@@ -309,13 +308,7 @@ fn lr_scale_applies_per_parameter() {
     store.set_lr_scale("encoder.blocks.0", 0.0);
     let before = weights(&store);
     let dir = tempdir("lr-scale");
-    let opts = RunOptions {
-        run_dir: &dir,
-        seed: 7,
-        resume: false,
-        config_toml: String::new(),
-        progress: false,
-    };
+    let opts = fresh(&dir);
     train(
         recipe.as_mut(),
         &store,
