@@ -37,7 +37,7 @@ fn shared_subcommands_read_the_same_in_every_cli() {
         tessera_audio_cli::app().command::<Cli>(),
         &[
             ("tessera-audio", "BIN"),
-            ("audio-tiny-mae", "PRESET"),
+            ("audio-tiny-hubert", "PRESET"),
             ("audio-nano-demo", "DEMO"),
             ("fsdd/labels.csv", "DATA"),
         ],

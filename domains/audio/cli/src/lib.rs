@@ -46,7 +46,7 @@ pub fn app() -> App<AudioFrontend> {
     App::new(AppInfo {
         bin: "tessera-audio",
         presets: PRESETS,
-        default_preset: "audio-tiny-mae",
+        default_preset: "audio-tiny-hubert",
         demo_preset: "audio-nano-demo",
         example_data: "fsdd/labels.csv",
     })
