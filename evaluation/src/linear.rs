@@ -349,38 +349,18 @@ impl LinearProbe {
         )
     }
 
-    fn check(&self, x: &Features) -> Result<(), EvalError> {
-        x.check_finite("features to predict")?;
-        let (c, d) = (self.n_classes, self.d);
-        let parts = [
-            ("probe feature dimension of the input", d, x.d),
-            (
-                "probe weights (n_classes * d)",
-                c.saturating_mul(d),
-                self.weights.len(),
-            ),
-            ("probe bias (n_classes)", c, self.bias.len()),
-            ("probe mean (d)", d, self.mean.len()),
-            ("probe std (d)", d, self.inv_std.len()),
-        ];
-        for (what, expected, got) in parts {
-            if expected != got {
-                return Err(EvalError::ShapeMismatch {
-                    what: what.into(),
-                    expected,
-                    got,
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Logits `[x.n, n_classes]`, row-major.
     pub fn logits(&self, x: &Features) -> Result<Vec<f64>, EvalError> {
-        self.check(x)?;
-        let xs = standardise(x, &self.mean, &self.inv_std);
-        let theta: Vec<f64> = self.weights.iter().chain(&self.bias).copied().collect();
-        Ok(logits(&xs, x.n, &theta, self.d, self.n_classes))
+        let (c, d) = (self.n_classes, self.d);
+        probe_logits(
+            x,
+            &self.weights,
+            &self.bias,
+            &self.mean,
+            &self.inv_std,
+            c,
+            d,
+        )
     }
 
     /// Predicted class per row: `[x.n]` (ties go to the lower class index).
@@ -435,6 +415,44 @@ pub(crate) fn scaler(x: &Features) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// `(x - mean) * inv_std` as `f64`, `[n, d]`.
+/// Logits `[x.n, c]` of a linear probe (`weights [c, d]`, `bias [c]`) on features
+/// standardised by `mean` and `inv_std` (`[d]` each), after checking every size against
+/// `c`, `d` and the input: the multinomial and the multi-label probes share it.
+pub(crate) fn probe_logits(
+    x: &Features,
+    weights: &[f64],
+    bias: &[f64],
+    mean: &[f64],
+    inv_std: &[f64],
+    c: usize,
+    d: usize,
+) -> Result<Vec<f64>, EvalError> {
+    x.check_finite("features to predict")?;
+    let parts = [
+        ("probe feature dimension of the input", d, x.d),
+        (
+            "probe weights (n_classes * d)",
+            c.saturating_mul(d),
+            weights.len(),
+        ),
+        ("probe bias (n_classes)", c, bias.len()),
+        ("probe mean (d)", d, mean.len()),
+        ("probe std (d)", d, inv_std.len()),
+    ];
+    for (what, expected, got) in parts {
+        if expected != got {
+            return Err(EvalError::ShapeMismatch {
+                what: what.into(),
+                expected,
+                got,
+            });
+        }
+    }
+    let xs = standardise(x, mean, inv_std);
+    let theta: Vec<f64> = weights.iter().chain(bias).copied().collect();
+    Ok(logits(&xs, x.n, &theta, d, c))
+}
+
 pub(crate) fn standardise(x: &Features, mean: &[f64], inv_std: &[f64]) -> Vec<f64> {
     let mut out = Vec::with_capacity(x.data.len());
     for row in x.data.chunks_exact(x.d.max(1)) {

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::kernels::a_bt;
 use crate::lbfgs::{minimize, LbfgsConfig, LbfgsReport};
 use crate::linear::{
-    check_fit_inputs, gradient_from_residuals, logits, remap, scaler, standardise, transpose,
-    LinearProbeConfig, ROWS_PER_BLOCK,
+    check_fit_inputs, gradient_from_residuals, logits, probe_logits, remap, scaler, standardise,
+    transpose, LinearProbeConfig, ROWS_PER_BLOCK,
 };
 use crate::split::random_split;
 use crate::{EvalError, Features, ProbeConfig, ResultRow};
@@ -331,21 +331,17 @@ impl MultiLabelReport {
         features: &str,
         seed: u64,
     ) -> ResultRow {
-        let mut row = ResultRow {
-            run: run.into(),
-            task: task.into(),
-            protocol: protocol.into(),
-            features: features.into(),
+        let metrics = [
+            ("map_micro", Some(self.map_micro)),
+            ("map_macro", Some(self.map_macro)),
+            ("auroc_macro", self.auroc_macro),
+        ];
+        ResultRow::with_extras(
+            [run, task, protocol, features],
             seed,
-            n_test: self.n,
-            ..ResultRow::default()
-        };
-        row.extra.insert("map_micro".into(), self.map_micro);
-        row.extra.insert("map_macro".into(), self.map_macro);
-        if let Some(a) = self.auroc_macro {
-            row.extra.insert("auroc_macro".into(), a);
-        }
-        row
+            self.n,
+            metrics.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))),
+        )
     }
 }
 
@@ -624,38 +620,18 @@ impl MultiLabelProbe {
         &self.bias
     }
 
-    fn check(&self, x: &Features) -> Result<(), EvalError> {
-        x.check_finite("features to predict")?;
-        let (c, d) = (self.n_classes, self.d);
-        let parts = [
-            ("probe feature dimension of the input", d, x.d),
-            (
-                "probe weights (n_classes * d)",
-                c.saturating_mul(d),
-                self.weights.len(),
-            ),
-            ("probe bias (n_classes)", c, self.bias.len()),
-            ("probe mean (d)", d, self.mean.len()),
-            ("probe std (d)", d, self.inv_std.len()),
-        ];
-        for (what, expected, got) in parts {
-            if expected != got {
-                return Err(EvalError::ShapeMismatch {
-                    what: what.into(),
-                    expected,
-                    got,
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Logits `[x.n, n_classes]`, row-major.
     pub fn logits(&self, x: &Features) -> Result<Vec<f64>, EvalError> {
-        self.check(x)?;
-        let xs = standardise(x, &self.mean, &self.inv_std);
-        let theta: Vec<f64> = self.weights.iter().chain(&self.bias).copied().collect();
-        Ok(logits(&xs, x.n, &theta, self.d, self.n_classes))
+        let (c, d) = (self.n_classes, self.d);
+        probe_logits(
+            x,
+            &self.weights,
+            &self.bias,
+            &self.mean,
+            &self.inv_std,
+            c,
+            d,
+        )
     }
 
     /// Per-class probabilities `[x.n, n_classes]`, row-major (independent sigmoids).

@@ -132,19 +132,12 @@ impl RegressionReport {
         features: &str,
         seed: u64,
     ) -> ResultRow {
-        let mut row = ResultRow {
-            run: run.into(),
-            task: task.into(),
-            protocol: protocol.into(),
-            features: features.into(),
+        ResultRow::with_extras(
+            [run, task, protocol, features],
             seed,
-            n_test: self.n,
-            ..ResultRow::default()
-        };
-        for (k, v) in [("r2", self.r2), ("mae", self.mae), ("rmse", self.rmse)] {
-            row.extra.insert(k.into(), v);
-        }
-        row
+            self.n,
+            [("r2", self.r2), ("mae", self.mae), ("rmse", self.rmse)],
+        )
     }
 }
 

@@ -74,6 +74,29 @@ impl Default for ResultRow {
     }
 }
 
+impl ResultRow {
+    /// A row of named metrics only (multi-label, regression): the names, `seed`, `n_test`
+    /// and `extra`; accuracy, macro-F1 and balanced accuracy NaN.
+    pub fn with_extras<'a>(
+        names: [&str; 4],
+        seed: u64,
+        n_test: usize,
+        extra: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> Self {
+        let [run, task, protocol, features] = names;
+        Self {
+            run: run.into(),
+            task: task.into(),
+            protocol: protocol.into(),
+            features: features.into(),
+            seed,
+            n_test,
+            extra: extra.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Mean and spread of one metric over seeds (or few-shot draws).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanStd {

@@ -330,12 +330,12 @@ impl<M: Modality> App<M> {
         card.data = data.display().to_string();
         let mut items = list_from::<M>(&data, common, true)?;
         let mut m = card.modality()?;
-        // The recipe's hyperparameters are checked now, not after the statistics pass.
-        card.recipe
-            .build(
-                &card.encoder_config(&m)?,
-                &mut ParamStore::new(card.seed, &Device::Cpu),
-            )
+        // The recipe is built (and its hyperparameters checked) before the statistics
+        // pass: the token widths it needs do not depend on the statistics.
+        let mut store = ParamStore::new(card.seed, &Device::Cpu);
+        let mut recipe = card
+            .recipe
+            .build(&card.encoder_config(&m)?, &mut store)
             .context("invalid [recipe]")?;
         let mut skipped = Vec::new();
         if let Some(fit) = fit_stats(&m, &items, common.strict)? {
@@ -357,8 +357,6 @@ impl<M: Modality> App<M> {
         }
         let paths: Vec<PathBuf> = items.into_iter().map(|i| i.path).collect();
         let n_files = paths.len();
-        let mut store = ParamStore::new(card.seed, &Device::Cpu);
-        let mut recipe = card.recipe.build(&card.encoder_config(&m)?, &mut store)?;
         let mut source = Source::new(&m, paths, card.cache_mb, card.seed, common.strict);
         let opts = RunOptions {
             run_dir: out,

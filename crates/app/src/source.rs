@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_cli::{list_data, progress, CommonArgs, DataItem};
 use tessera_recipes::Batch;
-use tessera_tokens::{local_crop, Modality, Rng, Tokens, ViewKind, ViewSpec};
+use tessera_tokens::{Modality, Rng, Tokens, ViewSpec};
 use tessera_train::{BatchSource, EpochOrder, TrainError};
 
 /// The items of `--data` this modality reads; test rows dropped when `without_test`. An
@@ -265,10 +265,7 @@ impl<M: Modality> BatchSource for Source<'_, M> {
             let samples = picked
                 .iter()
                 .map(|(_, s)| {
-                    let mut v = self.m.train_view(s, rng).map_err(data)?;
-                    if spec.kind == ViewKind::Local {
-                        v = local_crop(&v, spec.extent, &spec.axes, rng);
-                    }
+                    let mut v = spec.cut(self.m.train_view(s, rng).map_err(data)?, rng);
                     if spec.augment {
                         v = self.m.augment(v, rng).map_err(data)?;
                     }

@@ -68,7 +68,7 @@ fn default_decoder_heads() -> usize {
 
 impl Default for Data2vecConfig {
     fn default() -> Self {
-        toml::from_str("").expect("every data2vec field has a default")
+        crate::serde_defaults()
     }
 }
 
@@ -169,10 +169,7 @@ impl Recipe for Data2vec {
         let m = mask_batch(&rep, &self.cfg.mask, rng)?;
         let targets = Tensor::cat(&vec![&targets; copies], 0)?;
         let target = gather_tokens(&targets, &m.masked_idx, m.masked.n)?;
-        let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
-        let queries = TokenTensors::from_tokens(&m.masked, &dev)?;
-        let out = self.encoder.forward(&vis)?;
-        let pred = self.decoder.forward(&out, &vis, &queries)?;
+        let pred = self.decoder.predict_masked(&self.encoder, &m)?;
         let (loss, n) = masked_mse(&pred, &target, &keep_of(&m.masked, &dev)?)?;
         Ok(StepOutput::new(
             loss,

@@ -91,7 +91,7 @@ fn default_center_momentum() -> f64 {
 
 impl Default for DinoConfig {
     fn default() -> Self {
-        toml::from_str("").expect("every DINO field has a default")
+        crate::serde_defaults()
     }
 }
 
@@ -232,20 +232,19 @@ impl Recipe for Dino {
         }
         let student = log_softmax(&(Tensor::cat(&student, 0)? / self.cfg.student_temperature)?)?;
         let views = globals.len() + locals.len();
-        let mut total: Option<Tensor> = None;
-        let mut pairs = 0usize;
+        let mut losses = Vec::new();
         for i in 0..globals.len() {
             let p = probs.narrow(0, i * b, b)?;
             for j in (0..views).filter(|&j| j != i) {
-                let l = nll(&student.narrow(0, j * b, b)?, &p, None)?;
-                total = Some(match total {
-                    Some(t) => (t + l)?,
-                    None => l,
-                });
-                pairs += 1;
+                losses.push(nll(&student.narrow(0, j * b, b)?, &p, None)?);
             }
         }
-        let loss = (total.expect("two views give a pair") / pairs as f64)?;
+        let pairs = losses.len();
+        let mut losses = losses.into_iter();
+        let first = losses
+            .next()
+            .ok_or_else(|| CoreError::Config("dino: no pair of views".into()))?;
+        let loss = (losses.try_fold(first, |t, l| t + l)? / pairs as f64)?;
         let entropy = (probs.clamp(1e-12, 1.0)?.log()? * &probs)?
             .sum(D::Minus1)?
             .mean_all()?

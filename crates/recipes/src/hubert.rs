@@ -60,7 +60,7 @@ fn default_iters() -> usize {
 
 impl Default for HubertConfig {
     fn default() -> Self {
-        toml::from_str("").expect("every HuBERT field has a default")
+        crate::serde_defaults()
     }
 }
 

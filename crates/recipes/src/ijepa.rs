@@ -59,7 +59,7 @@ fn default_pred_heads() -> usize {
 
 impl Default for IjepaConfig {
     fn default() -> Self {
-        toml::from_str("").expect("every I-JEPA field has a default")
+        crate::serde_defaults()
     }
 }
 
@@ -122,10 +122,7 @@ impl Recipe for Ijepa {
         )?
         .detach();
         // Student: the context only, then the predictor at the targets' coordinates.
-        let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
-        let queries = TokenTensors::from_tokens(&m.masked, &dev)?;
-        let out = self.encoder.forward(&vis)?;
-        let pred = self.predictor.forward(&out, &vis, &queries)?;
+        let pred = self.predictor.predict_masked(&self.encoder, &m)?;
         let loss = smooth_l1(&pred, &target, 1.0, Some(&keep_of(&m.masked, &dev)?))?;
         let targets: usize = m.masked_idx.iter().map(Vec::len).sum();
         let context: usize = m.visible_idx.iter().map(Vec::len).sum();

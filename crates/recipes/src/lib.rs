@@ -229,6 +229,12 @@ impl RecipeConfig {
     }
 }
 
+/// A recipe configuration with every field at its serde default (the `Default` of a
+/// config whose fields all have one).
+pub(crate) fn serde_defaults<T: serde::de::DeserializeOwned>() -> T {
+    toml::from_str("").expect("every field of a recipe configuration has a default")
+}
+
 /// Prefix of the shared encoder's parameters in every recipe's store.
 pub const ENCODER_PREFIX: &str = "encoder";
 

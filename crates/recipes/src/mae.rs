@@ -13,7 +13,7 @@ use crate::predictor::{keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use tessera_core::{Encoder, EncoderConfig, ParamStore, TokenTensors};
+use tessera_core::{Encoder, EncoderConfig, ParamStore};
 use tessera_tokens::{mask_batch, MaskStrategy, MaskedBatch, Rng, Tokens};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,11 +107,7 @@ impl Mae {
     /// The decoder's predictions for the masked tokens, `[B, M, P]` (`M` = `m.masked.n`,
     /// padded rows included). The encoder sees only `m.visible`.
     fn predict(&self, m: &MaskedBatch) -> Result<Tensor> {
-        let dev = self.encoder.cls_token.device().clone();
-        let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
-        let msk = TokenTensors::from_tokens(&m.masked, &dev)?;
-        let out = self.encoder.forward(&vis)?;
-        let pred = self.decoder.forward(&out, &vis, &msk)?;
+        let pred = self.decoder.predict_masked(&self.encoder, m)?;
         debug_assert_eq!(pred.dims(), &[m.visible.b, m.masked.n, m.masked.p]);
         Ok(pred)
     }

@@ -70,7 +70,7 @@ fn default_ema() -> EmaConfig {
 
 impl Default for MocoConfig {
     fn default() -> Self {
-        toml::from_str("").expect("every MoCo field has a default")
+        crate::serde_defaults()
     }
 }
 

@@ -9,7 +9,8 @@ use candle_core::Tensor;
 use tessera_core::layers::{attention_bias, Block, BlockConfig, LayerNorm, Linear};
 use tessera_core::params::{Decay, Init};
 use tessera_core::posenc::FourierEncoding;
-use tessera_core::{CoreError, EncoderConfig, EncoderOutput, ParamStore, TokenTensors};
+use tessera_core::{CoreError, Encoder, EncoderConfig, EncoderOutput, ParamStore, TokenTensors};
+use tessera_tokens::MaskedBatch;
 
 /// Width, depth and heads of a predictor.
 pub struct PredictorShape {
@@ -85,6 +86,16 @@ impl Predictor {
             )?,
             pred: Linear::new(store, &format!("{prefix}.decoder_pred"), s.dim, s.out, true)?,
         })
+    }
+
+    /// Predictions `[B, M, out]` at the masked tokens of `m` (`M` = `m.masked.n`, padded
+    /// rows included) from `encoder`, which sees only `m.visible`: the student pass of
+    /// MAE, I-JEPA and data2vec.
+    pub fn predict_masked(&self, encoder: &Encoder, m: &MaskedBatch) -> Result<Tensor> {
+        let dev = self.mask_token.device().clone();
+        let vis = TokenTensors::from_tokens(&m.visible, &dev)?;
+        let queries = TokenTensors::from_tokens(&m.masked, &dev)?;
+        self.forward(&encoder.forward(&vis)?, &vis, &queries)
     }
 
     /// Predictions for the queries, `[B, M, out]`, from the encoder's output on the

@@ -73,6 +73,15 @@ impl ViewSpec {
         self
     }
 
+    /// This view of a global training view: the view itself, or for a local view its
+    /// [`local_crop`].
+    pub fn cut(&self, global: SampleTokens, rng: &mut Rng) -> SampleTokens {
+        match self.kind {
+            ViewKind::Global => global,
+            ViewKind::Local => local_crop(&global, self.extent, &self.axes, rng),
+        }
+    }
+
     /// Checks the extent and that every axis exists for tokens with `k` coordinates.
     pub fn validate(&self, k: usize) -> Result<(), TokenError> {
         if !(self.extent > 0.0 && self.extent <= 1.0) {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tessera_core::{CoreError, ParamStore};
 use tessera_recipes::{Batch, Recipe, StepContext};
-use tessera_tokens::{local_crop, Rng, SampleTokens, Tokens, ViewKind, ViewSpec};
+use tessera_tokens::{Rng, SampleTokens, Tokens, ViewSpec};
 
 pub use checkpoint::{latest_checkpoint, Checkpoint};
 pub use optim::AdamW;
@@ -363,13 +363,7 @@ pub fn bench_steps(
     let views = specs
         .iter()
         .map(|s| {
-            let v: Vec<SampleTokens> = samples
-                .iter()
-                .map(|x| match s.kind {
-                    ViewKind::Global => x.clone(),
-                    ViewKind::Local => local_crop(x, s.extent, &s.axes, &mut rng),
-                })
-                .collect();
+            let v: Vec<SampleTokens> = samples.iter().map(|x| s.cut(x.clone(), &mut rng)).collect();
             Tokens::from_samples(&v)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;

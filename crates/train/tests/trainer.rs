@@ -5,7 +5,7 @@ use candle_core::Device;
 use tessera_core::{EncoderConfig, ParamStore};
 use tessera_recipes::mae::MaeConfig;
 use tessera_recipes::{Batch, RecipeConfig};
-use tessera_tokens::{local_crop, Rng, SampleTokens, Tokens, ViewKind, ViewSpec};
+use tessera_tokens::{Rng, SampleTokens, Tokens, ViewSpec};
 use tessera_train::{
     latest_checkpoint, train, BatchSource, Result, RunOptions, TrainConfig, TrainError,
 };
@@ -40,11 +40,7 @@ impl BatchSource for Sines {
                         v[0] = f32::NAN;
                     }
                     let c = (0..n).map(|i| i as f32).collect();
-                    let s = SampleTokens::new(v, c, n, 8, 1).unwrap();
-                    match spec.kind {
-                        ViewKind::Global => s,
-                        ViewKind::Local => local_crop(&s, spec.extent, &spec.axes, rng),
-                    }
+                    spec.cut(SampleTokens::new(v, c, n, 8, 1).unwrap(), rng)
                 })
                 .collect();
             out.push(Tokens::from_samples(&samples).unwrap());
