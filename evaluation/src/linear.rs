@@ -37,6 +37,10 @@ pub struct LinearProbeConfig {
     /// Convergence tolerance: stop when the largest absolute gradient entry of the
     /// objective is at most `tol`.
     pub tol: f64,
+    /// Class-balanced fit (scikit-learn's `class_weight="balanced"`): sample `i` of class
+    /// `c` weighs `n / (C · n_c)` in the loss, and the L2 strength is chosen by balanced
+    /// accuracy on validation. For imbalanced tasks scored by balanced accuracy.
+    pub balanced: bool,
 }
 
 impl Default for LinearProbeConfig {
@@ -45,6 +49,7 @@ impl Default for LinearProbeConfig {
             l2_grid: vec![1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
             max_iter: 300,
             tol: 1e-6,
+            balanced: false,
         }
     }
 }
@@ -191,7 +196,7 @@ pub fn fit_linear_probe(
     let (mean, inv_std) = scaler(train);
     let x_train = standardise(train, &mean, &inv_std);
     let x_val = standardise(val, &mean, &inv_std);
-    let problem = Softmax::new(&x_train, y_train, d, n_classes);
+    let problem = Softmax::new(&x_train, y_train, d, n_classes).balanced(cfg.balanced);
 
     let mut theta = vec![0.0; n_classes * d + n_classes];
     let mut points = Vec::with_capacity(grid.len());
@@ -199,7 +204,11 @@ pub fn fit_linear_probe(
     for &l2 in &grid {
         let report = problem.fit(l2, &mut theta, &lbfgs);
         let pred = predict_standardised(&x_val, val.n, &theta, d, n_classes);
-        let acc = pred.iter().zip(y_val).filter(|(p, y)| p == y).count() as f64 / val.n as f64;
+        let acc = if cfg.balanced {
+            balanced_accuracy(&pred, y_val, n_classes)
+        } else {
+            pred.iter().zip(y_val).filter(|(p, y)| p == y).count() as f64 / val.n as f64
+        };
         let better = match &best {
             Some((k, _)) => acc > points_acc(&points, *k),
             None => true,
@@ -234,7 +243,9 @@ pub fn fit_linear_probe(
         (&mean, &inv_std),
         (&mean_all, &inv_std_all),
     );
-    let report = Softmax::new(&x_all, &y_all, d, n_classes).fit(l2, &mut theta, &lbfgs);
+    let report = Softmax::new(&x_all, &y_all, d, n_classes)
+        .balanced(cfg.balanced)
+        .fit(l2, &mut theta, &lbfgs);
     let bias = theta.split_off(n_classes * d);
     Ok(LinearProbe {
         l2,
@@ -280,7 +291,9 @@ pub fn fit_linear_probe_with_l2(
     let (mean, inv_std) = scaler(train);
     let x = standardise(train, &mean, &inv_std);
     let mut theta = vec![0.0; n_classes * d + n_classes];
-    let report = Softmax::new(&x, y_train, d, n_classes).fit(l2, &mut theta, &cfg.lbfgs());
+    let report = Softmax::new(&x, y_train, d, n_classes)
+        .balanced(cfg.balanced)
+        .fit(l2, &mut theta, &cfg.lbfgs());
     let bias = theta.split_off(n_classes * d);
     Ok(LinearProbe {
         l2,
@@ -534,6 +547,23 @@ pub(crate) struct Softmax<'a> {
     n: usize,
     d: usize,
     c: usize,
+    /// Per-class sample weights (`None`: all 1).
+    class_weight: Option<Vec<f64>>,
+}
+
+/// Mean over the classes present in `y` of the per-class recall.
+fn balanced_accuracy(pred: &[usize], y: &[usize], c: usize) -> f64 {
+    let mut hit = vec![0usize; c];
+    let mut tot = vec![0usize; c];
+    for (&p, &t) in pred.iter().zip(y) {
+        tot[t] += 1;
+        hit[t] += usize::from(p == t);
+    }
+    let present: Vec<f64> = (0..c)
+        .filter(|&k| tot[k] > 0)
+        .map(|k| hit[k] as f64 / tot[k] as f64)
+        .collect();
+    present.iter().sum::<f64>() / present.len().max(1) as f64
 }
 
 /// `x [n, d]` transposed to `[d, n]`.
@@ -580,7 +610,37 @@ impl<'a> Softmax<'a> {
     pub(crate) fn new(x: &'a [f64], y: &'a [usize], d: usize, c: usize) -> Self {
         let n = y.len();
         let xt = transpose(x, n, d);
-        Self { x, xt, y, n, d, c }
+        Self {
+            x,
+            xt,
+            y,
+            n,
+            d,
+            c,
+            class_weight: None,
+        }
+    }
+
+    /// With `on`, weighs each sample by `n / (C · n_class)` (classes present in `y`).
+    pub(crate) fn balanced(mut self, on: bool) -> Self {
+        if on {
+            let mut count = vec![0usize; self.c];
+            self.y.iter().for_each(|&k| count[k] += 1);
+            let present = count.iter().filter(|&&k| k > 0).count().max(1);
+            self.class_weight = Some(
+                count
+                    .iter()
+                    .map(|&k| {
+                        if k > 0 {
+                            self.n as f64 / (present * k) as f64
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        self
     }
 
     /// `mean_i CE + l2/2 ‖W‖²` at `theta`; writes the gradient into `grad` (same length).
@@ -600,9 +660,13 @@ impl<'a> Softmax<'a> {
                 for (z, &yi) in rb.chunks_exact_mut(c).zip(yb) {
                     z.iter_mut().zip(b).for_each(|(v, bv)| *v += bv);
                     let lse = log_sum_exp(z);
-                    loss += lse - z[yi];
+                    let wi = self.class_weight.as_ref().map_or(1.0, |cw| cw[yi]);
+                    loss += wi * (lse - z[yi]);
                     z.iter_mut().for_each(|v| *v = (*v - lse).exp());
                     z[yi] -= 1.0;
+                    if wi != 1.0 {
+                        z.iter_mut().for_each(|v| *v *= wi);
+                    }
                 }
                 loss
             })
@@ -649,13 +713,29 @@ mod tests {
         let x: Vec<f64> = (0..n * d).map(|_| rng.normal()).collect();
         let y: Vec<usize> = (0..n).map(|_| rng.below(c)).collect();
         let theta: Vec<f64> = (0..c * d + c).map(|_| 0.5 * rng.normal()).collect();
-        let p = Softmax::new(&x, &y, d, c);
         let l2 = 0.3;
+        let h = 1e-6;
+        let mut scratch = vec![0.0; theta.len()];
+        // The class-balanced loss has the same gradient check.
+        let pb = Softmax::new(&x, &y, d, c).balanced(true);
+        let mut gb = vec![0.0; theta.len()];
+        pb.loss_grad(&theta, l2, &mut gb);
+        for j in 0..theta.len() {
+            let mut tp = theta.clone();
+            tp[j] += h;
+            let fp = pb.loss_grad(&tp, l2, &mut scratch);
+            tp[j] -= 2.0 * h;
+            let fm = pb.loss_grad(&tp, l2, &mut scratch);
+            let num = (fp - fm) / (2.0 * h);
+            assert!(
+                (num - gb[j]).abs() < 1e-7 * (1.0 + gb[j].abs()),
+                "balanced param {j}"
+            );
+        }
+        let p = Softmax::new(&x, &y, d, c);
         let mut g = vec![0.0; theta.len()];
         let f0 = p.loss_grad(&theta, l2, &mut g);
         assert!(f0.is_finite() && f0 > 0.0);
-        let h = 1e-6;
-        let mut scratch = vec![0.0; theta.len()];
         for j in 0..theta.len() {
             let mut tp = theta.clone();
             tp[j] += h;
@@ -680,6 +760,31 @@ mod tests {
         }
         direct = direct / n as f64 + 0.5 * l2 * w.iter().map(|v| v * v).sum::<f64>();
         assert!((direct - f0).abs() < 1e-12, "{direct} vs {f0}");
+    }
+
+    #[test]
+    fn balanced_fit_raises_minority_recall() {
+        // Two overlapping classes, 9:1: the plain fit favours the majority class.
+        let mut rng = Rng::new(5);
+        let (n, d) = (1000, 2);
+        let y: Vec<usize> = (0..n).map(|i| usize::from(i % 10 == 0)).collect();
+        let x: Vec<f32> = y
+            .iter()
+            .flat_map(|&k| [(k as f64 + rng.normal()) as f32, rng.normal() as f32])
+            .collect();
+        let f = Features::new(x, n, d).unwrap();
+        let (tr, ytr, va, yva) = split(&f, &y, 800);
+        let plain = LinearProbeConfig::default();
+        let bal = LinearProbeConfig {
+            balanced: true,
+            ..plain.clone()
+        };
+        let score = |cfg: &LinearProbeConfig| {
+            let p = fit_linear_probe(&tr, &ytr, &va, &yva, 2, cfg).unwrap();
+            balanced_accuracy(&p.predict(&f).unwrap(), &y, 2)
+        };
+        let (a, b) = (score(&plain), score(&bal));
+        assert!(b > a + 0.1, "balanced {b} vs plain {a}");
     }
 
     #[test]

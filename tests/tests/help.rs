@@ -51,15 +51,29 @@ fn shared_subcommands_read_the_same_in_every_cli() {
             ("msd_hippocampus/images", "DATA"),
         ],
     );
+    let eeg = helps(
+        tessera_eeg_cli::app().command::<Cli>(),
+        &[
+            ("tessera-eeg", "BIN"),
+            ("eeg-tiny-mae", "PRESET"),
+            ("eeg-nano-demo", "DEMO"),
+            ("epochs.csv", "DATA"),
+        ],
+    );
     assert_eq!(medical.len(), audio.len());
+    assert_eq!(eeg.len(), audio.len());
     assert_eq!(
         audio.len(),
         10,
         "{:?}",
         audio.iter().map(|a| &a.0).collect::<Vec<_>>()
     );
-    for ((name, a), (_, m)) in audio.iter().zip(&medical) {
+    for (((name, a), (_, m)), (_, e)) in audio.iter().zip(&medical).zip(&eeg) {
         assert_eq!(a, m, "`{name} --help` differs between the CLIs");
+        assert_eq!(
+            a, e,
+            "`{name} --help` differs between the audio and EEG CLIs"
+        );
         assert!(a.contains("Example:") && a.contains("BIN"), "{name}: {a}");
         if name == "plot" {
             // Reads a run or results folder only.

@@ -435,6 +435,27 @@ impl<M: Modality> App<M> {
         items: &[DataItem],
         common: &CommonArgs,
     ) -> Result<M> {
+        if let (Some(_), Some(path)) = (&common.checkpoint, &common.config) {
+            // A run's model is fixed; `--config` may still change how it is probed.
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --config {}", path.display()))?;
+            let mut over: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("--config {}: not a TOML table", path.display()))?;
+            let probe = over.remove("probe");
+            if let Some(k) = over.keys().next() {
+                bail!(
+                    "--config {}: with --checkpoint only a [probe] table applies (the model is the run's), found `{k}`",
+                    path.display()
+                );
+            }
+            if let Some(p) = probe {
+                let mut base = toml::Value::try_from(&card.probe)?;
+                tessera_cli::deep_merge(&mut base, p);
+                card.probe = base
+                    .try_into()
+                    .with_context(|| format!("--config {}: invalid [probe]", path.display()))?;
+            }
+        }
         let m = card.modality()?;
         let train: Vec<DataItem> = items
             .iter()

@@ -32,6 +32,9 @@ pub enum AudioError {
     /// The token contract (`tessera_tokens`) refused the tokens.
     #[error("tokens: {0}")]
     Tokens(#[from] tessera_tokens::TokenError),
+    /// A resampling rate was refused.
+    #[error("{0}")]
+    Signal(#[from] tessera_signal::SignalError),
     #[error("invalid feature configuration: {0}")]
     Config(String),
     /// The signal holds fewer samples than one analysis frame needs.

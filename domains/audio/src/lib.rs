@@ -9,10 +9,11 @@ pub mod error;
 pub mod features;
 pub mod frontend;
 pub mod modality;
-pub mod resample;
 pub mod synth;
 pub mod tokenizer;
 pub mod wav;
 
 pub use error::AudioError;
 pub use frontend::{AudioFrontend, AudioFrontendConfig};
+/// The resampler now lives in `tessera-signal` (shared with EEG); re-exported here.
+pub use tessera_signal::resample;

@@ -262,7 +262,7 @@ fn resampler_reuse_and_rate_errors() {
     assert_eq!(r.output_len(x.len()), r.process(x).len());
     assert!(matches!(
         Resampler::new(0, 16_000),
-        Err(AudioError::Config(_))
+        Err(tessera_signal::SignalError::Config(_))
     ));
 }
 

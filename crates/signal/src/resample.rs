@@ -15,7 +15,7 @@
 //! (e.g. 44 101 → 16 000 Hz), where torchaudio's dense kernel takes gigabytes. The taps are
 //! evaluated with torchaudio's float32 operations, so outputs agree with it to ~2e-7.
 
-use crate::error::AudioError;
+use crate::SignalError;
 
 const LOWPASS_FILTER_WIDTH: f64 = 6.0;
 const ROLLOFF: f64 = 0.99;
@@ -59,9 +59,9 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 impl Resampler {
     /// Build the polyphase kernel for `from_hz` → `to_hz`. Both rates must be positive.
-    pub fn new(from_hz: u32, to_hz: u32) -> Result<Self, AudioError> {
+    pub fn new(from_hz: u32, to_hz: u32) -> Result<Self, SignalError> {
         if from_hz == 0 || to_hz == 0 {
-            return Err(AudioError::Config(format!(
+            return Err(SignalError::Config(format!(
                 "resampling rates must be positive, got {from_hz} Hz -> {to_hz} Hz"
             )));
         }
