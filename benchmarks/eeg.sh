@@ -6,8 +6,10 @@
 # probes, balanced accuracy, against random initialisation and the band-power baseline;
 # the PyTorch peers run on the same windows with benchmarks/eeg_peers.py.
 # Usage: benchmarks/eeg.sh [mat_steps] [mmidb_steps] [seeds...]
-#   EEG=/path/to/shared/data/eeg OUT=runs/eeg benchmarks/eeg.sh 3000 1000 0 1 2 3 4
-# Pretraining runs two at a time with one thread each.
+#   EEG=/path/to/shared/data/eeg OUT=runs/eeg MMIDB_SEEDS="0 1 2" benchmarks/eeg.sh 3000 600 0 1 2 3 4
+# Pretraining runs two at a time with one thread each; EEGMMIDB encoders are pretrained
+# for the seeds in MMIDB_SEEDS (default: the same seeds). A run with a `done` marker is
+# not pretrained again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mat_steps=${1:-3000}
@@ -15,6 +17,7 @@ mmidb_steps=${2:-1000}
 shift $(( $# > 2 ? 2 : $# ))
 seeds=("${@:-0 1 2 3 4}")
 seeds=(${seeds[*]})
+read -r -a mmidb_seeds <<< "${MMIDB_SEEDS:-${seeds[*]}}"
 EEG=${EEG:-../shared/data/eeg}
 OUT=${OUT:-runs/eeg}
 PRESET=${PRESET:-eeg-tiny-mae}
@@ -39,25 +42,28 @@ done
 # runs except the two test runs.
 realpath "$mmidb"/*.edf | grep -v -e R11 -e R12 > "$OUT/mmidb_pretrain.txt"
 
+jobs=()
+for s in "${seeds[@]}"; do jobs+=("mat:$EEG/eegmat/labels.csv:$mat_steps:$s"); done
+for s in "${mmidb_seeds[@]}"; do jobs+=("mmidb:$OUT/mmidb_pretrain.txt:$mmidb_steps:$s"); done
 i=0
-for s in "${seeds[@]}"; do
-  for job in "mat:$EEG/eegmat/labels.csv:$mat_steps" "mmidb:$OUT/mmidb_pretrain.txt:$mmidb_steps"; do
-    IFS=: read -r name data steps <<< "$job"
-    run="$OUT/$name-$PRESET-s$s"
-    if [ ! -f "$run/done" ]; then
-      ( "$bin" pretrain --preset "$PRESET" --data "$data" --seed "$s" --steps "$steps" --threads 1 --out "$run" > "$run.log" 2>&1 && touch "$run/done" ) &
-      i=$((i + 1))
-      if (( i % 2 == 0 )); then wait; fi
-    fi
-  done
+for job in "${jobs[@]}"; do
+  IFS=: read -r name data steps s <<< "$job"
+  run="$OUT/$name-$PRESET-s$s"
+  if [ ! -f "$run/done" ]; then
+    ( "$bin" pretrain --preset "$PRESET" --data "$data" --seed "$s" --steps "$steps" --threads 1 --out "$run" > "$run.log" 2>&1 && touch "$run/done" ) &
+    i=$((i + 1))
+    if (( i % 2 == 0 )); then wait; fi
+  fi
 done
 wait
 
 probe() { "$bin" probe "$@" --config benchmarks/eeg_probe.toml --threads 2 --out "$OUT/results" > /dev/null; }
 for s in "${seeds[@]}"; do
   probe --checkpoint "$OUT/mat-$PRESET-s$s" --data "$OUT/eegmat.csv" --name "eegmat-pretrained-eegmat"
-  probe --checkpoint "$OUT/mmidb-$PRESET-s$s" --data "$OUT/eegmat.csv" --name "eegmat-pretrained-mmidb-64ch"
   probe --random-init --preset "$PRESET" --seed "$s" --data "$OUT/eegmat.csv" --name "eegmat-random-init"
+done
+for s in "${mmidb_seeds[@]}"; do
+  probe --checkpoint "$OUT/mmidb-$PRESET-s$s" --data "$OUT/eegmat.csv" --name "eegmat-pretrained-mmidb-64ch"
   for name in imagery execution; do
     probe --checkpoint "$OUT/mmidb-$PRESET-s$s" --data "$OUT/mmidb_$name.csv" --name "mmidb-$name-pretrained-mmidb"
     probe --random-init --preset "$PRESET" --seed "$s" --data "$OUT/mmidb_$name.csv" --name "mmidb-$name-random-init"

@@ -202,6 +202,11 @@ pub struct GroupMaskConfig {
     pub ratio: f32,
     /// Index of the coordinate axis whose value names the group (`< K`).
     pub axis: usize,
+    /// Further axes whose values are part of the group's name: `axis = 0, with_axes =
+    /// [1, 2]` groups EEG tokens by electrode position (x, y, z), so whole channels are
+    /// masked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_axes: Vec<usize>,
 }
 
 fn default_group_ratio() -> f32 {
@@ -332,7 +337,17 @@ impl GroupMaskConfig {
     /// Checks `ratio` and `axis < k`.
     pub fn validate(&self, k: usize) -> Result<(), TokenError> {
         check_ratio(self.ratio)?;
-        check_axis("group", self.axis, k)
+        check_axis("group", self.axis, k)?;
+        self.with_axes
+            .iter()
+            .try_for_each(|&a| check_axis("group", a, k))
+    }
+
+    /// Every axis of the group key.
+    fn axes(&self) -> Vec<usize> {
+        std::iter::once(self.axis)
+            .chain(self.with_axes.iter().copied())
+            .collect()
     }
 }
 
@@ -434,7 +449,7 @@ pub fn group_mask(
 ) -> Result<MaskedBatch, TokenError> {
     cfg.validate(batch.k)?;
     check_batch(batch)?;
-    mask_per_sample(batch, &[cfg.axis], |c, real| {
+    mask_per_sample(batch, &cfg.axes(), |c, real| {
         Ok(group_sample(c, batch.k, real, cfg, rng))
     })
 }
@@ -649,17 +664,29 @@ fn group_sample(
     if t == 0 {
         return Vec::new();
     }
-    // Groups by exact value (-0 and +0 together), in value order, then seeded order.
-    let key = |j: usize| {
-        let v = coords[j * k + cfg.axis];
-        if v == 0.0 {
-            0f32
-        } else {
-            v
-        }
+    // Groups by exact values (-0 and +0 together), in value order, then seeded order.
+    let axes = cfg.axes();
+    let key = |j: usize| -> Vec<f32> {
+        axes.iter()
+            .map(|&a| {
+                let v = coords[j * k + a];
+                if v == 0.0 {
+                    0f32
+                } else {
+                    v
+                }
+            })
+            .collect()
+    };
+    let cmp = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
     };
     let mut sorted = real.to_vec();
-    sorted.sort_by(|&p, &q| key(p).total_cmp(&key(q)).then(p.cmp(&q)));
+    sorted.sort_by(|&p, &q| cmp(&key(p), &key(q)).then(p.cmp(&q)));
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for j in sorted {
         match groups.last_mut() {
@@ -797,6 +824,7 @@ mod tests {
             MaskStrategy::Group(GroupMaskConfig {
                 ratio: 0.5,
                 axis: 1,
+                with_axes: vec![],
             }),
         ]
     }
@@ -871,7 +899,11 @@ mod tests {
                 let m = mask_batch(&b, s, &mut Rng::new(1)).unwrap();
                 assert!(m.masked_idx.iter().all(|x| x.len() == t), "{s:?}");
             }
-            let g = GroupMaskConfig { ratio, axis: 1 };
+            let g = GroupMaskConfig {
+                ratio,
+                axis: 1,
+                with_axes: vec![],
+            };
             let m = group_mask(&b, &g, &mut Rng::new(1)).unwrap();
             for x in &m.masked_idx {
                 let f = x.len() as f32 / 256.0;
@@ -994,7 +1026,11 @@ mod tests {
         let b = Tokens::from_samples(&[s, short]).unwrap();
         for seed in 0..20 {
             for ratio in [0.05, 0.3, 0.5, 0.95] {
-                let cfg = GroupMaskConfig { ratio, axis: 1 };
+                let cfg = GroupMaskConfig {
+                    ratio,
+                    axis: 1,
+                    with_axes: vec![],
+                };
                 let m = group_mask(&b, &cfg, &mut Rng::new(seed)).unwrap();
                 check_partition(&b, &m);
                 for i in 0..2 {
@@ -1013,11 +1049,55 @@ mod tests {
             &GroupMaskConfig {
                 ratio: 0.5,
                 axis: 1,
+                with_axes: vec![],
             },
             &mut Rng::new(1),
         )
         .unwrap();
         assert_eq!((m.masked_idx[0].len(), m.visible_idx[0].len()), (3, 2));
+    }
+
+    #[test]
+    fn groups_over_several_axes_mask_whole_electrodes() {
+        // 6 electrodes × 4 time patches, K = 4 (x, y, z, t); electrodes 0-2 share x.
+        let pos = [
+            [0.0, 1.0, 2.0],
+            [0.0, 2.0, 2.0],
+            [0.0, 3.0, 1.0],
+            [5.0, 1.0, 2.0],
+            [6.0, 1.0, 2.0],
+            [7.0, 0.0, 0.0],
+        ];
+        let mut coords = Vec::new();
+        for p in &pos {
+            for t in 0..4 {
+                coords.extend([p[0], p[1], p[2], t as f32]);
+            }
+        }
+        let s = SampleTokens::new(vec![0.0; 24], coords, 24, 1, 4).unwrap();
+        let b = Tokens::from_samples(&[s.clone(), s]).unwrap();
+        let cfg = GroupMaskConfig {
+            ratio: 0.5,
+            axis: 0,
+            with_axes: vec![1, 2],
+        };
+        for seed in 0..20 {
+            let m = group_mask(&b, &cfg, &mut Rng::new(seed)).unwrap();
+            for i in 0..2 {
+                let masked: Vec<usize> = m.masked_idx[i].iter().map(|j| j / 4).collect();
+                for e in 0..6 {
+                    let n = masked.iter().filter(|&&x| x == e).count();
+                    assert!(n == 0 || n == 4, "electrode {e} split: {n} of 4 masked");
+                }
+                assert_eq!(m.masked_idx[i].len(), 12, "3 of 6 electrodes");
+            }
+        }
+        let bad = GroupMaskConfig {
+            ratio: 0.5,
+            axis: 0,
+            with_axes: vec![4],
+        };
+        assert!(group_mask(&b, &bad, &mut Rng::new(0)).is_err());
     }
 
     #[test]
@@ -1087,10 +1167,12 @@ mod tests {
             MaskStrategy::Group(GroupMaskConfig {
                 ratio: 0.5,
                 axis: 7,
+                with_axes: vec![],
             }),
             MaskStrategy::Group(GroupMaskConfig {
                 ratio: -0.5,
                 axis: 0,
+                with_axes: vec![],
             }),
         ];
         for s in &bad {
@@ -1156,7 +1238,8 @@ mod tests {
             r.mask,
             MaskStrategy::Group(GroupMaskConfig {
                 ratio: 0.5,
-                axis: 0
+                axis: 0,
+                with_axes: vec![],
             })
         );
         // Unknown kinds, unknown fields and missing required fields are errors.
@@ -1200,7 +1283,11 @@ mod tests {
                 0 => MaskStrategy::Random(MaskConfig { ratio, jitter: 0.0 }),
                 1 => MaskStrategy::Block(BlockMaskConfig { ratio, ..Default::default() }),
                 2 => MaskStrategy::Span(SpanMaskConfig { ratio, axis: k - 1, span: 0.7 }),
-                _ => MaskStrategy::Group(GroupMaskConfig { ratio, axis: 0 }),
+                _ => MaskStrategy::Group(GroupMaskConfig {
+                    ratio,
+                    axis: 0,
+                    with_axes: vec![],
+                }),
             };
             let m = mask_batch(&b, &s, &mut Rng::new(seed)).unwrap();
             check_partition(&b, &m);

@@ -428,6 +428,62 @@ impl Edf {
         Ok(decode_physical(&self.header, &raw, which, count))
     }
 
+    /// The onset of each data record in seconds from the file's start, reading only the
+    /// time-keeping annotation bytes it needs: record 0's for EDF+C (records follow each
+    /// other from there), every record's for EDF+D, none for plain EDF/BDF (`r · duration`).
+    pub fn record_onsets(&mut self) -> Result<Vec<f64>, EegError> {
+        let h = self.header.clone();
+        let regular = |t0: f64| -> Vec<f64> {
+            (0..h.records)
+                .map(|r| t0 + r as f64 * h.record_duration_s)
+                .collect()
+        };
+        let Some(sig) = h.signals.iter().find(|s| s.annotation) else {
+            return Ok(regular(0.0));
+        };
+        let w = h.width.bytes();
+        let path = self.path.clone();
+        let mut keeper = |r: usize| -> Result<Option<f64>, EegError> {
+            let mut buf = vec![0u8; sig.samples_per_record * w];
+            let at = h.header_bytes as u64 + (r * h.record_bytes + sig.offset * w) as u64;
+            self.file
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| self.file.read_exact(&mut buf))
+                .map_err(|e| EegError::io(&self.path, e))?;
+            let tals = parse_tals(&buf).map_err(|e| {
+                corrupt(
+                    &self.path,
+                    h.width,
+                    format!("record {r} time-keeping annotation: {e}"),
+                )
+            })?;
+            Ok(tals
+                .first()
+                .filter(|t| t.texts.first().is_none_or(|x| x.is_empty()))
+                .map(|t| t.onset_s))
+        };
+        if h.records == 0 {
+            return Ok(Vec::new());
+        }
+        if h.plus != Some(Plus::Discontinuous) {
+            return Ok(regular(keeper(0)?.unwrap_or(0.0)));
+        }
+        let mut onsets = Vec::with_capacity(h.records);
+        for r in 0..h.records {
+            match keeper(r)? {
+                Some(t) => onsets.push(t),
+                None => {
+                    return Err(corrupt(
+                        &path,
+                        h.width,
+                        format!("EDF+D record {r} does not start with a time-keeping annotation"),
+                    ))
+                }
+            }
+        }
+        Ok(onsets)
+    }
+
     /// Every annotation of every annotation signal (time-keeping TALs left out), and the
     /// onset of each data record in seconds from the file's start (from the time-keeping
     /// TALs of EDF+, `r · duration` otherwise).

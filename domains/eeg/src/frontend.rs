@@ -9,7 +9,7 @@
 //! `margin_s` on each side are read, filtered, and the window cut out, so a window costs
 //! the same whatever the recording's length.
 
-use crate::edf::{Edf, Plus};
+use crate::edf::Edf;
 use crate::montage::{classify, Kind, UserPosition};
 use crate::EegError;
 use serde::{Deserialize, Serialize};
@@ -317,13 +317,7 @@ impl EegFrontend {
         let mut edf = Edf::open(&file)?;
         let chosen = self.choose(&edf)?;
         let h = edf.header.clone();
-        let onsets = if h.plus == Some(Plus::Discontinuous) {
-            edf.annotations()?.1
-        } else {
-            (0..h.records)
-                .map(|r| r as f64 * h.record_duration_s)
-                .collect()
-        };
+        let onsets = edf.record_onsets()?;
         let dur = h.record_duration_s;
         // Contiguous runs of records.
         let mut runs: Vec<(usize, usize)> = Vec::new();

@@ -14,6 +14,14 @@ pub const PRESETS: Presets = Presets(&[
         include_str!("../../../../models/eeg-tiny-mae.toml"),
     ),
     (
+        "eeg-tiny-mae-channels",
+        include_str!("../../../../models/eeg-tiny-mae-channels.toml"),
+    ),
+    (
+        "eeg-tiny-mae-spans",
+        include_str!("../../../../models/eeg-tiny-mae-spans.toml"),
+    ),
+    (
         "eeg-nano-demo",
         include_str!("../../../../models/eeg-nano-demo.toml"),
     ),
