@@ -205,7 +205,7 @@ pub fn fit_linear_probe(
         let report = problem.fit(l2, &mut theta, &lbfgs);
         let pred = predict_standardised(&x_val, val.n, &theta, d, n_classes);
         let acc = if cfg.balanced {
-            balanced_accuracy(&pred, y_val, n_classes)
+            crate::metrics::balanced_accuracy(y_val, &pred, n_classes)
         } else {
             pred.iter().zip(y_val).filter(|(p, y)| p == y).count() as f64 / val.n as f64
         };
@@ -551,21 +551,6 @@ pub(crate) struct Softmax<'a> {
     class_weight: Option<Vec<f64>>,
 }
 
-/// Mean over the classes present in `y` of the per-class recall.
-fn balanced_accuracy(pred: &[usize], y: &[usize], c: usize) -> f64 {
-    let mut hit = vec![0usize; c];
-    let mut tot = vec![0usize; c];
-    for (&p, &t) in pred.iter().zip(y) {
-        tot[t] += 1;
-        hit[t] += usize::from(p == t);
-    }
-    let present: Vec<f64> = (0..c)
-        .filter(|&k| tot[k] > 0)
-        .map(|k| hit[k] as f64 / tot[k] as f64)
-        .collect();
-    present.iter().sum::<f64>() / present.len().max(1) as f64
-}
-
 /// `x [n, d]` transposed to `[d, n]`.
 pub(crate) fn transpose(x: &[f64], n: usize, d: usize) -> Vec<f64> {
     let mut xt = vec![0.0; n * d];
@@ -781,7 +766,7 @@ mod tests {
         };
         let score = |cfg: &LinearProbeConfig| {
             let p = fit_linear_probe(&tr, &ytr, &va, &yva, 2, cfg).unwrap();
-            balanced_accuracy(&p.predict(&f).unwrap(), &y, 2)
+            crate::metrics::balanced_accuracy(&y, &p.predict(&f).unwrap(), 2)
         };
         let (a, b) = (score(&plain), score(&bal));
         assert!(b > a + 0.1, "balanced {b} vs plain {a}");

@@ -756,13 +756,7 @@ fn write_rows_csv(path: &Path, rows: &[InfoRow]) -> Result<()> {
             }
         }
     }
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    let quote = tessera_cli::csv_field;
     let mut text = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(",") + "\n";
     for r in rows {
         let line: Vec<String> = cols

@@ -121,6 +121,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Splits one CSV line (RFC 4180 quoting).
+/// One CSV field as written: quoted (inner quotes doubled) when it holds a comma, a quote
+/// or a line break; the inverse of [`split_csv_line`].
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 pub fn split_csv_line(line: &str) -> Vec<String> {
     split_line(line, ',')
 }

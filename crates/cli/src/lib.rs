@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub use config::{deep_merge, merge_file, Presets};
-pub use data::{list_data, DataItem, ManifestColumns};
+pub use data::{csv_field, list_data, DataItem, ManifestColumns};
 
 /// Flags shared by every subcommand of every domain CLI.
 #[derive(Debug, Clone, Args)]

@@ -41,6 +41,13 @@ impl Width {
             Width::Bdf => "BDF",
         }
     }
+    /// The smallest and largest digital value a sample can hold.
+    pub fn digital_limits(self) -> (i64, i64) {
+        match self {
+            Width::Edf => (-32768, 32767),
+            Width::Bdf => (-8388608, 8388607),
+        }
+    }
 }
 
 /// The EDF+ flavour of the reserved field, if any.
@@ -140,7 +147,36 @@ impl Header {
             .filter(|&i| !self.signals[i].annotation)
             .collect()
     }
+
+    /// Record onsets of a file whose records follow each other from `t0`.
+    pub fn regular_onsets(&self, t0: f64) -> Vec<f64> {
+        (0..self.records)
+            .map(|r| t0 + r as f64 * self.record_duration_s)
+            .collect()
+    }
+
+    /// Runs of records `start..end` that follow each other without a gap, given their
+    /// onsets (one run unless the file is discontinuous).
+    pub fn contiguous_runs(&self, onsets: &[f64]) -> Vec<(usize, usize)> {
+        let dur = self.record_duration_s;
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for r in 0..onsets.len() {
+            match runs.last_mut() {
+                Some((_, end))
+                    if (onsets[r] - (onsets[r - 1] + dur)).abs() <= 1e-3 * dur.max(1e-3) =>
+                {
+                    *end = r + 1
+                }
+                _ => runs.push((r, r + 1)),
+            }
+        }
+        runs
+    }
 }
+
+/// A file's annotations (sorted by onset) and the onset of each data record, in seconds
+/// from the file's start.
+pub type Timeline = (Vec<Annotation>, Vec<f64>);
 
 /// One annotation of an EDF+ file: onset in seconds from the file's start.
 #[derive(Debug, Clone, PartialEq)]
@@ -286,10 +322,8 @@ impl Edf {
                     what("samples per record")
                 )));
             }
-            let (lo, hi) = match width {
-                Width::Edf => (-32768.0, 32767.0),
-                Width::Bdf => (-8388608.0, 8388607.0),
-            };
+            let (lo, hi) = width.digital_limits();
+            let (lo, hi) = (lo as f64, hi as f64);
             if !annotation {
                 if digital_min == digital_max {
                     return Err(bad(format!(
@@ -433,13 +467,8 @@ impl Edf {
     /// other from there), every record's for EDF+D, none for plain EDF/BDF (`r · duration`).
     pub fn record_onsets(&mut self) -> Result<Vec<f64>, EegError> {
         let h = self.header.clone();
-        let regular = |t0: f64| -> Vec<f64> {
-            (0..h.records)
-                .map(|r| t0 + r as f64 * h.record_duration_s)
-                .collect()
-        };
         let Some(sig) = h.signals.iter().find(|s| s.annotation) else {
-            return Ok(regular(0.0));
+            return Ok(h.regular_onsets(0.0));
         };
         let w = h.width.bytes();
         let path = self.path.clone();
@@ -457,16 +486,13 @@ impl Edf {
                     format!("record {r} time-keeping annotation: {e}"),
                 )
             })?;
-            Ok(tals
-                .first()
-                .filter(|t| t.texts.first().is_none_or(|x| x.is_empty()))
-                .map(|t| t.onset_s))
+            Ok(time_keeping(&tals))
         };
         if h.records == 0 {
             return Ok(Vec::new());
         }
         if h.plus != Some(Plus::Discontinuous) {
-            return Ok(regular(keeper(0)?.unwrap_or(0.0)));
+            return Ok(h.regular_onsets(keeper(0)?.unwrap_or(0.0)));
         }
         let mut onsets = Vec::with_capacity(h.records);
         for r in 0..h.records {
@@ -487,77 +513,113 @@ impl Edf {
     /// Every annotation of every annotation signal (time-keeping TALs left out), and the
     /// onset of each data record in seconds from the file's start (from the time-keeping
     /// TALs of EDF+, `r · duration` otherwise).
-    pub fn annotations(&mut self) -> Result<(Vec<Annotation>, Vec<f64>), EegError> {
-        let h = self.header.clone();
-        let ann: Vec<usize> = (0..h.signals.len())
-            .filter(|&i| h.signals[i].annotation)
-            .collect();
-        let regular = |t0: f64| -> Vec<f64> {
-            (0..h.records)
-                .map(|r| t0 + r as f64 * h.record_duration_s)
-                .collect()
-        };
-        if ann.is_empty() {
-            return Ok((Vec::new(), regular(0.0)));
+    pub fn annotations(&mut self) -> Result<Timeline, EegError> {
+        let h = &self.header;
+        if !h.signals.iter().any(|s| s.annotation) {
+            return Ok((Vec::new(), h.regular_onsets(0.0)));
         }
-        let w = h.width.bytes();
-        let mut out = Vec::new();
-        let mut onsets = Vec::with_capacity(h.records);
+        let mut scan = AnnotationScan::default();
         // Records are read in chunks of about 4 MB to bound memory on long recordings.
         let chunk = (4 << 20) / h.record_bytes.max(1) + 1;
         let mut r0 = 0;
-        while r0 < h.records {
-            let n = chunk.min(h.records - r0);
+        while r0 < self.header.records {
+            let n = chunk.min(self.header.records - r0);
             let raw = self.read_records(r0, n)?;
-            for r in 0..n {
-                let rec = &raw[r * h.record_bytes..(r + 1) * h.record_bytes];
-                for (k, &s) in ann.iter().enumerate() {
-                    let sig = &h.signals[s];
-                    let bytes = &rec[sig.offset * w..(sig.offset + sig.samples_per_record) * w];
-                    let tals = parse_tals(bytes).map_err(|e| {
-                        self.corrupt(format!(
-                            "record {} annotation signal {}: {e}",
-                            r0 + r,
-                            s + 1
-                        ))
-                    })?;
-                    let mut keeper = None;
-                    for (i, t) in tals.into_iter().enumerate() {
-                        // The time-keeping TAL: the first of the record, first text empty.
-                        if k == 0 && i == 0 && t.texts.first().is_none_or(|x| x.is_empty()) {
-                            keeper = Some(t.onset_s);
-                        }
-                        for text in t.texts.into_iter().filter(|x| !x.is_empty()) {
-                            out.push(Annotation {
-                                onset_s: t.onset_s,
-                                duration_s: t.duration_s,
-                                text,
-                            });
-                        }
-                    }
-                    if k == 0 {
-                        onsets.push(keeper.unwrap_or(f64::NAN));
+            self.scan_annotations(&raw, r0, &mut scan)?;
+            r0 += n;
+        }
+        self.finish_annotations(scan)
+    }
+
+    /// Physical values of signals `which` over the whole file, its annotations and its
+    /// record onsets, from one read of the data.
+    pub fn read_all(&mut self, which: &[usize]) -> Result<(Vec<Vec<f64>>, Timeline), EegError> {
+        let records = self.header.records;
+        let raw = self.read_records(0, records)?;
+        let mut scan = AnnotationScan::default();
+        self.scan_annotations(&raw, 0, &mut scan)?;
+        let timeline = self.finish_annotations(scan)?;
+        Ok((
+            decode_physical(&self.header, &raw, which, records),
+            timeline,
+        ))
+    }
+
+    /// Adds the annotations and time-keeping onsets of raw records `first..` to `scan`.
+    fn scan_annotations(
+        &self,
+        raw: &[u8],
+        first: usize,
+        scan: &mut AnnotationScan,
+    ) -> Result<(), EegError> {
+        let h = &self.header;
+        let w = h.width.bytes();
+        let ann: Vec<usize> = (0..h.signals.len())
+            .filter(|&i| h.signals[i].annotation)
+            .collect();
+        for (r, rec) in raw.chunks_exact(h.record_bytes).enumerate() {
+            for (k, &s) in ann.iter().enumerate() {
+                let sig = &h.signals[s];
+                let bytes = &rec[sig.offset * w..(sig.offset + sig.samples_per_record) * w];
+                let tals = parse_tals(bytes).map_err(|e| {
+                    self.corrupt(format!(
+                        "record {} annotation signal {}: {e}",
+                        first + r,
+                        s + 1
+                    ))
+                })?;
+                if k == 0 {
+                    scan.onsets.push(time_keeping(&tals).unwrap_or(f64::NAN));
+                }
+                for t in tals {
+                    for text in t.texts.into_iter().filter(|x| !x.is_empty()) {
+                        scan.annotations.push(Annotation {
+                            onset_s: t.onset_s,
+                            duration_s: t.duration_s,
+                            text,
+                        });
                     }
                 }
             }
-            r0 += n;
         }
-        if onsets.iter().any(|v| v.is_nan()) {
-            if h.plus == Some(Plus::Discontinuous) {
+        Ok(())
+    }
+
+    /// Sorted annotations and record onsets (regular from record 0's onset when some
+    /// record lacks a time-keeping TAL, an error for EDF+D).
+    fn finish_annotations(&self, mut scan: AnnotationScan) -> Result<Timeline, EegError> {
+        if scan.onsets.iter().any(|v| v.is_nan()) {
+            if self.header.plus == Some(Plus::Discontinuous) {
                 return Err(self.corrupt(
                     "EDF+D file whose records do not all start with a time-keeping annotation",
                 ));
             }
-            let t0 = onsets
+            let t0 = scan
+                .onsets
                 .first()
                 .copied()
                 .filter(|v| v.is_finite())
                 .unwrap_or(0.0);
-            onsets = regular(t0);
+            scan.onsets = self.header.regular_onsets(t0);
         }
-        out.sort_by(|a, b| a.onset_s.total_cmp(&b.onset_s));
-        Ok((out, onsets))
+        scan.annotations
+            .sort_by(|a, b| a.onset_s.total_cmp(&b.onset_s));
+        Ok((scan.annotations, scan.onsets))
     }
+}
+
+/// Annotations and time-keeping onsets gathered record by record.
+#[derive(Default)]
+struct AnnotationScan {
+    annotations: Vec<Annotation>,
+    onsets: Vec<f64>,
+}
+
+/// The record onset a record's TALs keep: the first TAL's, when its first text is empty.
+fn time_keeping(tals: &[Tal]) -> Option<f64> {
+    tals.first()
+        .filter(|t| t.texts.first().is_none_or(|x| x.is_empty()))
+        .map(|t| t.onset_s)
 }
 
 fn corrupt(path: &Path, width: Width, reason: impl Into<String>) -> EegError {
@@ -791,9 +853,10 @@ pub fn write(path: &Path, spec: &WriteSpec) -> Result<(), EegError> {
     let ann_spr = if spec.plus.is_some() {
         let longest = tals.iter().map(Vec::len).max().unwrap_or(0);
         let spr = longest.div_ceil(w).max(1);
-        let (lo, hi, label) = match spec.width {
-            Width::Edf => (-32768, 32767, "EDF Annotations"),
-            Width::Bdf => (-8388608, 8388607, "BDF Annotations"),
+        let (lo, hi) = spec.width.digital_limits();
+        let label = match spec.width {
+            Width::Edf => "EDF Annotations",
+            Width::Bdf => "BDF Annotations",
         };
         signals.push(header(label, "", -1.0, 1.0, lo, hi, "", spr));
         spr

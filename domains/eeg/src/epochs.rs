@@ -38,13 +38,12 @@ pub fn epochs(path: &Path, spec: &EpochSpec) -> Result<Vec<Epoch>, EegError> {
     let mut edf = Edf::open(path)?;
     let (annotations, onsets) = edf.annotations()?;
     let dur = edf.header.record_duration_s;
-    let mut runs: Vec<(f64, f64)> = Vec::new();
-    for &o in &onsets {
-        match runs.last_mut() {
-            Some((_, end)) if (o - *end).abs() <= 1e-3 * dur.max(1e-3) => *end = o + dur,
-            _ => runs.push((o, o + dur)),
-        }
-    }
+    let runs: Vec<(f64, f64)> = edf
+        .header
+        .contiguous_runs(&onsets)
+        .into_iter()
+        .map(|(s, e)| (onsets[s], onsets[e - 1] + dur))
+        .collect();
     let inside = |a: f64, b: f64| runs.iter().any(|&(s, e)| s <= a + 1e-9 && b <= e + 1e-9);
     let round = |v: f64| (v * 1e6).round() / 1e6;
     let mut out = Vec::new();

@@ -319,18 +319,7 @@ impl EegFrontend {
         let h = edf.header.clone();
         let onsets = edf.record_onsets()?;
         let dur = h.record_duration_s;
-        // Contiguous runs of records.
-        let mut runs: Vec<(usize, usize)> = Vec::new();
-        for r in 0..h.records {
-            match runs.last_mut() {
-                Some((_, end))
-                    if (onsets[r] - (onsets[r - 1] + dur)).abs() <= 1e-3 * dur.max(1e-3) =>
-                {
-                    *end = r + 1
-                }
-                _ => runs.push((r, r + 1)),
-            }
-        }
+        let runs = h.contiguous_runs(&onsets);
         let (first, count, crop) = match window {
             None => (0, h.records, None),
             Some((a, b)) => {
@@ -362,6 +351,7 @@ impl EegFrontend {
         };
         let which: Vec<usize> = chosen.iter().map(|c| c.0).collect();
         let phys = edf.read_physical(&which, first, count)?;
+        let (kernels, index) = self.resamplers(&edf, &chosen)?;
         // Runs within the records read (one for a window).
         let local_runs: Vec<(usize, usize)> = runs
             .iter()
@@ -376,7 +366,7 @@ impl EegFrontend {
             if k > 0 {
                 breaks.push(channels[0].len());
             }
-            let seg = self.prepare(&edf, &chosen, &phys, s, e)?;
+            let seg = self.prepare(&edf, &chosen, (&kernels, &index), &phys, (s, e));
             let n = seg.iter().map(Vec::len).min().unwrap_or(0);
             for (c, v) in seg.into_iter().enumerate() {
                 channels[c].extend(v[..n].iter().map(|&x| x as f32));
@@ -425,16 +415,55 @@ impl EegFrontend {
         })
     }
 
+    /// One resampler to the model's rate per distinct rate among the chosen signals, and
+    /// each signal's index into them (built once per file, not per channel or segment).
+    fn resamplers(
+        &self,
+        edf: &Edf,
+        chosen: &Chosen,
+    ) -> Result<(Vec<Resampler>, Vec<usize>), EegError> {
+        let h = &edf.header;
+        let mut kernels: Vec<Resampler> = Vec::new();
+        let mut index = Vec::with_capacity(chosen.len());
+        for &(i, _, _) in chosen {
+            let sig = &h.signals[i];
+            let spr = sig.samples_per_record;
+            let rate = sig.rate_hz(h.record_duration_s);
+            let (from, to) = if rate.fract() == 0.0 && rate <= u32::MAX as f64 {
+                (rate as u32, self.cfg.sample_rate_hz)
+            } else {
+                (
+                    (spr as f64 * 1000.0).round() as u32,
+                    (self.rate() * h.record_duration_s * 1000.0).round() as u32,
+                )
+            };
+            let known = kernels
+                .iter()
+                .position(|r| (r.from_hz(), r.to_hz()) == (from, to));
+            index.push(match known {
+                Some(k) => k,
+                None => {
+                    kernels.push(Resampler::new(from, to).map_err(|e| EegError::Unusable {
+                        path: edf.path.clone(),
+                        reason: format!("signal `{}` at {rate} Hz: {e}", sig.label),
+                    })?);
+                    kernels.len() - 1
+                }
+            });
+        }
+        Ok((kernels, index))
+    }
+
     /// One contiguous run of records `s..e` (of those read): µV, resampled, referenced,
     /// filtered; f64 per channel.
     fn prepare(
         &self,
         edf: &Edf,
         chosen: &Chosen,
+        (kernels, index): (&[Resampler], &[usize]),
         phys: &[Vec<f64>],
-        s: usize,
-        e: usize,
-    ) -> Result<Vec<Vec<f64>>, EegError> {
+        (s, e): (usize, usize),
+    ) -> Vec<Vec<f64>> {
         let h = &edf.header;
         let mut out = Vec::with_capacity(chosen.len());
         for (k, &(i, _, _)) in chosen.iter().enumerate() {
@@ -445,21 +474,9 @@ impl EegFrontend {
                 .iter()
                 .map(|v| (v * uv) as f32)
                 .collect();
-            let rate = sig.rate_hz(h.record_duration_s);
-            let (from, to) = if rate.fract() == 0.0 && rate <= u32::MAX as f64 {
-                (rate as u32, self.cfg.sample_rate_hz)
-            } else {
-                (
-                    (spr as f64 * 1000.0).round() as u32,
-                    (self.rate() * h.record_duration_s * 1000.0).round() as u32,
-                )
-            };
-            let r = Resampler::new(from, to).map_err(|e| EegError::Unusable {
-                path: edf.path.clone(),
-                reason: format!("signal `{}` at {rate} Hz: {e}", sig.label),
-            })?;
             out.push(
-                r.process(&x)
+                kernels[index[k]]
+                    .process(&x)
                     .into_iter()
                     .map(f64::from)
                     .collect::<Vec<f64>>(),
@@ -480,7 +497,7 @@ impl EegFrontend {
                 *c = self.filter.apply(c);
             }
         }
-        Ok(out)
+        out
     }
 
     /// Tokens of the window of `sample` starting at `start` (up to `window_s`; whole

@@ -214,7 +214,6 @@ impl Modality for EegFrontend {
         let (file, window) = split_window(path)?;
         let mut edf = Edf::open(&file)?;
         let h = edf.header.clone();
-        let (annotations, onsets) = edf.annotations()?;
         let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut matched = Vec::new();
         let mut unmatched = Vec::new();
@@ -245,7 +244,7 @@ impl Modality for EegFrontend {
                 _ => {}
             }
         }
-        let phys = edf.read_physical(&eeg, 0, h.records)?;
+        let (phys, (annotations, onsets)) = edf.read_all(&eeg)?;
         let chans: Vec<(&[f64], f64, f64)> = eeg
             .iter()
             .zip(&phys)
@@ -261,12 +260,7 @@ impl Modality for EegFrontend {
                 b.map(|b| format!("{} ({})", h.signals[i].label.trim(), b.name()))
             })
             .collect();
-        let gaps = onsets
-            .windows(2)
-            .filter(|w| {
-                (w[1] - w[0] - h.record_duration_s).abs() > 1e-3 * h.record_duration_s.max(1e-3)
-            })
-            .count();
+        let gaps = h.contiguous_runs(&onsets).len().saturating_sub(1);
         let texts: BTreeMap<&str, usize> = annotations.iter().fold(BTreeMap::new(), |mut m, a| {
             *m.entry(a.text.as_str()).or_default() += 1;
             m

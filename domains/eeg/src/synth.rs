@@ -69,10 +69,7 @@ pub fn write_dataset(
                     1 => format!("EEG {}-REF", name.to_ascii_uppercase()),
                     _ => format!("EEG {name}"),
                 };
-                let (dmin, dmax) = match width {
-                    Width::Edf => (-32768, 32767),
-                    Width::Bdf => (-8388608, 8388607),
-                };
+                let (dmin, dmax) = width.digital_limits();
                 signals.push(WriteSignal {
                     label,
                     unit: "uV".into(),

@@ -96,10 +96,7 @@ fn zero_phase_filters_match_scipy() {
 }
 
 fn signal(label: &str, spr: usize, data: Vec<f64>, width: Width) -> WriteSignal {
-    let (dmin, dmax) = match width {
-        Width::Edf => (-32768, 32767),
-        Width::Bdf => (-8388608, 8388607),
-    };
+    let (dmin, dmax) = width.digital_limits();
     WriteSignal {
         label: label.into(),
         unit: "uV".into(),

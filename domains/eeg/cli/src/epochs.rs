@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-use tessera_cli::{list_data, progress, ManifestColumns};
+use tessera_cli::{csv_field as csv, list_data, progress, ManifestColumns};
 use tessera_eeg::epochs::{epochs, EpochSpec};
 use tessera_eeg::EegFrontend;
 use tessera_tokens::Modality;
@@ -47,14 +47,6 @@ pub struct EpochsArgs {
 }
 
 const HEADER: &str = "path,label,split,source,onset_s,duration_s";
-
-fn csv(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
 
 pub fn run(a: &EpochsArgs) -> Result<()> {
     let events: Vec<(String, String)> = a
