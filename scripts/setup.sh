@@ -8,6 +8,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # A TrueType font for the text of PNG plots (plots are drawn without text otherwise).
 ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 || need_apt+=(fonts-dejavu-core)
+# GDAL for the Earth-observation domain (tessera-eo links libgdal; no other crate does).
+command -v gdal-config >/dev/null 2>&1 || need_apt+=(libgdal-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""

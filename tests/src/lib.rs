@@ -399,6 +399,33 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
             |e| e.file_name().to_string_lossy().starts_with("confusion-")
                 && e.file_name().to_string_lossy().ends_with(".png")
         ));
+    // Fine-tuning the run's encoder (all rows, and 2 per class) and a random one.
+    let mut f = e.clone();
+    f.out = Some(d.join("finetune"));
+    for (shots, random) in [(None, false), (Some(2), false)] {
+        app.run(Shared::Finetune {
+            common: f.clone(),
+            random_init: random,
+            shots,
+            name: None,
+            task: None,
+            minutes: None,
+        })
+        .unwrap();
+    }
+    f.checkpoint = None;
+    app.run(Shared::Finetune {
+        common: f.clone(),
+        random_init: true,
+        shots: None,
+        name: Some("ft-random".into()),
+        task: None,
+        minutes: None,
+    })
+    .unwrap();
+    let md = std::fs::read_to_string(d.join("finetune/results.md")).unwrap();
+    assert!(md.matches("| finetune |").count() >= 3, "{md}");
+    assert!(md.contains("ft-random"), "{md}");
     // Training curves of the run.
     app.run(Shared::Plot {
         run: run.clone(),

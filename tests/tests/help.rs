@@ -60,16 +60,30 @@ fn shared_subcommands_read_the_same_in_every_cli() {
             ("epochs.csv", "DATA"),
         ],
     );
+    let eo = helps(
+        tessera_eo_cli::app().command::<Cli>(),
+        &[
+            ("tessera-eo", "BIN"),
+            ("eo-tiny-mae", "PRESET"),
+            ("eo-nano-demo", "DEMO"),
+            ("labels.csv", "DATA"),
+        ],
+    );
     assert_eq!(medical.len(), audio.len());
     assert_eq!(eeg.len(), audio.len());
+    assert_eq!(eo.len(), audio.len());
     assert_eq!(
         audio.len(),
-        10,
+        11,
         "{:?}",
         audio.iter().map(|a| &a.0).collect::<Vec<_>>()
     );
-    for (((name, a), (_, m)), (_, e)) in audio.iter().zip(&medical).zip(&eeg) {
+    for ((((name, a), (_, m)), (_, e)), (_, o)) in audio.iter().zip(&medical).zip(&eeg).zip(&eo) {
         assert_eq!(a, m, "`{name} --help` differs between the CLIs");
+        assert_eq!(
+            a, o,
+            "`{name} --help` differs between the audio and EO CLIs"
+        );
         assert_eq!(
             a, e,
             "`{name} --help` differs between the audio and EEG CLIs"

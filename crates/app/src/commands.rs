@@ -223,7 +223,7 @@ fn score_features(
 }
 
 /// Appends rows to `out/rows.jsonl` and rewrites the tables from all rows there.
-fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
+pub(crate) fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
     use std::io::Write;
     let jl = out.join("rows.jsonl");
     let mut f = std::fs::OpenOptions::new()

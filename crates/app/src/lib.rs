@@ -19,6 +19,7 @@ pub mod cache;
 pub mod card;
 mod commands;
 mod deploy;
+pub mod finetune;
 pub mod source;
 
 pub use card::{CardCore, RunCard};
@@ -103,6 +104,26 @@ pub enum Shared {
         #[arg(long)]
         regression: bool,
     },
+    /// Fine-tune an encoder (a run's, or random with --random-init) with a linear classifier on labelled rows; scores the test rows (results.csv, results.md).
+    Finetune {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Randomly initialised encoder (from --preset and --seed) instead of a checkpoint.
+        #[arg(long)]
+        random_init: bool,
+        /// Train on K labelled rows per class (a seeded draw from the training rows).
+        #[arg(long, value_name = "K")]
+        shots: Option<usize>,
+        /// Name of this run in the results table (default: the checkpoint folder name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Task name in the results table (default: the label column).
+        #[arg(long)]
+        task: Option<String>,
+        /// Stop after this many minutes; the schedule is unchanged.
+        #[arg(long)]
+        minutes: Option<f64>,
+    },
     /// Per-file table (files.csv) and the normalisation statistics pretraining would fit (stats.toml, a --config fragment).
     Stats {
         #[command(flatten)]
@@ -168,6 +189,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("pretrain", "{bin} pretrain --data {data} --preset {preset} --out runs/mae\n  {bin} pretrain --out runs/mae --resume --steps 3000   # continue, or extend the schedule"),
     ("embed", "{bin} embed --checkpoint runs/mae --data my_files/ --out emb/\n  {bin} embed --onnx exports/mae --data my_files/ --out emb-onnx/"),
     ("probe", "{bin} probe --checkpoint runs/mae --data {data} --out results/\n  {bin} probe --random-init --preset {preset} --data {data} --out results/"),
+    ("finetune", "{bin} finetune --checkpoint runs/mae --data {data} --out results/ft\n  {bin} finetune --checkpoint runs/mae --data {data} --shots 10 --seed 1 --out results/ft10"),
     ("stats", "{bin} stats --data my_files/ --preset {preset} --out stats/\n  {bin} pretrain --data my_files/ --config stats/stats.toml --out runs/mine"),
     ("inspect", "{bin} inspect file1 file2 --preset {preset}"),
     ("export", "{bin} export --checkpoint runs/mae --out exports/mae"),
@@ -237,6 +259,23 @@ impl<M: Modality> App<M> {
                 random_init,
                 onnx: None,
             } => self.embed(&common, random_init),
+            Shared::Finetune {
+                common,
+                random_init,
+                shots,
+                name,
+                task,
+                minutes,
+            } => self
+                .finetune(finetune::FinetuneArgs {
+                    random_init,
+                    shots,
+                    name,
+                    task,
+                    minutes,
+                    common: &common,
+                })
+                .map(|_| ()),
             Shared::Probe {
                 common,
                 random_init,

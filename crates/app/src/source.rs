@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessera_cli::{list_data, progress, CommonArgs, DataItem};
-use tessera_recipes::Batch;
+use tessera_recipes::{Batch, Targets};
 use tessera_tokens::{Modality, Rng, Tokens, ViewSpec};
 use tessera_train::{BatchSource, EpochOrder, TrainError};
 
@@ -182,6 +182,7 @@ pub struct Source<'a, M: Modality> {
     bad: HashSet<usize>,
     /// One message per unreadable file.
     pub skipped: Vec<String>,
+    classes: Option<Vec<usize>>,
 }
 
 impl<'a, M: Modality> Source<'a, M> {
@@ -195,7 +196,15 @@ impl<'a, M: Modality> Source<'a, M> {
             order: EpochOrder::new(seed, n),
             bad: HashSet::new(),
             skipped: Vec::new(),
+            classes: None,
         }
+    }
+
+    /// Every batch carries the class index of each of its samples (`Targets::Classes`),
+    /// one per path.
+    pub fn with_classes(mut self, classes: Vec<usize>) -> Self {
+        self.classes = Some(classes);
+        self
     }
 
     pub fn cache(&self) -> &SampleCache<M::Sample> {
@@ -278,7 +287,10 @@ impl<M: Modality> BatchSource for Source<'_, M> {
             views: out,
             specs: views.to_vec(),
             ids: picked.iter().map(|(i, _)| *i as u64).collect(),
-            targets: None,
+            targets: self
+                .classes
+                .as_ref()
+                .map(|c| Targets::Classes(picked.iter().map(|(i, _)| c[*i]).collect())),
         })
     }
 

@@ -1,0 +1,386 @@
+//! `finetune`: supervised fine-tuning of a pretrained (or randomly initialised) encoder
+//! with a linear classifier on its pooled features, for any modality. The classifier is a
+//! [`Recipe`] over batches that carry class targets, so the shared trainer runs it
+//! (AdamW, warm-up + cosine, layer-wise learning-rate decay of the encoder, atomic
+//! checkpoints); training views are the modality's random views, test rows are scored on
+//! the evaluation view. `--shots K` fine-tunes on K labelled samples per class (a seeded
+//! draw), as few-label benchmarks ask.
+
+use crate::commands::{encoder_for, save_rows};
+use crate::source::{list, Source};
+use crate::App;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use tessera_cli::CommonArgs;
+use tessera_core::layers::{LayerNorm, Linear};
+use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
+use tessera_eval::ResultRow;
+use tessera_recipes::heads::Pool;
+use tessera_recipes::losses::cross_entropy;
+use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets, ENCODER_PREFIX};
+use tessera_tokens::{Modality, Rng, Tokens};
+use tessera_train::{RunOptions, TrainConfig};
+
+fn point_seven_five() -> f64 {
+    0.75
+}
+fn point_one() -> f64 {
+    0.1
+}
+fn default_train() -> TrainConfig {
+    toml::from_str(
+        "steps = 500\nbatch_size = 32\nlr = 5e-4\nmin_lr = 1e-6\nwarmup_steps = 50\nweight_decay = 0.05\ncheckpoint_every = 1000\nlog_every = 10",
+    )
+    .expect("default [finetune.train]")
+}
+
+/// Hyperparameters of `finetune` (the `[finetune]` table of a card or `--config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// Features the classifier reads: `mean` (patch tokens) or `cls`.
+    #[serde(default = "mean_pool")]
+    pub pool: Pool,
+    /// Layer-wise learning-rate decay (1 = none; MAE fine-tunes with 0.65-0.75).
+    #[serde(default = "point_seven_five")]
+    pub layer_decay: f64,
+    #[serde(default = "point_one")]
+    pub label_smoothing: f64,
+    /// Train the classifier only (a linear probe trained by SGD on random views).
+    #[serde(default)]
+    pub freeze_encoder: bool,
+    #[serde(default = "default_train")]
+    pub train: TrainConfig,
+}
+
+fn mean_pool() -> Pool {
+    Pool::Mean
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// Encoder + layer norm + linear classifier.
+pub struct Classifier {
+    encoder: Encoder,
+    norm: LayerNorm,
+    head: Linear,
+    cfg: FinetuneConfig,
+    classes: usize,
+}
+
+impl Classifier {
+    pub fn new(
+        cfg: &FinetuneConfig,
+        encoder: Encoder,
+        store: &mut ParamStore,
+        classes: usize,
+    ) -> Result<Self> {
+        if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) {
+            bail!(
+                "finetune: layer_decay must be in (0, 1], got {}",
+                cfg.layer_decay
+            );
+        }
+        if !(0.0..1.0).contains(&cfg.label_smoothing) {
+            bail!("finetune: label_smoothing must be in [0, 1)");
+        }
+        encoder.set_layer_decay(store, ENCODER_PREFIX, cfg.layer_decay);
+        let d = encoder.cfg.dim;
+        Ok(Self {
+            norm: LayerNorm::new(store, "finetune.norm", d, encoder.cfg.norm_eps)?,
+            head: Linear::new(store, "finetune.head", d, classes, true)?,
+            encoder,
+            cfg: cfg.clone(),
+            classes,
+        })
+    }
+
+    /// `[B, classes]`
+    pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
+        let out = self.encoder.forward(t)?;
+        let mut f = self.cfg.pool.apply(&out)?;
+        if self.cfg.freeze_encoder {
+            f = f.detach();
+        }
+        Ok(self.head.forward(&self.norm.forward(&f)?)?)
+    }
+
+    /// Class predictions of token samples, in batches.
+    pub fn predict(&self, tokens: &[tessera_tokens::SampleTokens]) -> Result<Vec<usize>> {
+        let mut out = Vec::with_capacity(tokens.len());
+        for chunk in tokens.chunks(32) {
+            let t = TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, &Device::Cpu)?;
+            let l = self.logits(&t)?.to_vec2::<f32>()?;
+            out.extend(l.iter().map(|r| {
+                (0..r.len())
+                    .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+                    .unwrap_or(0)
+            }));
+        }
+        Ok(out)
+    }
+}
+
+impl Recipe for Classifier {
+    fn name(&self) -> &'static str {
+        "finetune"
+    }
+
+    fn loss(
+        &self,
+        batch: &Batch,
+        _ctx: &StepContext,
+        _rng: &mut Rng,
+    ) -> tessera_recipes::Result<StepOutput> {
+        let x = batch.first("finetune")?;
+        let Some(Targets::Classes(y)) = &batch.targets else {
+            return Err(CoreError::Config(
+                "finetune: the batch carries no class targets".into(),
+            ));
+        };
+        let dev = Device::Cpu;
+        let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
+        let (b, c) = (y.len(), self.classes);
+        let eps = self.cfg.label_smoothing as f32;
+        let mut target = vec![eps / c as f32; b * c];
+        for (i, &k) in y.iter().enumerate() {
+            target[i * c + k.min(c - 1)] += 1.0 - eps;
+        }
+        let target = Tensor::from_vec(target, (b, c), &dev)?;
+        let loss = cross_entropy(&logits, &target, None)?;
+        let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+        let acc = pred
+            .iter()
+            .zip(y)
+            .filter(|(p, t)| **p as usize == **t)
+            .count() as f64
+            / b.max(1) as f64;
+        Ok(StepOutput::new(loss, vec![("train_acc".into(), acc)]))
+    }
+
+    fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+}
+
+/// `K` rows per class from `idx` (all a class has when it has fewer), a seeded draw.
+pub fn draw_shots(idx: &[usize], y: &[usize], classes: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = Rng::new(seed).fork("finetune-shots");
+    let mut out = Vec::new();
+    for c in 0..classes {
+        let mut of: Vec<usize> = idx.iter().copied().filter(|&i| y[i] == c).collect();
+        rng.shuffle(&mut of);
+        out.extend(of.into_iter().take(k));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The arguments `finetune` adds to the common ones.
+pub struct FinetuneArgs<'a> {
+    pub random_init: bool,
+    pub shots: Option<usize>,
+    pub name: Option<String>,
+    pub task: Option<String>,
+    pub minutes: Option<f64>,
+    pub common: &'a CommonArgs,
+}
+
+impl<M: Modality> App<M> {
+    pub(crate) fn finetune(&self, a: FinetuneArgs) -> Result<Vec<ResultRow>> {
+        let common = a.common;
+        tessera_cli::init_threads(common.threads)?;
+        let out = common.out()?;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let items = list::<M>(common, false)?;
+        if let Some(i) = items.iter().find(|i| i.label.is_none()) {
+            bail!(
+                "finetune needs labels ({} has none): a manifest with a label column (--label-column) or a folder of class folders",
+                i.path.display()
+            );
+        }
+        let run = encoder_for(self, common, a.random_init)?;
+        let (mut card, encoder, mut store) = (run.card, run.encoder, run.store);
+        // [finetune]: the card's own table, then --config's.
+        let mut ft = card
+            .extra
+            .get("finetune")
+            .cloned()
+            .unwrap_or(toml::Value::Table(Default::default()));
+        if let Some(path) = &common.config {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --config {}", path.display()))?;
+            let over: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("--config {}: not a TOML table", path.display()))?;
+            if let Some(t) = over.get("finetune") {
+                tessera_cli::deep_merge(&mut ft, t.clone());
+            }
+        }
+        let mut cfg: FinetuneConfig = ft.try_into().context("invalid [finetune] table")?;
+        if let Some(s) = common.steps {
+            cfg.train.steps = s;
+        }
+        if let Some(b) = common.batch_size {
+            cfg.train.batch_size = b;
+        }
+        cfg.train.time_limit_s = a.minutes.map(|m| m * 60.0);
+        if let Some(seed) = common.seed {
+            card.seed = seed;
+        }
+        let mut classes: Vec<String> = items.iter().filter_map(|i| i.label.clone()).collect();
+        classes.sort();
+        classes.dedup();
+        if classes.len() < 2 {
+            bail!("finetune needs at least two classes (found {classes:?})");
+        }
+        let y: Vec<usize> = items
+            .iter()
+            .map(|i| {
+                classes
+                    .binary_search(i.label.as_ref().expect("checked"))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let test: Vec<usize> = (0..items.len())
+            .filter(|&i| common.is_test(&items[i]))
+            .collect();
+        let pool: Vec<usize> = (0..items.len())
+            .filter(|&i| !common.is_test(&items[i]))
+            .collect();
+        if test.is_empty() || pool.is_empty() {
+            bail!(
+                "finetune needs both training rows and test rows (split `{}`; set --split-column / --test-split)",
+                common.test_split
+            );
+        }
+        let train = match a.shots {
+            Some(0) => bail!("--shots needs K >= 1"),
+            Some(k) => draw_shots(&pool, &y, classes.len(), k, card.seed),
+            None => pool,
+        };
+        // Statistics from the training rows only (a run's card already holds them).
+        let m = {
+            let train_items: Vec<_> = train.iter().map(|&i| items[i].clone()).collect();
+            match crate::source::fit_stats(&card.modality()?, &train_items, common.strict)? {
+                Some(fit) => {
+                    card.frontend = fit.config;
+                    card.modality()?
+                }
+                None => card.modality()?,
+            }
+        };
+        let init = match (&common.checkpoint, a.random_init) {
+            (Some(run), false) => run.display().to_string(),
+            _ => format!("random (seed {})", card.seed),
+        };
+        card.extra
+            .insert("finetune".into(), toml::Value::try_from(&cfg)?);
+        let mut model = Classifier::new(&cfg, encoder, &mut store, classes.len())?;
+        if cfg.freeze_encoder {
+            store.set_trainable(ENCODER_PREFIX, false);
+        }
+        eprintln!(
+            "finetune: {} training rows ({} classes{}), {} test rows, encoder {} ({init})",
+            train.len(),
+            classes.len(),
+            a.shots
+                .map(|k| format!(", {k} per class"))
+                .unwrap_or_default(),
+            test.len(),
+            if cfg.freeze_encoder {
+                "frozen"
+            } else {
+                "fine-tuned"
+            },
+        );
+        let paths = train.iter().map(|&i| items[i].path.clone()).collect();
+        let mut source = Source::new(&m, paths, card.cache_mb, card.seed, common.strict)
+            .with_classes(train.iter().map(|&i| y[i]).collect());
+        let run_name =
+            a.name
+                .clone()
+                .unwrap_or_else(|| match (&common.checkpoint, a.random_init) {
+                    (Some(p), false) => p
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| card.name.clone()),
+                    _ => format!("{}-random", card.name),
+                });
+        // Each fine-tuning run trains in its own folder under --out; the results table in
+        // --out gathers every run's row.
+        let run_dir = out.join("runs").join(format!(
+            "{run_name}-seed{}{}",
+            card.seed,
+            a.shots.map(|k| format!("-k{k}")).unwrap_or_default()
+        ));
+        if run_dir.exists() {
+            std::fs::remove_dir_all(&run_dir)
+                .with_context(|| format!("clearing {}", run_dir.display()))?;
+        }
+        let opts = RunOptions {
+            run_dir: &run_dir,
+            seed: card.seed,
+            resume: false,
+            config_toml: card.to_toml()?,
+            progress: true,
+        };
+        let summary = tessera_train::train(&mut model, &store, &mut source, &cfg.train, &opts)?;
+        if !source.skipped.is_empty() {
+            eprintln!(
+                "skipped {} unreadable training file(s); first: {}",
+                source.skipped.len(),
+                source.skipped[0]
+            );
+        }
+        let test_items: Vec<_> = test.iter().map(|&i| items[i].clone()).collect();
+        let mapped =
+            crate::source::map_files(&m, test_items, common.strict, "decoding", M::eval_view)?;
+        mapped.report_skipped();
+        let kept_y: Vec<usize> = mapped
+            .items
+            .iter()
+            .map(|it| {
+                classes
+                    .binary_search(it.label.as_ref().expect("checked"))
+                    .unwrap_or(0)
+            })
+            .collect();
+        let pred = model.predict(&mapped.values)?;
+        let n = classes.len();
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("train_rows".into(), train.len() as f64);
+        extra.insert("steps".into(), summary.last_step as f64);
+        if let Some(k) = a.shots {
+            extra.insert("k".into(), k as f64);
+        }
+        let row = ResultRow {
+            run: run_name,
+            task: a
+                .task
+                .clone()
+                .or_else(|| common.label_column.clone())
+                .unwrap_or_else(|| "label".into()),
+            protocol: if cfg.freeze_encoder {
+                "sgd-linear".into()
+            } else {
+                "finetune".into()
+            },
+            features: format!("{:?}", cfg.pool).to_lowercase(),
+            seed: card.seed,
+            accuracy: tessera_eval::metrics::accuracy(&kept_y, &pred),
+            macro_f1: tessera_eval::metrics::macro_f1(&kept_y, &pred, n),
+            balanced_accuracy: tessera_eval::metrics::balanced_accuracy(&kept_y, &pred, n),
+            n_test: pred.len(),
+            extra,
+        };
+        let rows = vec![row];
+        save_rows(out, &rows)?;
+        print!("{}", tessera_eval::to_markdown(&rows));
+        Ok(rows)
+    }
+}
