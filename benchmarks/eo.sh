@@ -6,10 +6,10 @@
 # repeated seeded draws), and fine-tuning (10 per class and all labels) for each seed.
 # The PyTorch CNN peer runs on the same split with benchmarks/eo_peers.py.
 # Usage: benchmarks/eo.sh [pretrain_steps] [seeds...]
-#   EO=../shared/data/eo OUT=runs/eo benchmarks/eo.sh 1500 0
+#   EO=../shared/data/eo OUT=runs/eo benchmarks/eo.sh 800 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
-steps=${1:-1500}
+steps=${1:-800}
 shift $(( $# > 0 ? 1 : 0 ))
 seeds=("${@:-0}")
 EO=${EO:-../shared/data/eo}
@@ -33,12 +33,20 @@ for b in pixels bandstats; do
   "$bin" probe --baseline "$b" --preset eo-mstar-mae --data "$m" --out "$res"
   for k in 1 5 10; do "$bin" probe --baseline "$b" --preset eo-mstar-mae --data "$m" --few-shot "$k" --out "$res"; done
 done
-# Fine-tuning: 10 chips per class (150 steps of 32) and all labels (400 steps).
+# Fine-tuning: 10 chips per class (100 steps of 32) and all labels (300 steps).
 for s in "${seeds[@]}"; do
   run="$OUT/mstar-mae-s$s"
   for init in pretrained random; do
     if [ "$init" = pretrained ]; then src=(--checkpoint "$run"); name="mstar-mae-s$s"; else src=(--random-init --preset eo-mstar-mae); name=mstar-random; fi
-    "$bin" finetune "${src[@]}" --data "$m" --config benchmarks/eo_finetune.toml --shots 10 --steps 150 --seed "$s" --name "$name" --out "$res-ft"
-    "$bin" finetune "${src[@]}" --data "$m" --config benchmarks/eo_finetune.toml --seed "$s" --name "$name" --out "$res-ft"
+    "$bin" finetune "${src[@]}" --data "$m" --config benchmarks/eo_finetune.toml --shots 10 --steps 100 --seed "$s" --name "$name" --out "$res-ft"
+    "$bin" finetune "${src[@]}" --data "$m" --config benchmarks/eo_finetune.toml --steps 300 --seed "$s" --name "$name" --out "$res-ft"
   done
 done
+# OpenSARShip (Cargo / Tanker / Other, split by Sentinel-1 product) and BigEarthNet
+# (multi-label, end to end): random init, baselines, and the MSTAR encoder transferred.
+s="$OUT/opensarship.csv"
+"$bin" probe --random-init --preset eo-tiny-mae --config benchmarks/eo_ship.toml --data "$s" --name ship-random --out "$OUT/results-ship"
+for b in pixels bandstats; do "$bin" probe --baseline "$b" --preset eo-tiny-mae --config benchmarks/eo_ship.toml --data "$s" --out "$OUT/results-ship"; done
+"$bin" probe --checkpoint "$OUT/mstar-mae-s${seeds[0]}" --data "$s" --name mstar-mae-transfer --out "$OUT/results-ship"
+"$bin" probe --random-init --preset eo-tiny-mae --data "$OUT/bigearthnet.csv" --multi-label --name ben-random --out "$OUT/results-ben"
+"$bin" probe --baseline bandstats --preset eo-tiny-mae --data "$OUT/bigearthnet.csv" --multi-label --out "$OUT/results-ben"

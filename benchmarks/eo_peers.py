@@ -5,9 +5,12 @@ and the same input as Tessera's views: the 8-bit magnitude in dB (20 log10), sta
 flips/rotations; test: the centre crop).
 
 Usage: python benchmarks/eo_peers.py runs/eo/mstar.csv runs/eo/peers.csv [seeds...]
+Environment: PEER_K (default `1,5,10,all`), PEER_STEPS_ALL (default 1500 steps of 32 with
+all labels; 600 with k per class).
 Writes one CSV row per (k, seed): k,seed,accuracy,macro_f1,train_s.
 """
 import csv
+import os
 import sys
 import time
 
@@ -72,7 +75,7 @@ def run(k, seed):
     idx = np.where(train)[0]
     if k:
         idx = np.concatenate([rng.permutation(idx[y[idx] == c])[:k] for c in range(len(classes))])
-    steps = 3000 if not k else 600
+    steps = int(os.environ.get("PEER_STEPS_ALL", 1500)) if not k else 600
     net = Net(len(classes))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -103,7 +106,7 @@ def run(k, seed):
 with open(out, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["k", "seed", "accuracy", "macro_f1", "train_s"])
-    for k in [1, 5, 10, 0]:
+    for k in [0 if x == "all" else int(x) for x in os.environ.get("PEER_K", "1,5,10,all").split(",")]:
         for s in seeds:
             acc, f1, ts = run(k, s)
             w.writerow([k or "all", s, f"{acc:.4f}", f"{f1:.4f}", f"{ts:.0f}"])

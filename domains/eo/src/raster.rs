@@ -55,6 +55,24 @@ pub struct Source {
     pub block: (usize, usize),
 }
 
+/// Open GDAL datasets of a scene's files, kept between reads (GDAL's block cache belongs to
+/// an open dataset: reopening per window would decode every tile again). A clone starts
+/// with none.
+#[derive(Default)]
+pub struct Handles(std::sync::Mutex<Vec<(PathBuf, Dataset)>>);
+
+impl Clone for Handles {
+    fn clone(&self) -> Self {
+        Handles::default()
+    }
+}
+
+impl std::fmt::Debug for Handles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handles")
+    }
+}
+
 /// A scene: bands on a reference grid (that of the finest band).
 #[derive(Debug, Clone)]
 pub struct Scene {
@@ -74,6 +92,7 @@ pub struct Scene {
     pub s2_offset: Option<f64>,
     /// Files in a folder that were not used, with why.
     pub skipped: Vec<String>,
+    handles: Handles,
 }
 
 /// Raster file extensions read as scenes (and inside scene folders).
@@ -118,6 +137,21 @@ pub fn open(path: &Path) -> Result<Dataset, EoError> {
         ..Default::default()
     };
     Dataset::open_ex(path, opts).map_err(|e| gdal_err(path, format!("GDAL cannot open it: {e}")))
+}
+
+/// The open dataset of `path`, opened on first use.
+fn handle<'a>(
+    handles: &'a mut Vec<(PathBuf, Dataset)>,
+    path: &Path,
+) -> Result<&'a Dataset, EoError> {
+    let i = match handles.iter().position(|(p, _)| p == path) {
+        Some(i) => i,
+        None => {
+            handles.push((path.to_path_buf(), open(path)?));
+            handles.len() - 1
+        }
+    };
+    Ok(&handles[i].1)
 }
 
 /// Metres per CRS unit along x and y at the raster's centre (degrees → m for geographic
@@ -344,6 +378,7 @@ impl Scene {
             baseline,
             s2_offset,
             skipped: Vec::new(),
+            handles: Handles::default(),
         };
         scene.fill_gsd(path)?;
         Ok(scene)
@@ -518,6 +553,7 @@ impl Scene {
             baseline,
             s2_offset,
             skipped,
+            handles: Handles::default(),
         };
         scene.fill_gsd(dir)?;
         Ok(scene)
@@ -550,12 +586,84 @@ impl Scene {
             });
         }
         let mut data = vec![f32::NAN; total];
-        let mut open_ds: Option<(PathBuf, Dataset)> = None;
-        for (c, s) in self.sources.iter().enumerate() {
-            if open_ds.as_ref().map(|(p, _)| p != &s.path).unwrap_or(true) {
-                open_ds = Some((s.path.clone(), open(&s.path)?));
+        let mut handles = self.handles.0.lock().unwrap_or_else(|e| e.into_inner());
+        // One file, one grid, no resampling, no complex or mask band: every band in one
+        // dataset-level read (a pixel-interleaved tile is decoded once for all bands).
+        let s0 = &self.sources[0];
+        let exact_f32 = |d: &str| matches!(d, "Byte" | "Int8" | "UInt16" | "Int16" | "Float32");
+        if (ow, oh) == (w, h)
+            && self.sources.iter().all(|s| {
+                s.path == s0.path
+                    && (s.width, s.height) == (self.width, self.height)
+                    && !s.complex
+                    && !s.mask
+                    && exact_f32(&s.dtype)
+            })
+        {
+            let (cw, ch) = (
+                w.min(self.width.saturating_sub(x)),
+                h.min(self.height.saturating_sub(y)),
+            );
+            if cw == 0 || ch == 0 {
+                return Ok(data);
             }
-            let ds = &open_ds.as_ref().expect("opened").1;
+            let ds = handle(&mut handles, &s0.path)?;
+            let mut map: Vec<i32> = self.sources.iter().map(|s| s.index as i32).collect();
+            let mut buf = vec![0f32; map.len() * cw * ch];
+            let rv = unsafe {
+                gdal_sys::GDALDatasetRasterIO(
+                    ds.c_dataset(),
+                    gdal_sys::GDALRWFlag::GF_Read,
+                    x as i32,
+                    y as i32,
+                    cw as i32,
+                    ch as i32,
+                    buf.as_mut_ptr() as *mut std::ffi::c_void,
+                    cw as i32,
+                    ch as i32,
+                    gdal_sys::GDALDataType::GDT_Float32,
+                    map.len() as i32,
+                    map.as_mut_ptr(),
+                    0,
+                    0,
+                    0,
+                )
+            };
+            if rv != gdal_sys::CPLErr::CE_None {
+                return Err(gdal_err(
+                    &s0.path,
+                    "reading the bands failed (truncated or damaged file?)",
+                ));
+            }
+            for (c, s) in self.sources.iter().enumerate() {
+                let nd = s.nodata.map(|v| v as f32);
+                let plain = nd.is_none() && s.scale == 1.0 && s.offset == 0.0;
+                for r in 0..ch {
+                    let src = &buf[(c * ch + r) * cw..(c * ch + r + 1) * cw];
+                    let dst = &mut data[(c * oh + r) * ow..(c * oh + r) * ow + cw];
+                    if plain {
+                        // Copy; non-finite float values still become NaN.
+                        dst.copy_from_slice(src);
+                        dst.iter_mut()
+                            .filter(|v| v.is_infinite())
+                            .for_each(|v| *v = f32::NAN);
+                        continue;
+                    }
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        let bad = nd.is_some_and(|n| v == n || (n.is_nan() && v.is_nan()))
+                            || !v.is_finite();
+                        *d = if bad {
+                            f32::NAN
+                        } else {
+                            (v as f64 * s.scale + s.offset) as f32
+                        };
+                    }
+                }
+            }
+            return Ok(data);
+        }
+        for (c, s) in self.sources.iter().enumerate() {
+            let ds = handle(&mut handles, &s.path)?;
             let band = ds.rasterband(s.index).map_err(|e| gdal_err(&s.path, e))?;
             // This band's pixels per reference pixel.
             let f = self.gsd_m / s.gsd_m;
