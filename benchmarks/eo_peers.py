@@ -4,6 +4,8 @@ and the same input as Tessera's views: the 8-bit magnitude in dB (20 log10), sta
 64 x 64 px crops (training: random crops within +-8 px of the centre and the same 8
 flips/rotations; test: the centre crop).
 
+Needs torch and numpy (benchmarks/setup_torch.sh) plus pillow and scikit-learn
+(`$PY -m pip install pillow scikit-learn`).
 Usage: python benchmarks/eo_peers.py runs/eo/mstar.csv runs/eo/peers.csv [seeds...]
 Environment: PEER_K (default `1,5,10,all`), PEER_STEPS_ALL (default 1500 steps of 32 with
 all labels; 600 with k per class).
