@@ -50,6 +50,45 @@ pub fn encoder_for<M: Modality>(
     })
 }
 
+/// Fails unless every row has a label (`what` is the subcommand that needs them).
+pub(crate) fn require_labels(items: &[DataItem], what: &str) -> Result<()> {
+    if let Some(i) = items.iter().find(|i| i.label.is_none()) {
+        bail!(
+            "{what} needs labels ({} has none): a manifest with a label column (--label-column) or a folder of class folders",
+            i.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The sorted distinct classes of `labels`; at least two.
+pub(crate) fn classes_of<'a>(
+    labels: impl Iterator<Item = &'a String>,
+    what: &str,
+) -> Result<Vec<String>> {
+    let mut classes: Vec<String> = labels.cloned().collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        bail!("{what} needs at least two classes (found {classes:?})");
+    }
+    Ok(classes)
+}
+
+/// The index of `label` in sorted `classes` (0 when absent).
+pub(crate) fn class_index(classes: &[String], label: &str) -> usize {
+    classes
+        .binary_search_by(|c| c.as_str().cmp(label))
+        .unwrap_or(0)
+}
+
+/// The `--config` file as a TOML table.
+pub(crate) fn read_config(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("--config {}: not a TOML table", path.display()))
+}
+
 /// Frozen embeddings `[n, 2D]` (CLS ‖ mean patch) of token samples, in batches.
 pub fn embed_samples(enc: &Encoder, tokens: &[SampleTokens]) -> Result<Features> {
     let bar = tessera_cli::progress(tokens.len() as u64, "embedding");
@@ -157,16 +196,9 @@ fn score_features(
             Ok(vec![r.report.result_row(run, task, "ridge", feat, seed)])
         }
         Target::Classes | Target::FewShot(_) => {
-            let mut classes: Vec<String> = labels.to_vec();
-            classes.sort();
-            classes.dedup();
-            if classes.len() < 2 {
-                bail!("probe needs at least two classes (found {classes:?})");
-            }
+            let classes = classes_of(labels.iter(), "probe")?;
             let ids = |v: &[String]| -> Vec<usize> {
-                v.iter()
-                    .map(|l| classes.binary_search(l).unwrap_or(0))
-                    .collect()
+                v.iter().map(|l| class_index(&classes, l)).collect()
             };
             let (y_train, y_test) = (ids(&l_train), ids(&l_test));
             if let Target::FewShot(_) = target {
@@ -437,10 +469,7 @@ impl<M: Modality> App<M> {
     ) -> Result<M> {
         if let (Some(_), Some(path)) = (&common.checkpoint, &common.config) {
             // A run's model is fixed; `--config` may still change how it is probed.
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --config {}", path.display()))?;
-            let mut over: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("--config {}: not a TOML table", path.display()))?;
+            let mut over = read_config(path)?;
             let probe = over.remove("probe");
             if let Some(k) = over.keys().next() {
                 bail!(
@@ -484,12 +513,7 @@ impl<M: Modality> App<M> {
         let out = common.out()?;
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let items = list::<M>(common, false)?;
-        if let Some(i) = items.iter().find(|i| i.label.is_none()) {
-            bail!(
-                "probe needs labels ({} has none): a manifest with a label column (--label-column) or a folder of class folders",
-                i.path.display()
-            );
-        }
+        require_labels(&items, "probe")?;
         let mut sets: Vec<(String, Features)> = Vec::new();
         if target == Target::MultiLabel {
             // Label sets: `a;c`. Checked before any decoding.

@@ -6,7 +6,9 @@
 //! the evaluation view. `--shots K` fine-tunes on K labelled samples per class (a seeded
 //! draw), as few-label benchmarks ask.
 
-use crate::commands::{encoder_for, save_rows};
+use crate::commands::{
+    class_index, classes_of, encoder_for, read_config, require_labels, save_rows,
+};
 use crate::source::{list, Source};
 use crate::App;
 use anyhow::{bail, Context, Result};
@@ -198,12 +200,7 @@ impl<M: Modality> App<M> {
         let out = common.out()?;
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let items = list::<M>(common, false)?;
-        if let Some(i) = items.iter().find(|i| i.label.is_none()) {
-            bail!(
-                "finetune needs labels ({} has none): a manifest with a label column (--label-column) or a folder of class folders",
-                i.path.display()
-            );
-        }
+        require_labels(&items, "finetune")?;
         let run = encoder_for(self, common, a.random_init)?;
         let (mut card, encoder, mut store) = (run.card, run.encoder, run.store);
         // [finetune]: the card's own table, then --config's.
@@ -213,11 +210,7 @@ impl<M: Modality> App<M> {
             .cloned()
             .unwrap_or(toml::Value::Table(Default::default()));
         if let Some(path) = &common.config {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --config {}", path.display()))?;
-            let over: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("--config {}: not a TOML table", path.display()))?;
-            if let Some(t) = over.get("finetune") {
+            if let Some(t) = read_config(path)?.get("finetune") {
                 tessera_cli::deep_merge(&mut ft, t.clone());
             }
         }
@@ -232,19 +225,11 @@ impl<M: Modality> App<M> {
         if let Some(seed) = common.seed {
             card.seed = seed;
         }
-        let mut classes: Vec<String> = items.iter().filter_map(|i| i.label.clone()).collect();
-        classes.sort();
-        classes.dedup();
-        if classes.len() < 2 {
-            bail!("finetune needs at least two classes (found {classes:?})");
-        }
+        let label = |i: &tessera_cli::DataItem| i.label.clone().unwrap_or_default();
+        let classes = classes_of(items.iter().filter_map(|i| i.label.as_ref()), "finetune")?;
         let y: Vec<usize> = items
             .iter()
-            .map(|i| {
-                classes
-                    .binary_search(i.label.as_ref().expect("checked"))
-                    .unwrap_or(0)
-            })
+            .map(|i| class_index(&classes, &label(i)))
             .collect();
         let test: Vec<usize> = (0..items.len())
             .filter(|&i| common.is_test(&items[i]))
@@ -344,11 +329,7 @@ impl<M: Modality> App<M> {
         let kept_y: Vec<usize> = mapped
             .items
             .iter()
-            .map(|it| {
-                classes
-                    .binary_search(it.label.as_ref().expect("checked"))
-                    .unwrap_or(0)
-            })
+            .map(|it| class_index(&classes, &label(it)))
             .collect();
         let pred = model.predict(&mapped.values)?;
         let n = classes.len();

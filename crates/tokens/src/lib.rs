@@ -93,6 +93,19 @@ impl SampleTokens {
         })
     }
 
+    /// Token indices grouped by identical coordinates on `axes` (bit patterns, groups in
+    /// the order of those patterns): an EEG electrode's tokens, a raster band's tokens.
+    pub fn groups(&self, axes: std::ops::Range<usize>) -> Vec<Vec<usize>> {
+        let mut g: std::collections::BTreeMap<Vec<u32>, Vec<usize>> = Default::default();
+        for i in 0..self.n {
+            let c = &self.coords[i * self.k + axes.start..i * self.k + axes.end];
+            g.entry(c.iter().map(|v| v.to_bits()).collect())
+                .or_default()
+                .push(i);
+        }
+        g.into_values().collect()
+    }
+
     /// Keeps only the tokens whose indices are listed (in that order).
     pub fn select(&self, idx: &[usize]) -> SampleTokens {
         let mut values = Vec::with_capacity(idx.len() * self.p);

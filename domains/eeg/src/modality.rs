@@ -137,20 +137,13 @@ impl Modality for EegFrontend {
         let a = &self.cfg.augment;
         let mut view = view;
         if a.channel_drop > 0.0 {
-            let mut groups: BTreeMap<[u32; 3], Vec<usize>> = BTreeMap::new();
-            for i in 0..view.n {
-                let c = &view.coords[i * view.k..i * view.k + 3];
-                groups
-                    .entry([c[0].to_bits(), c[1].to_bits(), c[2].to_bits()])
-                    .or_default()
-                    .push(i);
-            }
+            let groups = view.groups(0..3);
             let n = groups.len();
             let drop = ((rng.uniform() * a.channel_drop * n as f64) as usize).min(n - 1);
             let order = rng.permutation(n);
             let gone: Vec<usize> = order[..drop].to_vec();
             let keep: Vec<usize> = groups
-                .values()
+                .iter()
                 .enumerate()
                 .filter(|(g, _)| !gone.contains(g))
                 .flat_map(|(_, idx)| idx.iter().copied())

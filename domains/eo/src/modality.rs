@@ -41,6 +41,17 @@ pub fn slot(b: &sensors::Band) -> usize {
     }
 }
 
+/// The distinct values, in first-seen order.
+fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
 fn quantiles(mut v: Vec<f32>, qs: &[f64]) -> Vec<f32> {
     if v.is_empty() {
         return vec![0.0; qs.len()];
@@ -98,17 +109,11 @@ impl Modality for EoFrontend {
         let a = &self.cfg.augment;
         let mut view = view;
         if a.band_drop > 0.0 {
-            let mut groups: BTreeMap<[u32; 3], Vec<usize>> = BTreeMap::new();
-            for i in 0..view.n {
-                let c = &view.coords[i * view.k + 2..i * view.k + 5];
-                groups
-                    .entry([c[0].to_bits(), c[1].to_bits(), c[2].to_bits()])
-                    .or_default()
-                    .push(i);
-            }
+            // Whole bands: tokens sharing the spectral coordinates (axes 2..5).
+            let groups = view.groups(2..5);
             let keep_one = rng.below(groups.len().max(1));
             let keep: Vec<usize> = groups
-                .values()
+                .iter()
                 .enumerate()
                 .filter(|(g, _)| *g == keep_one || rng.uniform() >= a.band_drop)
                 .flat_map(|(_, idx)| idx.iter().copied())
@@ -248,27 +253,18 @@ impl Modality for EoFrontend {
                     .collect::<Vec<_>>()
                     .join("; "),
             ),
-            ("dtype".into(), {
-                let mut d: Vec<String> = scene.sources.iter().map(|s| s.dtype.clone()).collect();
-                d.dedup();
-                d.join(", ")
-            }),
+            (
+                "dtype".into(),
+                distinct(scene.sources.iter().map(|s| s.dtype.clone())).join(", "),
+            ),
             (
                 "nodata".into(),
-                join(
+                join(distinct(
                     scene
                         .sources
                         .iter()
-                        .filter_map(|s| s.nodata.map(|v| v.to_string()))
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .fold(Vec::new(), |mut a, v| {
-                            if !a.contains(&v) {
-                                a.push(v)
-                            }
-                            a
-                        }),
-                ),
+                        .filter_map(|s| s.nodata.map(|v| v.to_string())),
+                )),
             ),
             (
                 "scale_offset".into(),

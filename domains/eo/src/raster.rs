@@ -116,7 +116,7 @@ fn quiet_gdal() {
     });
 }
 
-fn gdal_err(path: &Path, e: impl std::fmt::Display) -> EoError {
+pub(crate) fn gdal_err(path: &Path, e: impl std::fmt::Display) -> EoError {
     EoError::Gdal {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -381,7 +381,17 @@ impl Scene {
             handles: Handles::default(),
         };
         scene.fill_gsd(path)?;
+        scene.keep_open(vec![(path.to_path_buf(), ds)]);
         Ok(scene)
+    }
+
+    /// Hands datasets opened while reading the headers to the scene's reads.
+    fn keep_open(&self, datasets: Vec<(PathBuf, Dataset)>) {
+        self.handles
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(datasets);
     }
 
     /// Unknown pixel sizes: the sensor's native one, else an error.
@@ -465,6 +475,7 @@ impl Scene {
         };
         // Per band name, the finest file (SAFE L2A holds B02 at 10, 20 and 60 m).
         let mut chosen: BTreeMap<String, (Source, Band, f64)> = BTreeMap::new();
+        let mut opened: Vec<(PathBuf, Dataset)> = Vec::new();
         let mut skipped = Vec::new();
         let mut first: Option<(
             String,
@@ -488,6 +499,10 @@ impl Scene {
             }
             let ds = open(f)?;
             let src = sources_of(&ds, f, opts.pixel_m)?;
+            let ds = {
+                opened.push((f.clone(), ds));
+                &opened.last().expect("pushed").1
+            };
             if src.len() != 1 {
                 skipped.push(format!(
                     "{} ({} bands; a scene folder holds one band per file)",
@@ -498,14 +513,14 @@ impl Scene {
             }
             if first.is_none() {
                 let b = if sensor == "sentinel2" {
-                    s2_baseline(&ds, f)
+                    s2_baseline(ds, f)
                 } else {
                     (None, None)
                 };
                 first = Some((
                     ds.driver().short_name(),
-                    crs_name(&ds),
-                    has_geotransform(&ds),
+                    crs_name(ds),
+                    has_geotransform(ds),
                     b,
                 ));
             }
@@ -556,6 +571,8 @@ impl Scene {
             handles: Handles::default(),
         };
         scene.fill_gsd(dir)?;
+        opened.retain(|(p, _)| scene.sources.iter().any(|s| &s.path == p));
+        scene.keep_open(opened);
         Ok(scene)
     }
 

@@ -10,6 +10,7 @@
 //!
 //! Every fifth scene is `test`.
 
+use crate::raster::gdal_err;
 use crate::sensors::{default_bands, SENTINEL2};
 use crate::EoError;
 use gdal::raster::{Buffer, RasterCreationOptions};
@@ -50,13 +51,6 @@ fn field(rng: &mut Rng, w: usize, h: usize) -> Vec<f64> {
                 / 4.0
         })
         .collect()
-}
-
-fn gdal_err(path: &Path, e: impl std::fmt::Display) -> EoError {
-    EoError::Gdal {
-        path: path.into(),
-        reason: e.to_string(),
-    }
 }
 
 /// Writes a GeoTIFF of `bands` planes (`[C, h, w]`) with a UTM 32N geotransform at `gsd` m.
