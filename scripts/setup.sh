@@ -10,6 +10,8 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 || need_apt+=(fonts-dejavu-core)
 # GDAL for the Earth-observation domain (tessera-eo links libgdal; no other crate does).
 command -v gdal-config >/dev/null 2>&1 || need_apt+=(libgdal-dev)
+# Poppler's pdfinfo/pdftoppm render PDF pages for the document domain (run as tools, not linked).
+command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""

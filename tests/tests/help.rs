@@ -69,25 +69,28 @@ fn shared_subcommands_read_the_same_in_every_cli() {
             ("labels.csv", "DATA"),
         ],
     );
-    assert_eq!(medical.len(), audio.len());
-    assert_eq!(eeg.len(), audio.len());
-    assert_eq!(eo.len(), audio.len());
+    let doc = helps(
+        tessera_doc_cli::app().command::<Cli>(),
+        &[
+            ("tessera-doc", "BIN"),
+            ("doc-tiny-mae", "PRESET"),
+            ("doc-nano-demo", "DEMO"),
+            ("labels.csv", "DATA"),
+        ],
+    );
     assert_eq!(
         audio.len(),
         11,
         "{:?}",
         audio.iter().map(|a| &a.0).collect::<Vec<_>>()
     );
-    for ((((name, a), (_, m)), (_, e)), (_, o)) in audio.iter().zip(&medical).zip(&eeg).zip(&eo) {
-        assert_eq!(a, m, "`{name} --help` differs between the CLIs");
-        assert_eq!(
-            a, o,
-            "`{name} --help` differs between the audio and EO CLIs"
-        );
-        assert_eq!(
-            a, e,
-            "`{name} --help` differs between the audio and EEG CLIs"
-        );
+    for (cli, other) in [("medical", &medical), ("EEG", &eeg), ("EO", &eo), ("document", &doc)] {
+        assert_eq!(other.len(), audio.len(), "{cli}");
+        for ((name, a), (_, o)) in audio.iter().zip(other.iter()) {
+            assert_eq!(a, o, "`{name} --help` differs between the audio and {cli} CLIs");
+        }
+    }
+    for (name, a) in &audio {
         assert!(a.contains("Example:") && a.contains("BIN"), "{name}: {a}");
         if name == "plot" {
             // Reads a run or results folder only.

@@ -255,7 +255,7 @@ fn score_features(
 }
 
 /// Appends rows to `out/rows.jsonl` and rewrites the tables from all rows there.
-pub(crate) fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
+pub fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
     use std::io::Write;
     let jl = out.join("rows.jsonl");
     let mut f = std::fs::OpenOptions::new()

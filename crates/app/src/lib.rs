@@ -23,7 +23,7 @@ pub mod finetune;
 pub mod source;
 
 pub use card::{CardCore, RunCard};
-pub use commands::{embed_samples, encoder_for, write_embeddings, RunEncoder, Target};
+pub use commands::{embed_samples, encoder_for, save_rows, write_embeddings, RunEncoder, Target};
 pub use deploy::parity;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};

@@ -1,0 +1,456 @@
+//! `tessera-doc boxes`: frozen-feature probes below the page level. A box manifest
+//! (`path,x0,y0,x1,y1,label,split`, boxes in the page image's pixels) names labelled boxes
+//! on pages: words, lines, layout regions. Every page is encoded once (its whole-page
+//! evaluation view) and
+//! - `--task boxes`: the tokens under each box pool into one vector (weighted by overlap),
+//!   classified by a linear probe (word-level entity labelling, as FUNSD);
+//! - `--task patches`: each patch takes the label of the smallest box holding its centre,
+//!   `background` otherwise, and a linear probe classifies patches (layout segmentation,
+//!   as PubLayNet), scored by per-class IoU and mIoU.
+//! `--baseline geometry` replaces the encoder with features that need no network: the
+//! box's position and size on the page (mm and page fractions) and the ink density inside
+//! it and in the four neighbouring boxes of its size.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::Args;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tessera_app::{encoder_for, save_rows, App};
+use tessera_cli::data::split_csv_line;
+use tessera_cli::{progress, CommonArgs};
+use tessera_core::TokenTensors;
+use tessera_doc::{DocFrontend, DocSample};
+use tessera_eval::linear::{fit_linear_probe, LinearProbeConfig};
+use tessera_eval::metrics::{classification_report, confusion_matrix};
+use tessera_eval::{Features, ResultRow};
+use tessera_tokens::{Modality, Tokens};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    /// One vector per box (pooled tokens), one label per box.
+    Boxes,
+    /// One label per patch (from the box holding its centre, else `background`).
+    Patches,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BoxesArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The box manifest: CSV with `path,x0,y0,x1,y1,label,split` (pixels of the page image;
+    /// paths relative to the manifest; `#dpi=`/`#page=` allowed).
+    #[arg(long)]
+    pub boxes: PathBuf,
+    #[arg(long, value_enum, default_value_t = Task::Boxes)]
+    pub task: Task,
+    /// Use a randomly initialised encoder (the baseline) instead of --checkpoint.
+    #[arg(long)]
+    pub random_init: bool,
+    /// Features without a network instead of an encoder (`geometry`).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Name of this run in the results (default: the checkpoint folder, `random-init` or
+    /// the baseline).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Task name in the results.
+    #[arg(long)]
+    pub task_name: Option<String>,
+    /// Split value of the training rows (default: every row that is not --test-split).
+    #[arg(long)]
+    pub train_split: Option<String>,
+    /// Encode pages in windows of N × N patches (overlapping at the page's right and
+    /// bottom edges, features averaged where windows overlap), as pretraining saw them;
+    /// default: the card's training crop; 0 encodes the whole page at once.
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Training patches kept per page for `--task patches` (random, seeded; 0 keeps all).
+    #[arg(long, default_value_t = 0)]
+    pub max_train_patches: usize,
+}
+
+/// One labelled box of the manifest.
+#[derive(Debug, Clone)]
+struct BoxRow {
+    page: usize,
+    b: [f64; 4],
+    label: String,
+}
+
+struct Pages {
+    paths: Vec<PathBuf>,
+    splits: Vec<String>,
+    boxes: Vec<BoxRow>,
+}
+
+fn read_boxes(path: &Path) -> Result<Pages> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = split_csv_line(lines.next().unwrap_or_default());
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .with_context(|| format!("{}: no `{name}` column (needs path,x0,y0,x1,y1,label,split)", path.display()))
+    };
+    let (cp, cl, cs) = (col("path")?, col("label")?, col("split")?);
+    let cb = [col("x0")?, col("y0")?, col("x1")?, col("y1")?];
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pages = Pages {
+        paths: Vec::new(),
+        splits: Vec::new(),
+        boxes: Vec::new(),
+    };
+    for (n, line) in lines.enumerate() {
+        let f = split_csv_line(line);
+        let get = |i: usize| f.get(i).map(|s| s.trim()).unwrap_or("");
+        let mut b = [0f64; 4];
+        for (k, &c) in cb.iter().enumerate() {
+            b[k] = get(c).parse().ok().filter(|v: &f64| v.is_finite()).with_context(|| {
+                format!("{}: row {}: `{}` is not a box coordinate", path.display(), n + 2, get(c))
+            })?;
+        }
+        let p = get(cp).to_string();
+        let page = *index.entry(p.clone()).or_insert_with(|| {
+            let full = if Path::new(&p).is_absolute() { PathBuf::from(&p) } else { base.join(&p) };
+            pages.paths.push(full);
+            pages.splits.push(get(cs).to_string());
+            pages.paths.len() - 1
+        });
+        if pages.splits[page] != get(cs) {
+            bail!("{}: row {}: page {p} appears in two splits", path.display(), n + 2);
+        }
+        pages.boxes.push(BoxRow {
+            page,
+            b,
+            label: get(cl).to_string(),
+        });
+    }
+    if pages.boxes.is_empty() {
+        bail!("{}: no boxes", path.display());
+    }
+    Ok(pages)
+}
+
+/// Geometry and ink features of a box (`[x0, y0, x1, y1]` in working pixels).
+fn geometry(fe: &DocFrontend, s: &DocSample, b: [f64; 4]) -> Vec<f32> {
+    let mm = fe.mm_per_px();
+    let ink = |x0: f64, y0: f64, x1: f64, y1: f64| -> f32 {
+        let (xa, xb) = (x0.max(0.0) as usize, (x1.max(0.0) as usize).min(s.w));
+        let (ya, yb) = (y0.max(0.0) as usize, (y1.max(0.0) as usize).min(s.h));
+        let (mut sum, mut n) = (0f64, 0usize);
+        for y in ya..yb {
+            for x in xa..xb {
+                sum += 1.0 - s.data[(y * s.w + x) * s.c] as f64 / 255.0;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            0.0
+        } else {
+            (sum / n as f64) as f32
+        }
+    };
+    let [x0, y0, x1, y1] = b;
+    let (w, h) = ((x1 - x0).max(1.0), (y1 - y0).max(1.0));
+    vec![
+        (x0 / s.w as f64) as f32,
+        (y0 / s.h as f64) as f32,
+        (x1 / s.w as f64) as f32,
+        (y1 / s.h as f64) as f32,
+        (x0 * mm) as f32 / 100.0,
+        (y0 * mm) as f32 / 100.0,
+        (w * mm).ln() as f32,
+        (h * mm).ln() as f32,
+        (w / h).ln() as f32,
+        ink(x0, y0, x1, y1),
+        ink(x0 - w, y0, x0, y1),
+        ink(x1, y0, x1 + w, y1),
+        ink(x0, y0 - h, x1, y0),
+        ink(x0, y1, x1, y1 + h),
+    ]
+}
+
+/// Per-token features `[N, D]` of a page's evaluation view (row-major patches): the whole
+/// page at once (`window` 0), or windows of `window × window` patches encoded as one batch,
+/// each token's features averaged over the windows holding it.
+fn page_features(
+    fe: &DocFrontend,
+    enc: &tessera_core::Encoder,
+    s: &DocSample,
+    window: usize,
+) -> Result<(Vec<f32>, usize)> {
+    let (gw, gh) = fe.grid(s);
+    let encode = |views: Vec<tessera_tokens::SampleTokens>| -> Result<(Vec<f32>, usize)> {
+        let tt = TokenTensors::from_tokens(&Tokens::from_samples(&views)?, &Device::Cpu)?;
+        let o = enc.forward(&tt)?;
+        let d = o.patches.dim(2)?;
+        Ok((o.patches.flatten_all()?.to_vec1::<f32>()?, d))
+    };
+    if window == 0 || (window >= gw && window >= gh) {
+        return encode(vec![fe.eval_view(s)?]);
+    }
+    let (ww, wh) = (window.min(gw), window.min(gh));
+    let starts = |n: usize, w: usize| -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n.saturating_sub(w)).step_by(w).collect();
+        v.push(n - w);
+        v.dedup();
+        v
+    };
+    let mut origins = Vec::new();
+    for &y in &starts(gh, wh) {
+        for &x in &starts(gw, ww) {
+            origins.push((x, y));
+        }
+    }
+    let mut sum: Vec<f32> = Vec::new();
+    let mut count = vec![0f32; gw * gh];
+    let mut d = 0;
+    for batch in origins.chunks(16) {
+        let views = batch
+            .iter()
+            .map(|&(x, y)| fe.tokens_at(s, x, y, ww, wh))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (f, dd) = encode(views)?;
+        d = dd;
+        if sum.is_empty() {
+            sum = vec![0f32; gw * gh * d];
+        }
+        for (b, &(x0, y0)) in batch.iter().enumerate() {
+            for r in 0..wh {
+                for q in 0..ww {
+                    let t = (y0 + r) * gw + x0 + q;
+                    let src = &f[(b * ww * wh + r * ww + q) * d..][..d];
+                    for (acc, v) in sum[t * d..(t + 1) * d].iter_mut().zip(src) {
+                        *acc += v;
+                    }
+                    count[t] += 1.0;
+                }
+            }
+        }
+    }
+    for (t, c) in count.iter().enumerate() {
+        sum[t * d..(t + 1) * d].iter_mut().for_each(|v| *v /= c.max(1.0));
+    }
+    Ok((sum, d))
+}
+
+/// Features and labels of one page: one row per box (`boxes`) or per patch (`patches`).
+type PageRows = (Vec<Vec<f32>>, Vec<String>);
+
+pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
+    let common = &a.common;
+    tessera_cli::init_threads(common.threads)?;
+    let out = common.out()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let pages = read_boxes(&a.boxes)?;
+    let baseline = match a.baseline.as_deref() {
+        None => false,
+        Some("geometry") => true,
+        Some(b) => bail!("unknown baseline `{b}` (known: geometry)"),
+    };
+    let (card_seed, fe, enc, probe_cfg, run_name) = if baseline {
+        let card = app.resolve(common)?;
+        (card.seed, card.modality()?, None, card.probe.clone(), "geometry".to_string())
+    } else {
+        let r = encoder_for(app, common, a.random_init)?;
+        let name = a.name.clone().unwrap_or_else(|| {
+            if a.random_init {
+                "random-init".into()
+            } else {
+                common
+                    .checkpoint
+                    .as_ref()
+                    .and_then(|c| c.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pretrained".into())
+            }
+        });
+        (r.card.seed, r.m, Some(r.encoder), r.card.probe.clone(), name)
+    };
+    let run_name = a.name.clone().unwrap_or(run_name);
+    let window = a.window.unwrap_or(fe.cfg.crop_px / fe.cfg.patch_px);
+    let mut by_page: Vec<Vec<&BoxRow>> = vec![Vec::new(); pages.paths.len()];
+    for b in &pages.boxes {
+        by_page[b.page].push(b);
+    }
+    let bar = progress(pages.paths.len() as u64, "encoding pages");
+    let mut rows: Vec<PageRows> = Vec::with_capacity(pages.paths.len());
+    // Decode a few pages in parallel, encode one page at a time (whole-page views).
+    for chunk in (0..pages.paths.len()).collect::<Vec<_>>().chunks(4) {
+        let samples: Vec<Result<DocSample>> = chunk
+            .par_iter()
+            .map(|&p| fe.decode(&pages.paths[p]).map_err(anyhow::Error::new))
+            .collect();
+        for (&p, s) in chunk.iter().zip(samples) {
+            let s = s?;
+            let boxes = &by_page[p];
+            let tokens_feat = match &enc {
+                Some(enc) => Some(page_features(&fe, enc, &s, window)?),
+                None => None,
+            };
+            let (fx, fy) = (s.w as f64 / s.source_px.0 as f64, s.h as f64 / s.source_px.1 as f64);
+            let to_work = |b: [f64; 4]| [b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy];
+            let mut feats = Vec::new();
+            let mut labels = Vec::new();
+            match a.task {
+                Task::Boxes => {
+                    for b in boxes {
+                        feats.push(match &tokens_feat {
+                            Some((f, d)) => {
+                                let mut v = vec![0f32; *d];
+                                for (t, w) in fe.box_tokens(&s, b.b) {
+                                    for (acc, x) in v.iter_mut().zip(&f[t * d..(t + 1) * d]) {
+                                        *acc += w * x;
+                                    }
+                                }
+                                v
+                            }
+                            None => geometry(&fe, &s, to_work(b.b)),
+                        });
+                        labels.push(b.label.clone());
+                    }
+                }
+                Task::Patches => {
+                    let bx: Vec<[f64; 4]> = boxes.iter().map(|b| b.b).collect();
+                    let owner = fe.token_boxes(&s, &bx);
+                    let (gw, _) = fe.grid(&s);
+                    let p = fe.cfg.patch_px as f64;
+                    for (t, o) in owner.iter().enumerate() {
+                        feats.push(match &tokens_feat {
+                            Some((f, d)) => f[t * d..(t + 1) * d].to_vec(),
+                            None => {
+                                let (gx, gy) = ((t % gw) as f64, (t / gw) as f64);
+                                geometry(&fe, &s, [gx * p, gy * p, gx * p + p, gy * p + p])
+                            }
+                        });
+                        labels.push(o.map_or("background".to_string(), |i| boxes[i].label.clone()));
+                    }
+                }
+            }
+            rows.push((feats, labels));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    // Splits by page; validation pages (for the L2 choice) from the training pages.
+    let is_train = |p: usize| match &a.train_split {
+        Some(t) => &pages.splits[p] == t,
+        None => pages.splits[p] != common.test_split,
+    };
+    let test_pages: Vec<usize> = (0..pages.paths.len()).filter(|&p| pages.splits[p] == common.test_split).collect();
+    let train_pages: Vec<usize> = (0..pages.paths.len()).filter(|&p| is_train(p)).collect();
+    if test_pages.is_empty() || train_pages.len() < 2 {
+        bail!(
+            "{}: needs `{}` pages and at least two training pages (found {} and {})",
+            a.boxes.display(),
+            common.test_split,
+            test_pages.len(),
+            train_pages.len()
+        );
+    }
+    let n_val = ((train_pages.len() as f64 * probe_cfg.val_fraction).round() as usize).clamp(1, train_pages.len() - 1);
+    let (fit_pages, val_pages) = train_pages.split_at(train_pages.len() - n_val);
+    let mut classes: Vec<String> = rows.iter().flat_map(|(_, l)| l.iter().cloned()).collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        bail!("{}: needs at least two labels (found {classes:?})", a.boxes.display());
+    }
+    let class_of = |l: &str| classes.binary_search_by(|c| c.as_str().cmp(l)).unwrap_or(0);
+    let mut rng = tessera_tokens::Rng::new(card_seed ^ 0xB0C5);
+    let gather = |ps: &[usize], cap: usize, rng: &mut tessera_tokens::Rng| -> Result<(Features, Vec<usize>)> {
+        let mut data = Vec::new();
+        let mut y = Vec::new();
+        let mut d = 0;
+        for &p in ps {
+            let (f, l) = &rows[p];
+            let mut idx: Vec<usize> = (0..f.len()).collect();
+            if cap > 0 && idx.len() > cap {
+                for i in 0..cap {
+                    let j = i + rng.below(idx.len() - i);
+                    idx.swap(i, j);
+                }
+                idx.truncate(cap);
+            }
+            for i in idx {
+                d = f[i].len();
+                data.extend_from_slice(&f[i]);
+                y.push(class_of(&l[i]));
+            }
+        }
+        let n = y.len();
+        Ok((Features::new(data, n, d)?, y))
+    };
+    let cap = if a.task == Task::Patches { a.max_train_patches } else { 0 };
+    let (xtr, ytr) = gather(fit_pages, cap, &mut rng)?;
+    let (xva, yva) = gather(val_pages, cap, &mut rng)?;
+    let (xte, yte) = gather(&test_pages, 0, &mut rng)?;
+    let cfg = LinearProbeConfig {
+        ..probe_cfg.linear.clone()
+    };
+    eprintln!(
+        "linear probe on {} training {} ({} validation), {} test, {} classes, width {}",
+        ytr.len(),
+        if a.task == Task::Boxes { "boxes" } else { "patches" },
+        yva.len(),
+        yte.len(),
+        classes.len(),
+        xtr.d
+    );
+    let probe = fit_linear_probe(&xtr, &ytr, &xva, &yva, classes.len(), &cfg)?;
+    let pred = probe.predict(&xte)?;
+    let report = classification_report(&yte, &pred, classes.len())?;
+    let conf = confusion_matrix(&yte, &pred, classes.len());
+    let mut extra = BTreeMap::new();
+    let mut per_class = Vec::new();
+    let mut ious = Vec::new();
+    for (c, name) in classes.iter().enumerate() {
+        let tp = conf[c][c] as f64;
+        let fp: f64 = (0..classes.len()).filter(|&r| r != c).map(|r| conf[r][c] as f64).sum();
+        let fn_: f64 = (0..classes.len()).filter(|&k| k != c).map(|k| conf[c][k] as f64).sum();
+        let f1 = if tp + fp + fn_ > 0.0 { 2.0 * tp / (2.0 * tp + fp + fn_) } else { f64::NAN };
+        let iou = if tp + fp + fn_ > 0.0 { tp / (tp + fp + fn_) } else { f64::NAN };
+        extra.insert(format!("f1_{name}"), f1);
+        if a.task == Task::Patches {
+            extra.insert(format!("iou_{name}"), iou);
+            if name != "background" && iou.is_finite() {
+                ious.push(iou);
+            }
+        }
+        per_class.push(format!("{name}: F1 {:.3}{}", f1, if a.task == Task::Patches { format!(", IoU {iou:.3}") } else { String::new() }));
+    }
+    if a.task == Task::Patches {
+        extra.insert("miou".into(), ious.iter().sum::<f64>() / ious.len().max(1) as f64);
+    }
+    let row = ResultRow {
+        run: run_name,
+        task: a.task_name.clone().unwrap_or_else(|| match a.task {
+            Task::Boxes => "boxes".into(),
+            Task::Patches => "patches".into(),
+        }),
+        protocol: "linear".into(),
+        features: match (baseline, a.task) {
+            (true, _) => "geometry".into(),
+            (false, Task::Boxes) => "box-pooled tokens".into(),
+            (false, Task::Patches) => "patch tokens".into(),
+        },
+        seed: card_seed,
+        accuracy: report.accuracy,
+        macro_f1: report.macro_f1,
+        balanced_accuracy: report.balanced_accuracy,
+        n_test: yte.len(),
+        extra,
+    };
+    save_rows(out, std::slice::from_ref(&row))?;
+    print!("{}", tessera_eval::to_markdown(std::slice::from_ref(&row)));
+    println!("per class: {}", per_class.join("; "));
+    if a.task == Task::Patches {
+        println!("mIoU over the {} box classes: {:.4}", ious.len(), row.extra["miou"]);
+    }
+    Ok(())
+}
