@@ -183,6 +183,33 @@ pub fn draw_shots(idx: &[usize], y: &[usize], classes: usize, k: usize, seed: u6
     out
 }
 
+/// The `[finetune]` settings of a run: the card's own table, then `--config`'s, then
+/// `--steps`, `--batch-size` and a time limit of `minutes`.
+pub fn finetune_config(
+    extra: &toml::Table,
+    common: &CommonArgs,
+    minutes: Option<f64>,
+) -> Result<FinetuneConfig> {
+    let mut ft = extra
+        .get("finetune")
+        .cloned()
+        .unwrap_or(toml::Value::Table(Default::default()));
+    if let Some(path) = &common.config {
+        if let Some(t) = read_config(path)?.get("finetune") {
+            tessera_cli::deep_merge(&mut ft, t.clone());
+        }
+    }
+    let mut cfg: FinetuneConfig = ft.try_into().context("invalid [finetune] table")?;
+    if let Some(s) = common.steps {
+        cfg.train.steps = s;
+    }
+    if let Some(b) = common.batch_size {
+        cfg.train.batch_size = b;
+    }
+    cfg.train.time_limit_s = minutes.map(|m| m * 60.0);
+    Ok(cfg)
+}
+
 /// The arguments `finetune` adds to the common ones.
 pub struct FinetuneArgs<'a> {
     pub random_init: bool,
@@ -203,25 +230,7 @@ impl<M: Modality> App<M> {
         require_labels(&items, "finetune")?;
         let run = encoder_for(self, common, a.random_init)?;
         let (mut card, encoder, mut store) = (run.card, run.encoder, run.store);
-        // [finetune]: the card's own table, then --config's.
-        let mut ft = card
-            .extra
-            .get("finetune")
-            .cloned()
-            .unwrap_or(toml::Value::Table(Default::default()));
-        if let Some(path) = &common.config {
-            if let Some(t) = read_config(path)?.get("finetune") {
-                tessera_cli::deep_merge(&mut ft, t.clone());
-            }
-        }
-        let mut cfg: FinetuneConfig = ft.try_into().context("invalid [finetune] table")?;
-        if let Some(s) = common.steps {
-            cfg.train.steps = s;
-        }
-        if let Some(b) = common.batch_size {
-            cfg.train.batch_size = b;
-        }
-        cfg.train.time_limit_s = a.minutes.map(|m| m * 60.0);
+        let cfg = finetune_config(&card.extra, common, a.minutes)?;
         if let Some(seed) = common.seed {
             card.seed = seed;
         }

@@ -20,6 +20,7 @@ pub mod card;
 mod commands;
 mod deploy;
 pub mod finetune;
+pub use finetune::{finetune_config, FinetuneConfig};
 pub mod source;
 
 pub use card::{CardCore, RunCard};

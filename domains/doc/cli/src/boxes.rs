@@ -12,20 +12,24 @@
 //! it and in the four neighbouring boxes of its size.
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use clap::Args;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tessera_app::{encoder_for, save_rows, App};
+use tessera_app::{encoder_for, finetune_config, save_rows, App, RunCard};
 use tessera_cli::data::split_csv_line;
 use tessera_cli::{progress, CommonArgs};
-use tessera_core::TokenTensors;
+use tessera_core::layers::{LayerNorm, Linear};
+use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
+use tessera_recipes::losses::cross_entropy;
+use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets, ENCODER_PREFIX};
+use tessera_train::{BatchSource, RunOptions};
 use tessera_doc::{DocFrontend, DocSample};
 use tessera_eval::linear::{fit_linear_probe, LinearProbeConfig};
 use tessera_eval::metrics::{classification_report, confusion_matrix};
 use tessera_eval::{Features, ResultRow};
-use tessera_tokens::{Modality, Tokens};
+use tessera_tokens::{Modality, Rng, SampleTokens, Tokens, ViewSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Task {
@@ -66,6 +70,15 @@ pub struct BoxesArgs {
     /// default: the card's training crop; 0 encodes the whole page at once.
     #[arg(long)]
     pub window: Option<usize>,
+    /// Fine-tune the encoder with a classifier on every patch token (labels from the boxes
+    /// over it), on training-crop windows of the training pages; a box is then classified
+    /// by its pooled token logits. `[finetune]` in the card or --config sets layer decay,
+    /// label smoothing and `[finetune.train]`.
+    #[arg(long)]
+    pub finetune: bool,
+    /// Stop fine-tuning after this many minutes (the schedule is unchanged).
+    #[arg(long)]
+    pub minutes: Option<f64>,
     /// Training patches kept per page for `--task patches` (random, seeded; 0 keeps all).
     #[arg(long, default_value_t = 0)]
     pub max_train_patches: usize,
@@ -174,21 +187,26 @@ fn geometry(fe: &DocFrontend, s: &DocSample, b: [f64; 4]) -> Vec<f32> {
     ]
 }
 
+/// A name usable in a file name.
+fn row_name_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
 /// Per-token features `[N, D]` of a page's evaluation view (row-major patches): the whole
 /// page at once (`window` 0), or windows of `window × window` patches encoded as one batch,
 /// each token's features averaged over the windows holding it.
 fn page_features(
     fe: &DocFrontend,
-    enc: &tessera_core::Encoder,
+    net: &dyn Fn(&TokenTensors) -> Result<Tensor>,
     s: &DocSample,
     window: usize,
 ) -> Result<(Vec<f32>, usize)> {
     let (gw, gh) = fe.grid(s);
     let encode = |views: Vec<tessera_tokens::SampleTokens>| -> Result<(Vec<f32>, usize)> {
         let tt = TokenTensors::from_tokens(&Tokens::from_samples(&views)?, &Device::Cpu)?;
-        let o = enc.forward(&tt)?;
-        let d = o.patches.dim(2)?;
-        Ok((o.patches.flatten_all()?.to_vec1::<f32>()?, d))
+        let o = net(&tt)?;
+        let d = o.dim(2)?;
+        Ok((o.flatten_all()?.to_vec1::<f32>()?, d))
     };
     if window == 0 || (window >= gw && window >= gh) {
         return encode(vec![fe.eval_view(s)?]);
@@ -209,7 +227,7 @@ fn page_features(
     let mut sum: Vec<f32> = Vec::new();
     let mut count = vec![0f32; gw * gh];
     let mut d = 0;
-    for batch in origins.chunks(16) {
+    for batch in origins.chunks(8) {
         let views = batch
             .iter()
             .map(|&(x, y)| fe.tokens_at(s, x, y, ww, wh))
@@ -252,92 +270,37 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
         Some("geometry") => true,
         Some(b) => bail!("unknown baseline `{b}` (known: geometry)"),
     };
-    let (card_seed, fe, enc, probe_cfg, run_name) = if baseline {
-        let card = app.resolve(common)?;
-        (card.seed, card.modality()?, None, card.probe.clone(), "geometry".to_string())
+    let (card, enc) = if baseline {
+        (app.resolve(common)?, None)
     } else {
         let r = encoder_for(app, common, a.random_init)?;
-        let name = a.name.clone().unwrap_or_else(|| {
-            if a.random_init {
-                "random-init".into()
-            } else {
-                common
-                    .checkpoint
-                    .as_ref()
-                    .and_then(|c| c.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "pretrained".into())
-            }
-        });
-        (r.card.seed, r.m, Some(r.encoder), r.card.probe.clone(), name)
+        (r.card, Some((r.encoder, r.store)))
     };
-    let run_name = a.name.clone().unwrap_or(run_name);
+    let fe = card.modality()?;
+    let run_name = a.name.clone().unwrap_or_else(|| match (&enc, a.random_init) {
+        (None, _) => "geometry".into(),
+        (Some(_), true) => "random-init".into(),
+        (Some(_), false) => common
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pretrained".into()),
+    });
     let window = a.window.unwrap_or(fe.cfg.crop_px / fe.cfg.patch_px);
     let mut by_page: Vec<Vec<&BoxRow>> = vec![Vec::new(); pages.paths.len()];
     for b in &pages.boxes {
         by_page[b.page].push(b);
     }
-    let bar = progress(pages.paths.len() as u64, "encoding pages");
-    let mut rows: Vec<PageRows> = Vec::with_capacity(pages.paths.len());
-    // Decode a few pages in parallel, encode one page at a time (whole-page views).
-    for chunk in (0..pages.paths.len()).collect::<Vec<_>>().chunks(4) {
-        let samples: Vec<Result<DocSample>> = chunk
-            .par_iter()
-            .map(|&p| fe.decode(&pages.paths[p]).map_err(anyhow::Error::new))
-            .collect();
-        for (&p, s) in chunk.iter().zip(samples) {
-            let s = s?;
-            let boxes = &by_page[p];
-            let tokens_feat = match &enc {
-                Some(enc) => Some(page_features(&fe, enc, &s, window)?),
-                None => None,
-            };
-            let (fx, fy) = (s.w as f64 / s.source_px.0 as f64, s.h as f64 / s.source_px.1 as f64);
-            let to_work = |b: [f64; 4]| [b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy];
-            let mut feats = Vec::new();
-            let mut labels = Vec::new();
-            match a.task {
-                Task::Boxes => {
-                    for b in boxes {
-                        feats.push(match &tokens_feat {
-                            Some((f, d)) => {
-                                let mut v = vec![0f32; *d];
-                                for (t, w) in fe.box_tokens(&s, b.b) {
-                                    for (acc, x) in v.iter_mut().zip(&f[t * d..(t + 1) * d]) {
-                                        *acc += w * x;
-                                    }
-                                }
-                                v
-                            }
-                            None => geometry(&fe, &s, to_work(b.b)),
-                        });
-                        labels.push(b.label.clone());
-                    }
-                }
-                Task::Patches => {
-                    let bx: Vec<[f64; 4]> = boxes.iter().map(|b| b.b).collect();
-                    let owner = fe.token_boxes(&s, &bx);
-                    let (gw, _) = fe.grid(&s);
-                    let p = fe.cfg.patch_px as f64;
-                    for (t, o) in owner.iter().enumerate() {
-                        feats.push(match &tokens_feat {
-                            Some((f, d)) => f[t * d..(t + 1) * d].to_vec(),
-                            None => {
-                                let (gx, gy) = ((t % gw) as f64, (t / gw) as f64);
-                                geometry(&fe, &s, [gx * p, gy * p, gx * p + p, gy * p + p])
-                            }
-                        });
-                        labels.push(o.map_or("background".to_string(), |i| boxes[i].label.clone()));
-                    }
-                }
-            }
-            rows.push((feats, labels));
-            bar.inc(1);
-        }
+    let mut classes: Vec<String> = pages.boxes.iter().map(|b| b.label.clone()).collect();
+    if a.task == Task::Patches {
+        classes.push("background".into());
     }
-    bar.finish_and_clear();
-
-    // Splits by page; validation pages (for the L2 choice) from the training pages.
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        bail!("{}: needs at least two labels (found {classes:?})", a.boxes.display());
+    }
     let is_train = |p: usize| match &a.train_split {
         Some(t) => &pages.splits[p] == t,
         None => pages.splits[p] != common.test_split,
@@ -353,16 +316,149 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
             train_pages.len()
         );
     }
+    let tuned = match (a.finetune, enc) {
+        (true, None) => bail!("--finetune needs an encoder (--checkpoint or --random-init), not a baseline"),
+        (true, Some((encoder, store))) => Some(finetune(
+            &fe, &card, common, a, encoder, store, &pages, &by_page, &train_pages, &classes, out,
+        )?),
+        (false, e) => {
+            return probe_frozen(&fe, &card, a, e.map(|e| e.0), &pages, &by_page, &classes, &train_pages, &test_pages, window, &run_name, out);
+        }
+    };
+    let model = tuned.expect("fine-tuned model");
+    // Fine-tuned: the class of a box is the arg-max of its pooled token logits (of a patch,
+    // its own logits).
+    let net = |t: &TokenTensors| -> Result<Tensor> { Ok(model.logits(t)?) };
+    let bar = progress(test_pages.len() as u64, "predicting");
+    let (mut yte, mut pred, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for &p in &test_pages {
+        let s = fe.decode(&pages.paths[p])?;
+        let (f, d) = page_features(&fe, &net, &s, window)?;
+        let (feats, labels) = page_rows(&fe, a.task, &s, &by_page[p], Some((&f, d)));
+        for (i, (v, l)) in feats.iter().zip(labels).enumerate() {
+            ids.push((p, i));
+            yte.push(class_index(&classes, &l));
+            pred.push((0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap_or(0));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    score(&Scored {
+        a,
+        out,
+        pages: &pages,
+        ids: &ids,
+        classes: &classes,
+        yte: &yte,
+        pred: &pred,
+        run: run_name,
+        protocol: "finetune",
+        features: "token classifier".into(),
+        seed: card.seed,
+    })
+}
+
+fn class_index(classes: &[String], l: &str) -> usize {
+    classes.binary_search_by(|c| c.as_str().cmp(l)).unwrap_or(0)
+}
+
+/// Rows of one page: one per box (`boxes`: token features pooled by overlap, or the
+/// geometry baseline without features) or one per patch (`patches`).
+fn page_rows(
+    fe: &DocFrontend,
+    task: Task,
+    s: &DocSample,
+    boxes: &[&BoxRow],
+    tokens_feat: Option<(&[f32], usize)>,
+) -> PageRows {
+    let (fx, fy) = (s.w as f64 / s.source_px.0 as f64, s.h as f64 / s.source_px.1 as f64);
+    let to_work = |b: [f64; 4]| [b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy];
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    match task {
+        Task::Boxes => {
+            for b in boxes {
+                feats.push(match tokens_feat {
+                    Some((f, d)) => {
+                        let mut v = vec![0f32; d];
+                        for (t, w) in fe.box_tokens(s, b.b) {
+                            for (acc, x) in v.iter_mut().zip(&f[t * d..(t + 1) * d]) {
+                                *acc += w * x;
+                            }
+                        }
+                        v
+                    }
+                    None => geometry(fe, s, to_work(b.b)),
+                });
+                labels.push(b.label.clone());
+            }
+        }
+        Task::Patches => {
+            let bx: Vec<[f64; 4]> = boxes.iter().map(|b| b.b).collect();
+            let owner = fe.token_boxes(s, &bx);
+            let (gw, _) = fe.grid(s);
+            let p = fe.cfg.patch_px as f64;
+            for (t, o) in owner.iter().enumerate() {
+                feats.push(match tokens_feat {
+                    Some((f, d)) => f[t * d..(t + 1) * d].to_vec(),
+                    None => {
+                        let (gx, gy) = ((t % gw) as f64, (t / gw) as f64);
+                        geometry(fe, s, [gx * p, gy * p, gx * p + p, gy * p + p])
+                    }
+                });
+                labels.push(o.map_or("background".to_string(), |i| boxes[i].label.clone()));
+            }
+        }
+    }
+    (feats, labels)
+}
+
+/// Frozen features (an encoder's tokens or the geometry baseline) and a linear probe.
+#[allow(clippy::too_many_arguments)]
+fn probe_frozen(
+    fe: &DocFrontend,
+    card: &RunCard<DocFrontend>,
+    a: &BoxesArgs,
+    enc: Option<Encoder>,
+    pages: &Pages,
+    by_page: &[Vec<&BoxRow>],
+    classes: &[String],
+    train_pages: &[usize],
+    test_pages: &[usize],
+    window: usize,
+    run_name: &str,
+    out: &Path,
+) -> Result<()> {
+    let probe_cfg = &card.probe;
+    let bar = progress(pages.paths.len() as u64, "encoding pages");
+    let mut rows: Vec<PageRows> = Vec::with_capacity(pages.paths.len());
+    // Decode a few pages in parallel, encode one page at a time (whole-page views).
+    for chunk in (0..pages.paths.len()).collect::<Vec<_>>().chunks(4) {
+        let samples: Vec<Result<DocSample>> = chunk
+            .par_iter()
+            .map(|&p| fe.decode(&pages.paths[p]).map_err(anyhow::Error::new))
+            .collect();
+        for (&p, s) in chunk.iter().zip(samples) {
+            let s = s?;
+            let tokens_feat = match &enc {
+                Some(enc) => {
+                    let net = |t: &TokenTensors| -> Result<Tensor> { Ok(enc.forward(t)?.patches) };
+                    Some(page_features(fe, &net, &s, window)?)
+                }
+                None => None,
+            };
+            let (feats, labels) = page_rows(fe, a.task, &s, &by_page[p], tokens_feat.as_ref().map(|(f, d)| (f.as_slice(), *d)));
+            rows.push((feats, labels));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    // Validation pages (for the L2 choice) from the training pages.
     let n_val = ((train_pages.len() as f64 * probe_cfg.val_fraction).round() as usize).clamp(1, train_pages.len() - 1);
     let (fit_pages, val_pages) = train_pages.split_at(train_pages.len() - n_val);
-    let mut classes: Vec<String> = rows.iter().flat_map(|(_, l)| l.iter().cloned()).collect();
-    classes.sort();
-    classes.dedup();
-    if classes.len() < 2 {
-        bail!("{}: needs at least two labels (found {classes:?})", a.boxes.display());
-    }
-    let class_of = |l: &str| classes.binary_search_by(|c| c.as_str().cmp(l)).unwrap_or(0);
-    let mut rng = tessera_tokens::Rng::new(card_seed ^ 0xB0C5);
+    let class_of = |l: &str| class_index(classes, l);
+    let mut rng = tessera_tokens::Rng::new(card.seed ^ 0xB0C5);
     let gather = |ps: &[usize], cap: usize, rng: &mut tessera_tokens::Rng| -> Result<(Features, Vec<usize>)> {
         let mut data = Vec::new();
         let mut y = Vec::new();
@@ -389,7 +485,11 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
     let cap = if a.task == Task::Patches { a.max_train_patches } else { 0 };
     let (xtr, ytr) = gather(fit_pages, cap, &mut rng)?;
     let (xva, yva) = gather(val_pages, cap, &mut rng)?;
-    let (xte, yte) = gather(&test_pages, 0, &mut rng)?;
+    let (xte, yte) = gather(test_pages, 0, &mut rng)?;
+    let ids: Vec<(usize, usize)> = test_pages
+        .iter()
+        .flat_map(|&p| (0..rows[p].1.len()).map(move |i| (p, i)))
+        .collect();
     let cfg = LinearProbeConfig {
         ..probe_cfg.linear.clone()
     };
@@ -404,8 +504,64 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
     );
     let probe = fit_linear_probe(&xtr, &ytr, &xva, &yva, classes.len(), &cfg)?;
     let pred = probe.predict(&xte)?;
-    let report = classification_report(&yte, &pred, classes.len())?;
-    let conf = confusion_matrix(&yte, &pred, classes.len());
+    score(&Scored {
+        a,
+        out,
+        pages,
+        ids: &ids,
+        classes,
+        yte: &yte,
+        pred: &pred,
+        run: run_name.to_string(),
+        protocol: "linear",
+        features: match (enc.is_some(), a.task) {
+            (false, _) => "geometry".into(),
+            (true, Task::Boxes) => "box-pooled tokens".into(),
+            (true, Task::Patches) => "patch tokens".into(),
+        },
+        seed: card.seed,
+    })
+}
+
+/// What [`score`] reports.
+struct Scored<'a> {
+    a: &'a BoxesArgs,
+    out: &'a Path,
+    pages: &'a Pages,
+    /// (page, item) of each test row.
+    ids: &'a [(usize, usize)],
+    classes: &'a [String],
+    yte: &'a [usize],
+    pred: &'a [usize],
+    run: String,
+    protocol: &'static str,
+    features: String,
+    seed: u64,
+}
+
+/// Scores test predictions: accuracy, macro-F1, per-class F1 (and IoU and mIoU over the
+/// box classes for `patches`); writes the predictions and the results tables.
+fn score(r: &Scored) -> Result<()> {
+    let (a, classes, yte, pred) = (r.a, r.classes, r.yte, r.pred);
+    let report = classification_report(yte, pred, classes.len())?;
+    let task_name = a.task_name.clone().unwrap_or_else(|| match a.task {
+        Task::Boxes => "boxes".into(),
+        Task::Patches => "patches".into(),
+    });
+    // Predictions of the test rows: page, item (box row of the page or patch index), label.
+    let mut text = String::from("path,item,label,predicted\n");
+    for (k, &(p, i)) in r.ids.iter().enumerate() {
+        text.push_str(&format!(
+            "{},{i},{},{}\n",
+            tessera_cli::csv_field(&r.pages.paths[p].display().to_string()),
+            tessera_cli::csv_field(&classes[yte[k]]),
+            tessera_cli::csv_field(&classes[pred[k]])
+        ));
+    }
+    let out = r.out;
+    let pred_path = out.join(format!("predictions-{}-{}.csv", row_name_safe(&r.run), task_name));
+    std::fs::write(&pred_path, text).with_context(|| format!("writing {}", pred_path.display()))?;
+    let conf = confusion_matrix(yte, pred, classes.len());
     let mut extra = BTreeMap::new();
     let mut per_class = Vec::new();
     let mut ious = Vec::new();
@@ -428,18 +584,11 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
         extra.insert("miou".into(), ious.iter().sum::<f64>() / ious.len().max(1) as f64);
     }
     let row = ResultRow {
-        run: run_name,
-        task: a.task_name.clone().unwrap_or_else(|| match a.task {
-            Task::Boxes => "boxes".into(),
-            Task::Patches => "patches".into(),
-        }),
-        protocol: "linear".into(),
-        features: match (baseline, a.task) {
-            (true, _) => "geometry".into(),
-            (false, Task::Boxes) => "box-pooled tokens".into(),
-            (false, Task::Patches) => "patch tokens".into(),
-        },
-        seed: card_seed,
+        run: r.run.clone(),
+        task: task_name,
+        protocol: r.protocol.into(),
+        features: r.features.clone(),
+        seed: r.seed,
         accuracy: report.accuracy,
         macro_f1: report.macro_f1,
         balanced_accuracy: report.balanced_accuracy,
@@ -453,4 +602,202 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
         println!("mIoU over the {} box classes: {:.4}", ious.len(), row.extra["miou"]);
     }
     Ok(())
+}
+
+/// Encoder + layer norm + linear classifier on every patch token.
+struct TokenClassifier {
+    encoder: Encoder,
+    norm: LayerNorm,
+    head: Linear,
+    classes: usize,
+    smoothing: f32,
+}
+
+impl TokenClassifier {
+    /// `[B, N, classes]`
+    fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
+        let out = self.encoder.forward(t)?;
+        Ok(self.head.forward(&self.norm.forward(&out.patches)?)?)
+    }
+}
+
+impl Recipe for TokenClassifier {
+    fn name(&self) -> &'static str {
+        "boxes-finetune"
+    }
+
+    /// Cross-entropy (label-smoothed) over the tokens that carry a label.
+    fn loss(&self, batch: &Batch, _ctx: &StepContext, _rng: &mut Rng) -> tessera_recipes::Result<StepOutput> {
+        let x = batch.first("boxes-finetune")?;
+        let Some(Targets::PerToken(lab)) = &batch.targets else {
+            return Err(CoreError::Config("boxes-finetune: the batch carries no token labels".into()));
+        };
+        let dev = Device::Cpu;
+        let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
+        let (b, n, c) = (x.b, x.n, self.classes);
+        let eps = self.smoothing;
+        let mut target = vec![0f32; b * n * c];
+        let mut keep = vec![0f32; b * n];
+        for (i, &l) in lab.values.iter().enumerate() {
+            if l >= 0.0 && x.padding[i] == 0 {
+                keep[i] = 1.0;
+                target[i * c..(i + 1) * c].iter_mut().for_each(|v| *v = eps / c as f32);
+                target[i * c + (l as usize).min(c - 1)] += 1.0 - eps;
+            }
+        }
+        let kept = keep.iter().sum::<f32>();
+        let target = Tensor::from_vec(target, (b, n, c), &dev)?;
+        let keep_t = Tensor::from_vec(keep.clone(), (b, n), &dev)?;
+        let loss = cross_entropy(&logits, &target, Some(&keep_t))?;
+        let pred = logits.argmax(2)?.flatten_all()?.to_vec1::<u32>()?;
+        let right = pred
+            .iter()
+            .zip(&lab.values)
+            .zip(&keep)
+            .filter(|((p, l), k)| **k > 0.0 && **p as f32 == **l)
+            .count();
+        Ok(StepOutput::new(loss, vec![("train_acc".into(), right as f64 / kept.max(1.0) as f64)]))
+    }
+
+    fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+}
+
+/// Training windows of labelled pages: a random page, a random window of the training
+/// crop's size holding at least one labelled token (up to 8 draws), and its token labels.
+struct PageSource<'a> {
+    fe: &'a DocFrontend,
+    pages: Vec<(DocSample, Vec<f32>)>,
+}
+
+impl BatchSource for PageSource<'_> {
+    fn batch(&mut self, _step: u64, bs: usize, _views: &[ViewSpec], rng: &mut Rng) -> tessera_train::Result<Batch> {
+        let g = self.fe.cfg.crop_px / self.fe.cfg.patch_px;
+        let data = |e: tessera_doc::DocError| tessera_train::TrainError::DataSource(Box::new(e));
+        let (mut views, mut labels, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..bs {
+            let p = rng.below(self.pages.len());
+            let (s, lab) = &self.pages[p];
+            let (gw, gh) = self.fe.grid(s);
+            let (ww, wh) = (g.min(gw), g.min(gh));
+            let mut pos = (0, 0);
+            for _ in 0..8 {
+                pos = (rng.below(gw - ww + 1), rng.below(gh - wh + 1));
+                let any = (0..wh).any(|r| (0..ww).any(|q| lab[(pos.1 + r) * gw + pos.0 + q] >= 0.0));
+                if any {
+                    break;
+                }
+            }
+            views.push(self.fe.tokens_at(s, pos.0, pos.1, ww, wh).map_err(data)?);
+            let l: Vec<f32> = (0..wh)
+                .flat_map(|r| (0..ww).map(move |q| (r, q)))
+                .map(|(r, q)| lab[(pos.1 + r) * gw + pos.0 + q])
+                .collect();
+            let coords = vec![0f32; l.len()];
+            labels.push(SampleTokens::new(l, coords, ww * wh, 1, 1)?);
+            ids.push(p as u64);
+        }
+        Ok(Batch {
+            views: vec![Tokens::from_samples(&views)?],
+            specs: vec![ViewSpec::global()],
+            ids,
+            targets: Some(Targets::PerToken(Tokens::from_samples(&labels)?)),
+        })
+    }
+}
+
+/// Token labels of a page: under `boxes`, each token takes the class of the box covering
+/// most of it (−1 where no box lies); under `patches`, the class of the smallest box
+/// holding its centre, else `background`.
+fn token_labels(fe: &DocFrontend, task: Task, s: &DocSample, boxes: &[&BoxRow], classes: &[String]) -> Vec<f32> {
+    let (gw, gh) = fe.grid(s);
+    let mut lab = vec![-1f32; gw * gh];
+    match task {
+        Task::Boxes => {
+            let mut best = vec![0f32; gw * gh];
+            for b in boxes {
+                let c = class_index(classes, &b.label) as f32;
+                for (t, w) in fe.box_tokens(s, b.b) {
+                    if w > best[t] {
+                        best[t] = w;
+                        lab[t] = c;
+                    }
+                }
+            }
+        }
+        Task::Patches => {
+            let bx: Vec<[f64; 4]> = boxes.iter().map(|b| b.b).collect();
+            for (t, o) in fe.token_boxes(s, &bx).into_iter().enumerate() {
+                let l = o.map_or("background", |i| boxes[i].label.as_str());
+                lab[t] = class_index(classes, l) as f32;
+            }
+        }
+    }
+    lab
+}
+
+/// Fine-tunes the encoder with a token classifier on the training pages.
+#[allow(clippy::too_many_arguments)]
+fn finetune(
+    fe: &DocFrontend,
+    card: &RunCard<DocFrontend>,
+    common: &CommonArgs,
+    a: &BoxesArgs,
+    encoder: Encoder,
+    mut store: ParamStore,
+    pages: &Pages,
+    by_page: &[Vec<&BoxRow>],
+    train_pages: &[usize],
+    classes: &[String],
+    out: &Path,
+) -> Result<TokenClassifier> {
+    let cfg = finetune_config(&card.extra, common, a.minutes)?;
+    if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) || !(0.0..1.0).contains(&cfg.label_smoothing) {
+        bail!("[finetune]: layer_decay must lie in (0, 1] and label_smoothing in [0, 1)");
+    }
+    encoder.set_layer_decay(&mut store, ENCODER_PREFIX, cfg.layer_decay);
+    let d = encoder.cfg.dim;
+    let model = TokenClassifier {
+        norm: LayerNorm::new(&mut store, "finetune.norm", d, encoder.cfg.norm_eps)?,
+        head: Linear::new(&mut store, "finetune.head", d, classes.len(), true)?,
+        encoder,
+        classes: classes.len(),
+        smoothing: cfg.label_smoothing as f32,
+    };
+    let samples: Vec<Result<(DocSample, Vec<f32>)>> = train_pages
+        .par_iter()
+        .map(|&p| {
+            let s = fe.decode(&pages.paths[p])?;
+            let lab = token_labels(fe, a.task, &s, &by_page[p], classes);
+            Ok((s, lab))
+        })
+        .collect();
+    let mut source = PageSource {
+        fe,
+        pages: samples.into_iter().collect::<Result<_>>()?,
+    };
+    eprintln!(
+        "fine-tuning on {} training pages ({} classes), {} steps of {} windows",
+        source.pages.len(),
+        classes.len(),
+        cfg.train.steps,
+        cfg.train.batch_size
+    );
+    let mut card = card.clone();
+    card.extra.insert("finetune".into(), toml::Value::try_from(&cfg)?);
+    let run_dir = out.join("runs").join(format!("boxes-{}-seed{}", row_name_safe(&a.name.clone().unwrap_or_else(|| "finetune".into())), card.seed));
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir).with_context(|| format!("clearing {}", run_dir.display()))?;
+    }
+    let opts = RunOptions {
+        run_dir: &run_dir,
+        seed: card.seed,
+        resume: false,
+        config_toml: card.to_toml()?,
+        progress: true,
+    };
+    let mut model = model;
+    tessera_train::train(&mut model, &store, &mut source, &cfg.train, &opts)?;
+    Ok(model)
 }
