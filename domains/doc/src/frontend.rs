@@ -52,6 +52,9 @@ pub struct DocConfig {
     pub min_ink: f64,
     /// Binarise ink at this threshold in [0, 1] (None keeps grey levels).
     pub binarise: Option<f64>,
+    /// Straighten skewed scans (skew within ±5° from projection profiles, undone by a
+    /// rotation about the page centre).
+    pub deskew: bool,
     /// Largest decoded page (width × height × channels, source pixels); larger headers
     /// are refused before decoding.
     pub max_pixels: usize,
@@ -72,6 +75,7 @@ impl Default for DocConfig {
             crop_px: 256,
             min_ink: 0.01,
             binarise: None,
+            deskew: false,
             max_pixels: 1 << 28,
             max_tokens: 16_384,
             augment: DocAugment::default(),
@@ -96,6 +100,8 @@ pub struct DocSample {
     pub dpi_declared: bool,
     /// The source page size in pixels.
     pub source_px: (usize, usize),
+    /// The skew undone (degrees; 0 without `deskew`).
+    pub skew_deg: f64,
 }
 
 impl DocSample {
@@ -242,7 +248,15 @@ impl DocFrontend {
                 limit: self.cfg.max_pixels,
             });
         }
-        let data = resize(&data, raster.width, raster.height, c, nw, nh);
+        let mut data = resize(&data, raster.width, raster.height, c, nw, nh);
+        let mut skew_deg = 0.0;
+        if self.cfg.deskew {
+            let grey: Vec<u8> = data.iter().step_by(c).copied().collect();
+            skew_deg = crate::deskew::estimate(&grey, nw, nh, 5.0);
+            if skew_deg.abs() >= 0.1 {
+                data = crate::deskew::rotate(&data, nw, nh, c, skew_deg);
+            }
+        }
         Ok(DocSample {
             path: path.to_path_buf(),
             w: nw,
@@ -252,6 +266,7 @@ impl DocFrontend {
             source_dpi: src_dpi,
             dpi_declared: frag.dpi.is_none() && declared.is_some(),
             source_px: (raster.width, raster.height),
+            skew_deg,
         })
     }
 

@@ -4,6 +4,7 @@
 //! pooling (`frontend`); its `Modality` impl and generated demo pages (`synth`).
 //! Candle-free; the `tessera-doc` binary lives in `domains/doc/cli`.
 
+pub mod deskew;
 pub mod error;
 pub mod frontend;
 pub mod modality;

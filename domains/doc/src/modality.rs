@@ -89,6 +89,7 @@ impl Modality for DocFrontend {
             source_dpi: (self.cfg.dpi, self.cfg.dpi),
             dpi_declared: false,
             source_px: (side, side),
+            skew_deg: 0.0,
         })
     }
 
@@ -163,6 +164,9 @@ impl Modality for DocFrontend {
             ("tokens".into(), format!("{} ({gw}×{gh})", gw * gh)),
             ("ink_fraction".into(), format!("{inked:.3}")),
         ];
+        if self.cfg.deskew {
+            row.push(("skew_deg".into(), format!("{:.2}", s.skew_deg)));
+        }
         if info.encrypted {
             row.push(("encrypted".into(), "yes".into()));
         }

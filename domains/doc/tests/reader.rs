@@ -299,6 +299,8 @@ fn pdf_pages_render_at_the_working_resolution() {
     write_pdf(&z, false);
     let e = fe.decode(&z).unwrap_err().to_string();
     assert!(e.contains("zero.pdf") && e.contains("no pages"), "{e}");
+    let e = fe.decode(&fixture("encrypted.pdf")).unwrap_err().to_string();
+    assert!(e.contains("encrypted.pdf") && e.contains("password"), "{e}");
     let broken = d.join("broken.pdf");
     std::fs::write(&broken, b"%PDF-1.4\n1 0 obj << /Type /Catalog").unwrap();
     let e = fe.decode(&broken).unwrap_err().to_string();
@@ -340,7 +342,7 @@ proptest! {
         let fe = DocFrontend::new(&DocConfig { dpi: 100.0, patch_px: 16, crop_px: 64, ..DocConfig::default() }).unwrap();
         let s = tessera_doc::DocSample {
             path: "p".into(), w: 300, h: 400, c: 1, data: vec![255; 300 * 400],
-            source_dpi: (100.0, 100.0), dpi_declared: true, source_px: (300, 400),
+            source_dpi: (100.0, 100.0), dpi_declared: true, source_px: (300, 400), skew_deg: 0.0,
         };
         let (gw, gh) = fe.grid(&s);
         let t = fe.box_tokens(&s, [x0, y0, x0 + bw, y0 + bh]);

@@ -277,6 +277,9 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
         (r.card, Some((r.encoder, r.store)))
     };
     let fe = card.modality()?;
+    if fe.cfg.deskew {
+        bail!("boxes are given in the scan's own pixels; [doc] deskew would move the page under them (turn it off for boxes)");
+    }
     let run_name = a.name.clone().unwrap_or_else(|| match (&enc, a.random_init) {
         (None, _) => "geometry".into(),
         (Some(_), true) => "random-init".into(),
