@@ -56,6 +56,10 @@ fn matches_pillow_on_files_other_writers_made() {
         ("bigendian.tif", 0, Some((120.0, 120.0))),
         ("cmyk.jpg", 40, Some((300.0, 300.0))),
         ("exif6.jpg", 40, Some((200.0, 200.0))),
+        ("progressive.jpg", 40, Some((96.0, 96.0))),
+        ("jpeg.tif", 40, Some((200.0, 200.0))),
+        ("bilevel.png", 0, Some((300.0, 300.0))),
+        ("bigtiff.tif", 0, Some((150.0, 150.0))),
     ];
     for &(name, tol, dpi) in cases {
         let got = grey(&fixture(name));
