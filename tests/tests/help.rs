@@ -84,10 +84,18 @@ fn shared_subcommands_read_the_same_in_every_cli() {
         "{:?}",
         audio.iter().map(|a| &a.0).collect::<Vec<_>>()
     );
-    for (cli, other) in [("medical", &medical), ("EEG", &eeg), ("EO", &eo), ("document", &doc)] {
+    for (cli, other) in [
+        ("medical", &medical),
+        ("EEG", &eeg),
+        ("EO", &eo),
+        ("document", &doc),
+    ] {
         assert_eq!(other.len(), audio.len(), "{cli}");
         for ((name, a), (_, o)) in audio.iter().zip(other.iter()) {
-            assert_eq!(a, o, "`{name} --help` differs between the audio and {cli} CLIs");
+            assert_eq!(
+                a, o,
+                "`{name} --help` differs between the audio and {cli} CLIs"
+            );
         }
     }
     for (name, a) in &audio {

@@ -17,7 +17,10 @@ fn main() {
     let rounds: usize = a.get(2).and_then(|r| r.parse().ok()).unwrap_or(1);
     let pages: Vec<&str> = list.lines().filter(|l| !l.trim().is_empty()).collect();
     let fe = DocFrontend::new(&DocConfig {
-        norm: Some(NormStats { mean: 0.05, std: 0.2 }),
+        norm: Some(NormStats {
+            mean: 0.05,
+            std: 0.2,
+        }),
         ..DocConfig::default()
     })
     .unwrap();

@@ -80,7 +80,10 @@ pub fn rotate(data: &[u8], w: usize, h: usize, c: usize, deg: f64) -> Vec<u8> {
             }
             let (x0, y0) = (sx.floor().max(0.0) as usize, sy.floor().max(0.0) as usize);
             let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-            let (fx, fy) = ((sx - x0 as f64).clamp(0.0, 1.0), (sy - y0 as f64).clamp(0.0, 1.0));
+            let (fx, fy) = (
+                (sx - x0 as f64).clamp(0.0, 1.0),
+                (sy - y0 as f64).clamp(0.0, 1.0),
+            );
             for ch in 0..c {
                 let p = |xx: usize, yy: usize| data[(yy * w + xx) * c + ch] as f64;
                 let v = p(x0, y0) * (1.0 - fx) * (1.0 - fy)

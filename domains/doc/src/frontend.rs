@@ -144,7 +144,9 @@ pub fn split_fragment(path: &Path) -> Result<(PathBuf, Fragment), DocError> {
                     v.parse::<f64>()
                         .ok()
                         .filter(|d| (10.0..=20_000.0).contains(d))
-                        .ok_or_else(|| bad(format!("dpi `{v}` is not a resolution in [10, 20000]")))?,
+                        .ok_or_else(|| {
+                            bad(format!("dpi `{v}` is not a resolution in [10, 20000]"))
+                        })?,
                 )
             }
             _ => return Err(bad(format!("unknown setting `#{k}=` (known: page, dpi)"))),
@@ -162,7 +164,10 @@ pub struct DocFrontend {
 impl DocFrontend {
     pub fn new(cfg: &DocConfig) -> Result<Self, DocError> {
         let bad = |m: String| Err(DocError::Config(m));
-        if cfg.patch_px == 0 || cfg.crop_px < cfg.patch_px || cfg.crop_px % cfg.patch_px != 0 {
+        if cfg.patch_px == 0
+            || cfg.crop_px < cfg.patch_px
+            || !cfg.crop_px.is_multiple_of(cfg.patch_px)
+        {
             return bad(format!(
                 "crop_px ({}) must be a positive multiple of patch_px ({})",
                 cfg.crop_px, cfg.patch_px
@@ -173,7 +178,9 @@ impl DocFrontend {
                 return bad(format!("{name} {v} must lie in [10, 2400]"));
             }
         }
-        if !(0.0..1.0).contains(&cfg.min_ink) || cfg.binarise.is_some_and(|t| !(0.0..1.0).contains(&t)) {
+        if !(0.0..1.0).contains(&cfg.min_ink)
+            || cfg.binarise.is_some_and(|t| !(0.0..1.0).contains(&t))
+        {
             return bad("min_ink and binarise must lie in [0, 1)".into());
         }
         if cfg.max_tokens == 0 || cfg.max_pixels == 0 {
@@ -220,7 +227,13 @@ impl DocFrontend {
         let page = frag.page.unwrap_or(1) - 1;
         let format = page::sniff(&file)?;
         let raster: Raster = if format == Format::Pdf {
-            crate::pdf::render(&file, page, self.cfg.dpi, self.cfg.colour, self.cfg.max_pixels)?
+            crate::pdf::render(
+                &file,
+                page,
+                self.cfg.dpi,
+                self.cfg.colour,
+                self.cfg.max_pixels,
+            )?
         } else {
             page::read(&file, page, self.cfg.max_pixels)?
         };
@@ -371,7 +384,10 @@ impl DocFrontend {
         let (gw, gh) = self.grid(s);
         let mut pos = (0, 0);
         for _ in 0..8 {
-            pos = (rng.below(gw.saturating_sub(g) + 1), rng.below(gh.saturating_sub(g) + 1));
+            pos = (
+                rng.below(gw.saturating_sub(g) + 1),
+                rng.below(gh.saturating_sub(g) + 1),
+            );
             if self.ink_fraction(s, pos.0, pos.1, g) >= self.cfg.min_ink {
                 break;
             }
@@ -392,7 +408,8 @@ impl DocFrontend {
         let mut out = Vec::new();
         let clamp = |v: f64, n: usize| (v.max(0.0) as usize).min(n.saturating_sub(1));
         for gy in clamp(y0.floor(), gh)..=clamp(y1.ceil() - 1.0, gh).max(clamp(y0.floor(), gh)) {
-            for gx in clamp(x0.floor(), gw)..=clamp(x1.ceil() - 1.0, gw).max(clamp(x0.floor(), gw)) {
+            for gx in clamp(x0.floor(), gw)..=clamp(x1.ceil() - 1.0, gw).max(clamp(x0.floor(), gw))
+            {
                 let ox = (x1.min(gx as f64 + 1.0) - x0.max(gx as f64)).max(0.0);
                 let oy = (y1.min(gy as f64 + 1.0) - y0.max(gy as f64)).max(0.0);
                 out.push((gy * gw + gx, (ox * oy) as f32));

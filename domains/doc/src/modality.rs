@@ -121,12 +121,7 @@ impl Modality for DocFrontend {
         let info = page::probe(&file)?;
         let s = self.load(path)?;
         let (gw, gh) = self.grid(&s);
-        let inked = s
-            .data
-            .iter()
-            .step_by(s.c)
-            .filter(|&&v| v < 128)
-            .count() as f64
+        let inked = s.data.iter().step_by(s.c).filter(|&&v| v < 128).count() as f64
             / (s.w * s.h).max(1) as f64;
         let mm = |px: usize, dpi: f64| px as f64 * 25.4 / dpi;
         let dpi = match (frag.dpi, info.dpi) {
@@ -173,7 +168,11 @@ impl Modality for DocFrontend {
         if info.pages > 1 && frag.page.is_none() {
             row.push((
                 "warning".into(),
-                format!("{} pages; only page 1 is read (list `{}#page=N` rows, or `render` them)", info.pages, file.display()),
+                format!(
+                    "{} pages; only page 1 is read (list `{}#page=N` rows, or `render` them)",
+                    info.pages,
+                    file.display()
+                ),
             ));
         }
         Ok(row)
@@ -230,7 +229,8 @@ impl Modality for DocFrontend {
         for ch in 0..s.c {
             for y in 0..s.h {
                 for x in 0..s.w {
-                    data[(ch * h + y) * w + x] = 1.0 - s.data[(y * s.w + x) * s.c + ch] as f32 / 255.0;
+                    data[(ch * h + y) * w + x] =
+                        1.0 - s.data[(y * s.w + x) * s.c + ch] as f32 / 255.0;
                 }
             }
         }

@@ -121,7 +121,13 @@ fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn check_size(path: &Path, w: u64, h: u64, channels: u64, max_pixels: usize) -> Result<(), DocError> {
+fn check_size(
+    path: &Path,
+    w: u64,
+    h: u64,
+    channels: u64,
+    max_pixels: usize,
+) -> Result<(), DocError> {
     if w == 0 || h == 0 {
         return Err(DocError::format(path, format!("page of {w}×{h} px")));
     }
@@ -153,7 +159,11 @@ pub fn read(path: &Path, page: usize, max_pixels: usize) -> Result<Raster, DocEr
     if page > 0 && format != Format::Tiff {
         return Err(DocError::format(
             path,
-            format!("page {} asked for; a {} file holds one page", page + 1, format.name()),
+            format!(
+                "page {} asked for; a {} file holds one page",
+                page + 1,
+                format.name()
+            ),
         ));
     }
     match format {
@@ -298,7 +308,10 @@ fn jpeg_meta(path: &Path, bytes: &[u8]) -> Result<JpegMeta, DocError> {
             i += 1;
         }
         if i >= bytes.len() {
-            return Err(DocError::format(path, "JPEG: truncated before the first scan"));
+            return Err(DocError::format(
+                path,
+                "JPEG: truncated before the first scan",
+            ));
         }
         let marker = bytes[i];
         i += 1;
@@ -315,17 +328,17 @@ fn jpeg_meta(path: &Path, bytes: &[u8]) -> Result<JpegMeta, DocError> {
         if len < 2 || i + len > bytes.len() {
             return Err(DocError::format(
                 path,
-                format!("JPEG: segment 0xFF{marker:02X} of {len} bytes runs past the end of the file"),
+                format!(
+                    "JPEG: segment 0xFF{marker:02X} of {len} bytes runs past the end of the file"
+                ),
             ));
         }
         let seg = &bytes[i + 2..i + len];
         match marker {
-            0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
-                if seg.len() >= 6 {
-                    m.size = Some((be16(&seg[3..]) as u64, be16(&seg[1..]) as u64));
-                    m.components = seg[5];
-                    m.progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
-                }
+            0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC && seg.len() >= 6 => {
+                m.size = Some((be16(&seg[3..]) as u64, be16(&seg[1..]) as u64));
+                m.components = seg[5];
+                m.progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
             }
             0xE0 if seg.len() >= 12 && seg.starts_with(b"JFIF\0") => {
                 let (xd, yd) = (be16(&seg[8..]) as f64, be16(&seg[10..]) as f64);
@@ -446,7 +459,8 @@ fn read_jpeg(path: &Path, max_pixels: usize) -> Result<Raster, DocError> {
         .ok_or_else(|| DocError::format(path, "JPEG: no frame header (SOF) before the scan"))?;
     check_size(path, w, h, 1, max_pixels)?;
     let jerr = |e: image::ImageError| DocError::format(path, format!("JPEG: {e}"));
-    let mut dec = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&bytes)).map_err(jerr)?;
+    let mut dec =
+        image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(&bytes)).map_err(jerr)?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some((max_pixels as u64).saturating_mul(4));
     dec.set_limits(limits).map_err(jerr)?;
@@ -550,7 +564,11 @@ fn tiff_dpi(path: &Path, dec: &mut Tiff) -> Result<Option<(f64, f64)>, DocError>
     let mut get = |tag| -> Result<Option<f64>, DocError> {
         Ok(match dec.find_tag(tag).map_err(tiff_err(path))? {
             Some(tiff::decoder::ifd::Value::Rational(n, d)) if d != 0 => Some(n as f64 / d as f64),
-            Some(v) => v.clone().into_f64().ok().or_else(|| v.into_u64().ok().map(|x| x as f64)),
+            Some(v) => v
+                .clone()
+                .into_f64()
+                .ok()
+                .or_else(|| v.into_u64().ok().map(|x| x as f64)),
             None => None,
         })
     };
@@ -651,7 +669,10 @@ fn read_tiff(path: &Path, page: usize, max_pixels: usize) -> Result<Raster, DocE
     let (w, h) = (w as usize, h as usize);
     let white_is_zero = photometric == Some(0);
     let (channels, data) = if matches!(compression, 2 | 3) {
-        (1, read_g3(path, &mut dec, compression, w, h, white_is_zero)?)
+        (
+            1,
+            read_g3(path, &mut dec, compression, w, h, white_is_zero)?,
+        )
     } else {
         let res = dec.read_image().map_err(tiff_err(path))?;
         tiff_pixels(path, &mut dec, ct, res, w, h)?
@@ -691,13 +712,19 @@ fn tiff_pixels(
     w: usize,
     h: usize,
 ) -> Result<(usize, Vec<u8>), DocError> {
-    let bad = |what: String| DocError::format(path, format!("TIFF: {what} pages are not supported"));
+    let bad =
+        |what: String| DocError::format(path, format!("TIFF: {what} pages are not supported"));
     let to8 = |res: DecodingResult| -> Result<Vec<u8>, DocError> {
         Ok(match res {
             DecodingResult::U8(v) => v,
             DecodingResult::U16(v) => v.iter().map(|&x| (x >> 8) as u8).collect(),
             DecodingResult::U32(v) => v.iter().map(|&x| (x >> 24) as u8).collect(),
-            _ => return Err(bad(format!("{} with signed or floating-point samples", tiff_pixel(ct)))),
+            _ => {
+                return Err(bad(format!(
+                    "{} with signed or floating-point samples",
+                    tiff_pixel(ct)
+                )))
+            }
         })
     };
     let n = w * h;
@@ -709,7 +736,10 @@ fn tiff_pixels(
         ColorType::Gray(_) => (1, to8(res)?),
         ColorType::GrayA(_) => {
             let v = to8(res)?;
-            (1, v.chunks_exact(2).map(|p| over_white(p[0], p[1])).collect())
+            (
+                1,
+                v.chunks_exact(2).map(|p| over_white(p[0], p[1])).collect(),
+            )
         }
         ColorType::RGB(_) => (3, to8(res)?),
         ColorType::RGBA(_) => {
@@ -721,24 +751,39 @@ fn tiff_pixels(
             (3, out)
         }
         ColorType::CMYK(8) | ColorType::CMYKA(8) => {
-            let k = if matches!(ct, ColorType::CMYK(_)) { 4 } else { 5 };
+            let k = if matches!(ct, ColorType::CMYK(_)) {
+                4
+            } else {
+                5
+            };
             let v = to8(res)?;
             let mut out = Vec::with_capacity(n * 3);
             for p in v.chunks_exact(k) {
                 let black = 255 - p[3] as u32;
-                out.extend(p[..3].iter().map(|&c| ((255 - c as u32) * black / 255) as u8));
+                out.extend(
+                    p[..3]
+                        .iter()
+                        .map(|&c| ((255 - c as u32) * black / 255) as u8),
+                );
             }
             (3, out)
         }
         ColorType::Palette(b) => {
-            let map = dec
-                .get_tag_u16_vec(Tag::ColorMap)
-                .map_err(|e| DocError::format(path, format!("TIFF: palette page without a colour map: {e}")))?;
+            let map = dec.get_tag_u16_vec(Tag::ColorMap).map_err(|e| {
+                DocError::format(
+                    path,
+                    format!("TIFF: palette page without a colour map: {e}"),
+                )
+            })?;
             let entries = 1usize << b;
             if map.len() < 3 * entries {
                 return Err(DocError::format(
                     path,
-                    format!("TIFF: colour map of {} values for {b}-bit indices (needs {})", map.len(), 3 * entries),
+                    format!(
+                        "TIFF: colour map of {} values for {b}-bit indices (needs {})",
+                        map.len(),
+                        3 * entries
+                    ),
                 ));
             }
             let idx = match res {
@@ -796,7 +841,9 @@ fn read_g3(
         ));
     }
     let fill_order = tag_u16(path, dec, Tag::FillOrder)?.unwrap_or(1);
-    let offsets = dec.get_tag_u64_vec(Tag::StripOffsets).map_err(tiff_err(path))?;
+    let offsets = dec
+        .get_tag_u64_vec(Tag::StripOffsets)
+        .map_err(tiff_err(path))?;
     let counts = dec
         .get_tag_u64_vec(Tag::StripByteCounts)
         .map_err(tiff_err(path))?;
@@ -820,7 +867,12 @@ fn read_g3(
     let mut f = File::open(path).map_err(io_err(path))?;
     let len = f.metadata().map_err(io_err(path))?.len();
     let mut out = vec![255u8; w * h];
-    for (s, (&off, &count)) in offsets.iter().zip(&counts).enumerate().take(h.div_ceil(rows)) {
+    for (s, (&off, &count)) in offsets
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .take(h.div_ceil(rows))
+    {
         if off.checked_add(count).is_none_or(|end| end > len) {
             return Err(DocError::format(
                 path,
@@ -837,10 +889,17 @@ fn read_g3(
         let end = (y0 + rows).min(h);
         let mut y = y0;
         let damaged = || {
-            DocError::format(path, format!("TIFF: Group 3 strip {s} is damaged (no end-of-line code where one belongs)"))
+            DocError::format(
+                path,
+                format!(
+                    "TIFF: Group 3 strip {s} is damaged (no end-of-line code where one belongs)"
+                ),
+            )
         };
-        let mut g3 = fax::decoder::Group3Decoder::new(bytes.into_iter().map(Ok::<u8, std::convert::Infallible>))
-            .map_err(|_| damaged())?;
+        let mut g3 = fax::decoder::Group3Decoder::new(
+            bytes.into_iter().map(Ok::<u8, std::convert::Infallible>),
+        )
+        .map_err(|_| damaged())?;
         while y < end {
             let (status, complete) = match g3.advance() {
                 Ok(st) => (Some(st), true),
@@ -851,7 +910,10 @@ fn read_g3(
             if !complete {
                 break;
             }
-            for (x, c) in fax::decoder::pels(g3.transitions(), w as u32).enumerate().take(w) {
+            for (x, c) in fax::decoder::pels(g3.transitions(), w as u32)
+                .enumerate()
+                .take(w)
+            {
                 if c == fax::Color::Black {
                     out[y * w + x] = 0;
                 }
@@ -864,7 +926,11 @@ fn read_g3(
         if y < end {
             return Err(DocError::format(
                 path,
-                format!("TIFF: Group 3 strip {s} is damaged (decoded {} of {} rows)", y - y0, end - y0),
+                format!(
+                    "TIFF: Group 3 strip {s} is damaged (decoded {} of {} rows)",
+                    y - y0,
+                    end - y0
+                ),
             ));
         }
     }

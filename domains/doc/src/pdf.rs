@@ -31,7 +31,11 @@ fn run(path: &Path, name: &str, args: &[String]) -> Result<Vec<u8>, DocError> {
         })?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
-        let msg = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim();
+        let msg = msg
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message")
+            .trim();
         let reason = if msg.contains("Invalid page count 0") {
             "the PDF has no pages".to_string()
         } else if msg.contains("Incorrect password") || msg.contains("encrypted") {
@@ -77,7 +81,9 @@ pub fn info(path: &Path) -> Result<PageInfo, DocError> {
         height: h.round() as u64,
         pages,
         pixel: "vector (rendered)".into(),
-        compression: field("PDF version:").map(|v| format!("PDF {v}")).unwrap_or_default(),
+        compression: field("PDF version:")
+            .map(|v| format!("PDF {v}"))
+            .unwrap_or_default(),
         dpi: Some((72.0, 72.0)),
         orientation: 1,
         encrypted: field("Encrypted:").is_some_and(|v| v.starts_with("yes")),
@@ -104,7 +110,9 @@ fn page_size(path: &Path, page: usize) -> Result<(f64, f64, usize), DocError> {
     let size = text
         .lines()
         .find_map(|l| {
-            let v = l.strip_prefix(&key).or_else(|| l.strip_prefix("Page size:"))?;
+            let v = l
+                .strip_prefix(&key)
+                .or_else(|| l.strip_prefix("Page size:"))?;
             let mut it = v.split_whitespace();
             let w: f64 = it.next()?.parse().ok()?;
             it.next()?;
@@ -198,7 +206,10 @@ pub fn parse_pnm(path: &Path, b: &[u8]) -> Result<Raster, DocError> {
         .and_then(|v| v.checked_mul(channels))
         .ok_or_else(|| bad("size overflows"))?;
     if b.len() < start + n {
-        return Err(bad(&format!("{} bytes of pixels for {w}×{h}", b.len().saturating_sub(start))));
+        return Err(bad(&format!(
+            "{} bytes of pixels for {w}×{h}",
+            b.len().saturating_sub(start)
+        )));
     }
     Ok(Raster {
         width: w,

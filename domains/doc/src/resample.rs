@@ -81,7 +81,9 @@ mod tests {
         assert!(resize(&d, 30, 20, 1, 13, 7).iter().all(|&v| v == 77));
         assert!(resize(&d, 30, 20, 1, 61, 45).iter().all(|&v| v == 77));
         // Alternating columns halve to mid grey away from the edges.
-        let d: Vec<u8> = (0..8 * 8).map(|i| if i % 2 == 0 { 0 } else { 254 }).collect();
+        let d: Vec<u8> = (0..8 * 8)
+            .map(|i| if i % 2 == 0 { 0 } else { 254 })
+            .collect();
         let r = resize(&d, 8, 8, 1, 4, 4);
         for y in 0..4 {
             assert!(r[y * 4 + 1..y * 4 + 3].iter().all(|&v| v == 127), "{r:?}");

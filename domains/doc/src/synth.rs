@@ -43,7 +43,13 @@ pub fn draw_page(layout: &str, dpi: f64, rng: &mut Rng) -> (usize, usize, Vec<u8
     let margin = 5.0 + rng.uniform() * 2.0;
     if layout == "letter" {
         // Heading, then justified lines of "words".
-        rect(margin, margin, margin + 25.0 + rng.uniform() * 15.0, margin + 4.0, 20);
+        rect(
+            margin,
+            margin,
+            margin + 25.0 + rng.uniform() * 15.0,
+            margin + 4.0,
+            20,
+        );
         let mut y = margin + 9.0;
         while y < PAGE_MM.1 - margin - 3.0 {
             let mut x = margin;
@@ -66,7 +72,13 @@ pub fn draw_page(layout: &str, dpi: f64, rng: &mut Rng) -> (usize, usize, Vec<u8
             rect(fx, y, fx + 0.4, y + 5.4, 0);
             rect(PAGE_MM.0 - margin - 0.4, y, PAGE_MM.0 - margin, y + 5.4, 0);
             if rng.uniform() < 0.6 {
-                rect(fx + 2.0, y + 1.8, fx + 2.0 + rng.uniform() * 20.0, y + 3.6, 90);
+                rect(
+                    fx + 2.0,
+                    y + 1.8,
+                    fx + 2.0 + rng.uniform() * 20.0,
+                    y + 3.6,
+                    90,
+                );
             }
             y += 8.0;
         }
@@ -80,7 +92,14 @@ pub fn draw_page(layout: &str, dpi: f64, rng: &mut Rng) -> (usize, usize, Vec<u8
 }
 
 /// Writes a grey or RGB PNG, with a pHYs resolution when `dpi` is given.
-pub fn write_png(path: &Path, w: usize, h: usize, channels: usize, data: &[u8], dpi: Option<f64>) -> Result<(), DocError> {
+pub fn write_png(
+    path: &Path,
+    w: usize,
+    h: usize,
+    channels: usize,
+    data: &[u8],
+    dpi: Option<f64>,
+) -> Result<(), DocError> {
     let f = std::fs::File::create(path).map_err(io(path))?;
     let mut enc = png::Encoder::new(BufWriter::new(f), w as u32, h as u32);
     enc.set_color(if channels == 1 {
@@ -104,7 +123,14 @@ pub fn write_png(path: &Path, w: usize, h: usize, channels: usize, data: &[u8], 
 }
 
 /// Writes a JPEG with a JFIF density of `dpi` (grey or RGB).
-pub fn write_jpeg(path: &Path, w: usize, h: usize, channels: usize, data: &[u8], dpi: u16) -> Result<(), DocError> {
+pub fn write_jpeg(
+    path: &Path,
+    w: usize,
+    h: usize,
+    channels: usize,
+    data: &[u8],
+    dpi: u16,
+) -> Result<(), DocError> {
     use image::codecs::jpeg::{JpegEncoder, PixelDensity, PixelDensityUnit};
     let f = std::fs::File::create(path).map_err(io(path))?;
     let mut enc = JpegEncoder::new_with_quality(BufWriter::new(f), 90);
@@ -131,7 +157,12 @@ pub enum TiffCompression {
 }
 
 /// Writes grey pages as one multi-page TIFF at `dpi`.
-pub fn write_tiff(path: &Path, pages: &[(usize, usize, Vec<u8>)], dpi: u32, c: TiffCompression) -> Result<(), DocError> {
+pub fn write_tiff(
+    path: &Path,
+    pages: &[(usize, usize, Vec<u8>)],
+    dpi: u32,
+    c: TiffCompression,
+) -> Result<(), DocError> {
     use tiff::encoder::{colortype, Compression, Rational, TiffEncoder};
     use tiff::tags::ResolutionUnit;
     let f = std::fs::File::create(path).map_err(io(path))?;
@@ -142,9 +173,13 @@ pub fn write_tiff(path: &Path, pages: &[(usize, usize, Vec<u8>)], dpi: u32, c: T
         TiffCompression::Deflate => Compression::Deflate(Default::default()),
         TiffCompression::PackBits => Compression::Packbits,
     };
-    let mut enc = TiffEncoder::new(BufWriter::new(f)).map_err(e)?.with_compression(compression);
+    let mut enc = TiffEncoder::new(BufWriter::new(f))
+        .map_err(e)?
+        .with_compression(compression);
     for (w, h, d) in pages {
-        let mut img = enc.new_image::<colortype::Gray8>(*w as u32, *h as u32).map_err(e)?;
+        let mut img = enc
+            .new_image::<colortype::Gray8>(*w as u32, *h as u32)
+            .map_err(e)?;
         img.resolution(ResolutionUnit::Inch, Rational { n: dpi, d: 1 });
         img.write_data(d).map_err(e)?;
     }
@@ -158,7 +193,13 @@ pub fn write_g4_tiff(path: &Path, w: usize, h: usize, data: &[u8]) -> Result<(),
     for y in 0..h {
         let row = &data[y * w..(y + 1) * w];
         enc.encode_line(
-            row.iter().map(|&v| if v < 128 { fax::Color::Black } else { fax::Color::White }),
+            row.iter().map(|&v| {
+                if v < 128 {
+                    fax::Color::Black
+                } else {
+                    fax::Color::White
+                }
+            }),
             w as u32,
         )
         .map_err(|_| fmt_err(path)("G4 encoder failed".into()))?;
@@ -189,7 +230,10 @@ pub fn write_dataset(dir: &Path, n: usize, seed: u64) -> Result<PathBuf, DocErro
             }
             1 => {
                 let (w, h, d) = draw_page(label, 150.0, &mut rng);
-                let rgb: Vec<u8> = d.iter().flat_map(|&v| [v, v.saturating_sub(8), v]).collect();
+                let rgb: Vec<u8> = d
+                    .iter()
+                    .flat_map(|&v| [v, v.saturating_sub(8), v])
+                    .collect();
                 let name = format!("page{i:03}_rgb.png");
                 write_png(&dir.join(&name), w, h, 3, &rgb, None)?;
                 // No pHYs: the manifest gives the resolution.
@@ -203,9 +247,17 @@ pub fn write_dataset(dir: &Path, n: usize, seed: u64) -> Result<PathBuf, DocErro
             }
             3 => {
                 let a = draw_page(label, 200.0, &mut rng);
-                let b = draw_page(if label == "letter" { "form" } else { "letter" }, 200.0, &mut rng);
+                let b = draw_page(
+                    if label == "letter" { "form" } else { "letter" },
+                    200.0,
+                    &mut rng,
+                );
                 let name = format!("page{i:03}.tif");
-                let c = [TiffCompression::Lzw, TiffCompression::PackBits, TiffCompression::Deflate][i % 3];
+                let c = [
+                    TiffCompression::Lzw,
+                    TiffCompression::PackBits,
+                    TiffCompression::Deflate,
+                ][i % 3];
                 write_tiff(&dir.join(&name), &[b, a], 200, c)?;
                 format!("{name}#page=2")
             }

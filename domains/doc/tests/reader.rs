@@ -7,13 +7,17 @@
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use tessera_doc::page::{self, Raster};
-use tessera_doc::synth::{draw_page, write_g4_tiff, write_jpeg, write_png, write_tiff, TiffCompression};
+use tessera_doc::synth::{
+    draw_page, write_g4_tiff, write_jpeg, write_png, write_tiff, TiffCompression,
+};
 use tessera_doc::{DocConfig, DocError, DocFrontend};
 use tessera_tokens::resources::{required, shared_data};
 use tessera_tokens::{Modality, Rng};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -40,7 +44,10 @@ fn grey(path: &Path) -> Raster {
 fn diff(a: &[u8], b: &[u8]) -> (u8, f64) {
     assert_eq!(a.len(), b.len());
     let d: Vec<u8> = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).collect();
-    (*d.iter().max().unwrap(), d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64)
+    (
+        *d.iter().max().unwrap(),
+        d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64,
+    )
 }
 
 #[test]
@@ -64,11 +71,21 @@ fn matches_pillow_on_files_other_writers_made() {
     for &(name, tol, dpi) in cases {
         let got = grey(&fixture(name));
         let want = pgm(&fixture(&format!("{name}.pgm")));
-        assert_eq!((got.width, got.height), (want.width, want.height), "{name}: size");
+        assert_eq!(
+            (got.width, got.height),
+            (want.width, want.height),
+            "{name}: size"
+        );
         let (max, mean) = diff(&got.data, &want.data);
-        assert!(max <= tol && mean < 3.0, "{name}: max diff {max}, mean {mean:.2}");
+        assert!(
+            max <= tol && mean < 3.0,
+            "{name}: max diff {max}, mean {mean:.2}"
+        );
         match (got.dpi, dpi) {
-            (Some(g), Some(w)) => assert!((g.0 - w.0).abs() < 0.5 && (g.1 - w.1).abs() < 0.5, "{name}: dpi {g:?}"),
+            (Some(g), Some(w)) => assert!(
+                (g.0 - w.0).abs() < 0.5 && (g.1 - w.1).abs() < 0.5,
+                "{name}: dpi {g:?}"
+            ),
             (g, w) => assert_eq!(g, w, "{name}: dpi"),
         }
     }
@@ -85,10 +102,17 @@ fn exif_orientation_makes_the_page_upright() {
 
 #[test]
 fn unsupported_variants_are_named() {
-    let e = page::read(&fixture("ccitt_rle.tif"), 0, 1 << 24).unwrap_err().to_string();
-    assert!(e.contains("ccitt_rle.tif") && e.contains("compression 2"), "{e}");
+    let e = page::read(&fixture("ccitt_rle.tif"), 0, 1 << 24)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ccitt_rle.tif") && e.contains("compression 2"),
+        "{e}"
+    );
     // Palette TIFFs: the tiff crate does not decode them (rare among scans).
-    let e = page::read(&fixture("palette.tif"), 0, 1 << 24).unwrap_err().to_string();
+    let e = page::read(&fixture("palette.tif"), 0, 1 << 24)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("palette.tif") && e.contains("Palette"), "{e}");
 }
 
@@ -105,13 +129,22 @@ fn own_writers_round_trip_with_resolution_and_pages() {
     assert!((dpi.0 - 150.0).abs() < 0.1, "{dpi:?}");
 
     let (w2, h2, px2) = draw_page("letter", 150.0, &mut rng);
-    for c in [TiffCompression::None, TiffCompression::Lzw, TiffCompression::Deflate, TiffCompression::PackBits] {
+    for c in [
+        TiffCompression::None,
+        TiffCompression::Lzw,
+        TiffCompression::Deflate,
+        TiffCompression::PackBits,
+    ] {
         let p = d.join(format!("{c:?}.tif"));
         write_tiff(&p, &[(w, h, px.clone()), (w2, h2, px2.clone())], 150, c).unwrap();
         assert_eq!(page::probe(&p).unwrap().pages, 2);
         assert_eq!(page::read(&p, 0, 1 << 24).unwrap().data, px, "{c:?} page 1");
         let r2 = page::read(&p, 1, 1 << 24).unwrap();
-        assert_eq!((r2.data, r2.dpi), (px2.clone(), Some((150.0, 150.0))), "{c:?} page 2");
+        assert_eq!(
+            (r2.data, r2.dpi),
+            (px2.clone(), Some((150.0, 150.0))),
+            "{c:?} page 2"
+        );
         let e = page::read(&p, 2, 1 << 24).unwrap_err().to_string();
         assert!(e.contains("page 3") && e.contains("holds 2"), "{e}");
     }
@@ -139,7 +172,11 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     for &b in &body {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     out.extend_from_slice(&(!crc).to_be_bytes());
@@ -185,13 +222,21 @@ fn decompression_bombs_are_refused_before_decoding() {
     ihdr.extend_from_slice(&100_000u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    png_chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     png_chunk(&mut png, b"IEND", &[]);
     let p = d.join("bomb.png");
     std::fs::write(&p, &png).unwrap();
     // TIFF: 100 000 × 100 000 declared, 16 bytes of strip.
     let t = d.join("bomb.tif");
-    std::fs::write(&t, tiny_tiff(100_000, 100_000, 8 + 2 + 8 * 12 + 4, &[0; 16])).unwrap();
+    std::fs::write(
+        &t,
+        tiny_tiff(100_000, 100_000, 8 + 2 + 8 * 12 + 4, &[0; 16]),
+    )
+    .unwrap();
     // JPEG: SOF0 of 65 000 × 65 000.
     let mut jpg = vec![0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8];
     jpg.extend_from_slice(&65_000u16.to_be_bytes());
@@ -203,9 +248,16 @@ fn decompression_bombs_are_refused_before_decoding() {
     let fe = DocFrontend::new(&DocConfig::default()).unwrap();
     for f in [&p, &t, &j] {
         let e = fe.decode(f).unwrap_err();
-        assert!(matches!(e, DocError::TooLarge { .. }), "{}: {e}", f.display());
+        assert!(
+            matches!(e, DocError::TooLarge { .. }),
+            "{}: {e}",
+            f.display()
+        );
         let msg = e.to_string();
-        assert!(msg.contains(&f.display().to_string()) && msg.contains("max_pixels"), "{msg}");
+        assert!(
+            msg.contains(&f.display().to_string()) && msg.contains("max_pixels"),
+            "{msg}"
+        );
     }
 }
 
@@ -231,7 +283,10 @@ fn damaged_tiffs_and_unknown_files_give_errors_naming_the_file() {
 }
 
 fn pdftoppm_available() -> bool {
-    let ok = std::process::Command::new("pdftoppm").arg("-v").output().is_ok();
+    let ok = std::process::Command::new("pdftoppm")
+        .arg("-v")
+        .output()
+        .is_ok();
     if !ok {
         assert!(
             !required("TESSERA_REQUIRE_DATA"),
@@ -273,7 +328,11 @@ fn write_pdf(path: &Path, pages: bool) {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
     out.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objs.len() + 1).as_bytes(),
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .as_bytes(),
     );
     std::fs::write(path, out).unwrap();
 }
@@ -297,13 +356,19 @@ fn pdf_pages_render_at_the_working_resolution() {
     assert_eq!((s.w, s.h), (144, 72));
     // Inside the rectangle (x 10..60, rows 72-40..72-10) ink; outside paper.
     assert!(s.data[40 * 144 + 30] < 20 && s.data[5 * 144 + 100] > 235);
-    let e = fe.decode(Path::new(&format!("{}#page=2", p.display()))).unwrap_err().to_string();
+    let e = fe
+        .decode(Path::new(&format!("{}#page=2", p.display())))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("page 2") && e.contains("has 1"), "{e}");
     let z = d.join("zero.pdf");
     write_pdf(&z, false);
     let e = fe.decode(&z).unwrap_err().to_string();
     assert!(e.contains("zero.pdf") && e.contains("no pages"), "{e}");
-    let e = fe.decode(&fixture("encrypted.pdf")).unwrap_err().to_string();
+    let e = fe
+        .decode(&fixture("encrypted.pdf"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("encrypted.pdf") && e.contains("password"), "{e}");
     let broken = d.join("broken.pdf");
     std::fs::write(&broken, b"%PDF-1.4\n1 0 obj << /Type /Catalog").unwrap();
@@ -332,9 +397,18 @@ fn the_same_paper_at_100_and_200_dpi_gives_the_same_tokens() {
     let (a, b) = (&views[0], &views[1]);
     assert_eq!(a.n, b.n);
     assert_eq!(a.coords, b.coords);
-    let mean = a.values.iter().zip(&b.values).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.values.len() as f32;
+    let mean = a
+        .values
+        .iter()
+        .zip(&b.values)
+        .map(|(x, y)| (x - y).abs())
+        .sum::<f32>()
+        / a.values.len() as f32;
     let spread = a.values.iter().map(|x| x.abs()).sum::<f32>() / a.values.len() as f32;
-    assert!(mean < 0.15 * spread.max(0.1), "mean |diff| {mean} against mean |value| {spread}");
+    assert!(
+        mean < 0.15 * spread.max(0.1),
+        "mean |diff| {mean} against mean |value| {spread}"
+    );
 }
 
 proptest! {
@@ -373,19 +447,31 @@ fn real_pages_read_at_their_physical_size() {
     };
     let fe = DocFrontend::new(&DocConfig::default()).unwrap();
     let funsd = root.join("funsd_ec_roor/images/82092117.png");
-    let s = fe.decode(Path::new(&format!("{}#dpi=90", funsd.display()))).unwrap();
+    let s = fe
+        .decode(Path::new(&format!("{}#dpi=90", funsd.display())))
+        .unwrap();
     // 754 × 1000 px at 90 dpi: 212.8 × 282.2 mm (a US letter form), at 100 dpi.
     assert_eq!((s.w, s.h), (838, 1111));
     let info = fe.inspect(&funsd).unwrap();
-    assert!(info.iter().any(|(k, v)| k == "dpi" && v.starts_with("none")), "{info:?}");
+    assert!(
+        info.iter()
+            .any(|(k, v)| k == "dpi" && v.starts_with("none")),
+        "{info:?}"
+    );
     let dir = root.join("publaynet_examples/images");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
-        let s = fe.decode(Path::new(&format!("{}#dpi=72", p.display()))).unwrap();
+        let s = fe
+            .decode(Path::new(&format!("{}#dpi=72", p.display())))
+            .unwrap();
         let (wmm, hmm) = (s.w as f64 * 0.254, s.h as f64 * 0.254);
         // Letter (216 × 279) or A4 (210 × 297).
-        assert!((205.0..220.0).contains(&wmm) && (275.0..300.0).contains(&hmm), "{}: {wmm}×{hmm}", p.display());
+        assert!(
+            (205.0..220.0).contains(&wmm) && (275.0..300.0).contains(&hmm),
+            "{}: {wmm}×{hmm}",
+            p.display()
+        );
         n += 1;
     }
     assert_eq!(n, 20);

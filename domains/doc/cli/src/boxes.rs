@@ -7,6 +7,7 @@
 //! - `--task patches`: each patch takes the label of the smallest box holding its centre,
 //!   `background` otherwise, and a linear probe classifies patches (layout segmentation,
 //!   as PubLayNet), scored by per-class IoU and mIoU.
+//!
 //! `--baseline geometry` replaces the encoder with features that need no network: the
 //! box's position and size on the page (mm and page fractions) and the ink density inside
 //! it and in the four neighbouring boxes of its size.
@@ -22,14 +23,14 @@ use tessera_cli::data::split_csv_line;
 use tessera_cli::{progress, CommonArgs};
 use tessera_core::layers::{LayerNorm, Linear};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
-use tessera_recipes::losses::cross_entropy;
-use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets, ENCODER_PREFIX};
-use tessera_train::{BatchSource, RunOptions};
 use tessera_doc::{DocFrontend, DocSample};
-use tessera_eval::linear::{fit_linear_probe, LinearProbeConfig};
+use tessera_eval::linear::fit_linear_probe;
 use tessera_eval::metrics::{classification_report, confusion_matrix};
 use tessera_eval::{Features, ResultRow};
+use tessera_recipes::losses::cross_entropy;
+use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets, ENCODER_PREFIX};
 use tessera_tokens::{Modality, Rng, SampleTokens, Tokens, ViewSpec};
+use tessera_train::{BatchSource, RunOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Task {
@@ -99,14 +100,20 @@ struct Pages {
 }
 
 fn read_boxes(path: &Path) -> Result<Pages> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = split_csv_line(lines.next().unwrap_or_default());
     let col = |name: &str| {
         header
             .iter()
             .position(|h| h.trim() == name)
-            .with_context(|| format!("{}: no `{name}` column (needs path,x0,y0,x1,y1,label,split)", path.display()))
+            .with_context(|| {
+                format!(
+                    "{}: no `{name}` column (needs path,x0,y0,x1,y1,label,split)",
+                    path.display()
+                )
+            })
     };
     let (cp, cl, cs) = (col("path")?, col("label")?, col("split")?);
     let cb = [col("x0")?, col("y0")?, col("x1")?, col("y1")?];
@@ -122,19 +129,36 @@ fn read_boxes(path: &Path) -> Result<Pages> {
         let get = |i: usize| f.get(i).map(|s| s.trim()).unwrap_or("");
         let mut b = [0f64; 4];
         for (k, &c) in cb.iter().enumerate() {
-            b[k] = get(c).parse().ok().filter(|v: &f64| v.is_finite()).with_context(|| {
-                format!("{}: row {}: `{}` is not a box coordinate", path.display(), n + 2, get(c))
-            })?;
+            b[k] = get(c)
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .with_context(|| {
+                    format!(
+                        "{}: row {}: `{}` is not a box coordinate",
+                        path.display(),
+                        n + 2,
+                        get(c)
+                    )
+                })?;
         }
         let p = get(cp).to_string();
         let page = *index.entry(p.clone()).or_insert_with(|| {
-            let full = if Path::new(&p).is_absolute() { PathBuf::from(&p) } else { base.join(&p) };
+            let full = if Path::new(&p).is_absolute() {
+                PathBuf::from(&p)
+            } else {
+                base.join(&p)
+            };
             pages.paths.push(full);
             pages.splits.push(get(cs).to_string());
             pages.paths.len() - 1
         });
         if pages.splits[page] != get(cs) {
-            bail!("{}: row {}: page {p} appears in two splits", path.display(), n + 2);
+            bail!(
+                "{}: row {}: page {p} appears in two splits",
+                path.display(),
+                n + 2
+            );
         }
         pages.boxes.push(BoxRow {
             page,
@@ -189,7 +213,15 @@ fn geometry(fe: &DocFrontend, s: &DocSample, b: [f64; 4]) -> Vec<f32> {
 
 /// A name usable in a file name.
 fn row_name_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Per-token features `[N, D]` of a page's evaluation view (row-major patches): the whole
@@ -251,7 +283,9 @@ fn page_features(
         }
     }
     for (t, c) in count.iter().enumerate() {
-        sum[t * d..(t + 1) * d].iter_mut().for_each(|v| *v /= c.max(1.0));
+        sum[t * d..(t + 1) * d]
+            .iter_mut()
+            .for_each(|v| *v /= c.max(1.0));
     }
     Ok((sum, d))
 }
@@ -280,16 +314,19 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
     if fe.cfg.deskew {
         bail!("boxes are given in the scan's own pixels; [doc] deskew would move the page under them (turn it off for boxes)");
     }
-    let run_name = a.name.clone().unwrap_or_else(|| match (&enc, a.random_init) {
-        (None, _) => "geometry".into(),
-        (Some(_), true) => "random-init".into(),
-        (Some(_), false) => common
-            .checkpoint
-            .as_ref()
-            .and_then(|c| c.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "pretrained".into()),
-    });
+    let run_name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| match (&enc, a.random_init) {
+            (None, _) => "geometry".into(),
+            (Some(_), true) => "random-init".into(),
+            (Some(_), false) => common
+                .checkpoint
+                .as_ref()
+                .and_then(|c| c.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pretrained".into()),
+        });
     let window = a.window.unwrap_or(fe.cfg.crop_px / fe.cfg.patch_px);
     let mut by_page: Vec<Vec<&BoxRow>> = vec![Vec::new(); pages.paths.len()];
     for b in &pages.boxes {
@@ -302,13 +339,18 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
     classes.sort();
     classes.dedup();
     if classes.len() < 2 {
-        bail!("{}: needs at least two labels (found {classes:?})", a.boxes.display());
+        bail!(
+            "{}: needs at least two labels (found {classes:?})",
+            a.boxes.display()
+        );
     }
     let is_train = |p: usize| match &a.train_split {
         Some(t) => &pages.splits[p] == t,
         None => pages.splits[p] != common.test_split,
     };
-    let test_pages: Vec<usize> = (0..pages.paths.len()).filter(|&p| pages.splits[p] == common.test_split).collect();
+    let test_pages: Vec<usize> = (0..pages.paths.len())
+        .filter(|&p| pages.splits[p] == common.test_split)
+        .collect();
     let train_pages: Vec<usize> = (0..pages.paths.len()).filter(|&p| is_train(p)).collect();
     if test_pages.is_empty() || train_pages.len() < 2 {
         bail!(
@@ -320,12 +362,37 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
         );
     }
     let tuned = match (a.finetune, enc) {
-        (true, None) => bail!("--finetune needs an encoder (--checkpoint or --random-init), not a baseline"),
+        (true, None) => {
+            bail!("--finetune needs an encoder (--checkpoint or --random-init), not a baseline")
+        }
         (true, Some((encoder, store))) => Some(finetune(
-            &fe, &card, common, a, encoder, store, &pages, &by_page, &train_pages, &classes, out,
+            &fe,
+            &card,
+            common,
+            a,
+            encoder,
+            store,
+            &pages,
+            &by_page,
+            &train_pages,
+            &classes,
+            out,
         )?),
         (false, e) => {
-            return probe_frozen(&fe, &card, a, e.map(|e| e.0), &pages, &by_page, &classes, &train_pages, &test_pages, window, &run_name, out);
+            return probe_frozen(
+                &fe,
+                &card,
+                a,
+                e.map(|e| e.0),
+                &pages,
+                &by_page,
+                &classes,
+                &train_pages,
+                &test_pages,
+                window,
+                &run_name,
+                out,
+            );
         }
     };
     let model = tuned.expect("fine-tuned model");
@@ -341,7 +408,11 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
         for (i, (v, l)) in feats.iter().zip(labels).enumerate() {
             ids.push((p, i));
             yte.push(class_index(&classes, &l));
-            pred.push((0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap_or(0));
+            pred.push(
+                (0..v.len())
+                    .max_by(|&i, &j| v[i].total_cmp(&v[j]))
+                    .unwrap_or(0),
+            );
         }
         bar.inc(1);
     }
@@ -374,7 +445,10 @@ fn page_rows(
     boxes: &[&BoxRow],
     tokens_feat: Option<(&[f32], usize)>,
 ) -> PageRows {
-    let (fx, fy) = (s.w as f64 / s.source_px.0 as f64, s.h as f64 / s.source_px.1 as f64);
+    let (fx, fy) = (
+        s.w as f64 / s.source_px.0 as f64,
+        s.h as f64 / s.source_px.1 as f64,
+    );
     let to_work = |b: [f64; 4]| [b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy];
     let mut feats = Vec::new();
     let mut labels = Vec::new();
@@ -435,7 +509,7 @@ fn probe_frozen(
     let probe_cfg = &card.probe;
     let bar = progress(pages.paths.len() as u64, "encoding pages");
     let mut rows: Vec<PageRows> = Vec::with_capacity(pages.paths.len());
-    // Decode a few pages in parallel, encode one page at a time (whole-page views).
+    // Decode a few pages in parallel, encode one page at a time.
     for chunk in (0..pages.paths.len()).collect::<Vec<_>>().chunks(4) {
         let samples: Vec<Result<DocSample>> = chunk
             .par_iter()
@@ -450,7 +524,13 @@ fn probe_frozen(
                 }
                 None => None,
             };
-            let (feats, labels) = page_rows(fe, a.task, &s, &by_page[p], tokens_feat.as_ref().map(|(f, d)| (f.as_slice(), *d)));
+            let (feats, labels) = page_rows(
+                fe,
+                a.task,
+                &s,
+                &by_page[p],
+                tokens_feat.as_ref().map(|(f, d)| (f.as_slice(), *d)),
+            );
             rows.push((feats, labels));
             bar.inc(1);
         }
@@ -458,11 +538,15 @@ fn probe_frozen(
     bar.finish_and_clear();
 
     // Validation pages (for the L2 choice) from the training pages.
-    let n_val = ((train_pages.len() as f64 * probe_cfg.val_fraction).round() as usize).clamp(1, train_pages.len() - 1);
+    let n_val = ((train_pages.len() as f64 * probe_cfg.val_fraction).round() as usize)
+        .clamp(1, train_pages.len() - 1);
     let (fit_pages, val_pages) = train_pages.split_at(train_pages.len() - n_val);
     let class_of = |l: &str| class_index(classes, l);
     let mut rng = tessera_tokens::Rng::new(card.seed ^ 0xB0C5);
-    let gather = |ps: &[usize], cap: usize, rng: &mut tessera_tokens::Rng| -> Result<(Features, Vec<usize>)> {
+    let gather = |ps: &[usize],
+                  cap: usize,
+                  rng: &mut tessera_tokens::Rng|
+     -> Result<(Features, Vec<usize>)> {
         let mut data = Vec::new();
         let mut y = Vec::new();
         let mut d = 0;
@@ -485,7 +569,11 @@ fn probe_frozen(
         let n = y.len();
         Ok((Features::new(data, n, d)?, y))
     };
-    let cap = if a.task == Task::Patches { a.max_train_patches } else { 0 };
+    let cap = if a.task == Task::Patches {
+        a.max_train_patches
+    } else {
+        0
+    };
     let (xtr, ytr) = gather(fit_pages, cap, &mut rng)?;
     let (xva, yva) = gather(val_pages, cap, &mut rng)?;
     let (xte, yte) = gather(test_pages, 0, &mut rng)?;
@@ -493,19 +581,20 @@ fn probe_frozen(
         .iter()
         .flat_map(|&p| (0..rows[p].1.len()).map(move |i| (p, i)))
         .collect();
-    let cfg = LinearProbeConfig {
-        ..probe_cfg.linear.clone()
-    };
     eprintln!(
         "linear probe on {} training {} ({} validation), {} test, {} classes, width {}",
         ytr.len(),
-        if a.task == Task::Boxes { "boxes" } else { "patches" },
+        if a.task == Task::Boxes {
+            "boxes"
+        } else {
+            "patches"
+        },
         yva.len(),
         yte.len(),
         classes.len(),
         xtr.d
     );
-    let probe = fit_linear_probe(&xtr, &ytr, &xva, &yva, classes.len(), &cfg)?;
+    let probe = fit_linear_probe(&xtr, &ytr, &xva, &yva, classes.len(), &probe_cfg.linear)?;
     let pred = probe.predict(&xte)?;
     score(&Scored {
         a,
@@ -562,7 +651,11 @@ fn score(r: &Scored) -> Result<()> {
         ));
     }
     let out = r.out;
-    let pred_path = out.join(format!("predictions-{}-{}.csv", row_name_safe(&r.run), task_name));
+    let pred_path = out.join(format!(
+        "predictions-{}-{}.csv",
+        row_name_safe(&r.run),
+        task_name
+    ));
     std::fs::write(&pred_path, text).with_context(|| format!("writing {}", pred_path.display()))?;
     let conf = confusion_matrix(yte, pred, classes.len());
     let mut extra = BTreeMap::new();
@@ -570,10 +663,24 @@ fn score(r: &Scored) -> Result<()> {
     let mut ious = Vec::new();
     for (c, name) in classes.iter().enumerate() {
         let tp = conf[c][c] as f64;
-        let fp: f64 = (0..classes.len()).filter(|&r| r != c).map(|r| conf[r][c] as f64).sum();
-        let fn_: f64 = (0..classes.len()).filter(|&k| k != c).map(|k| conf[c][k] as f64).sum();
-        let f1 = if tp + fp + fn_ > 0.0 { 2.0 * tp / (2.0 * tp + fp + fn_) } else { f64::NAN };
-        let iou = if tp + fp + fn_ > 0.0 { tp / (tp + fp + fn_) } else { f64::NAN };
+        let fp: f64 = (0..classes.len())
+            .filter(|&r| r != c)
+            .map(|r| conf[r][c] as f64)
+            .sum();
+        let fn_: f64 = (0..classes.len())
+            .filter(|&k| k != c)
+            .map(|k| conf[c][k] as f64)
+            .sum();
+        let f1 = if tp + fp + fn_ > 0.0 {
+            2.0 * tp / (2.0 * tp + fp + fn_)
+        } else {
+            f64::NAN
+        };
+        let iou = if tp + fp + fn_ > 0.0 {
+            tp / (tp + fp + fn_)
+        } else {
+            f64::NAN
+        };
         extra.insert(format!("f1_{name}"), f1);
         if a.task == Task::Patches {
             extra.insert(format!("iou_{name}"), iou);
@@ -581,10 +688,21 @@ fn score(r: &Scored) -> Result<()> {
                 ious.push(iou);
             }
         }
-        per_class.push(format!("{name}: F1 {:.3}{}", f1, if a.task == Task::Patches { format!(", IoU {iou:.3}") } else { String::new() }));
+        per_class.push(format!(
+            "{name}: F1 {:.3}{}",
+            f1,
+            if a.task == Task::Patches {
+                format!(", IoU {iou:.3}")
+            } else {
+                String::new()
+            }
+        ));
     }
     if a.task == Task::Patches {
-        extra.insert("miou".into(), ious.iter().sum::<f64>() / ious.len().max(1) as f64);
+        extra.insert(
+            "miou".into(),
+            ious.iter().sum::<f64>() / ious.len().max(1) as f64,
+        );
     }
     let row = ResultRow {
         run: r.run.clone(),
@@ -602,7 +720,11 @@ fn score(r: &Scored) -> Result<()> {
     print!("{}", tessera_eval::to_markdown(std::slice::from_ref(&row)));
     println!("per class: {}", per_class.join("; "));
     if a.task == Task::Patches {
-        println!("mIoU over the {} box classes: {:.4}", ious.len(), row.extra["miou"]);
+        println!(
+            "mIoU over the {} box classes: {:.4}",
+            ious.len(),
+            row.extra["miou"]
+        );
     }
     Ok(())
 }
@@ -630,10 +752,17 @@ impl Recipe for TokenClassifier {
     }
 
     /// Cross-entropy (label-smoothed) over the tokens that carry a label.
-    fn loss(&self, batch: &Batch, _ctx: &StepContext, _rng: &mut Rng) -> tessera_recipes::Result<StepOutput> {
+    fn loss(
+        &self,
+        batch: &Batch,
+        _ctx: &StepContext,
+        _rng: &mut Rng,
+    ) -> tessera_recipes::Result<StepOutput> {
         let x = batch.first("boxes-finetune")?;
         let Some(Targets::PerToken(lab)) = &batch.targets else {
-            return Err(CoreError::Config("boxes-finetune: the batch carries no token labels".into()));
+            return Err(CoreError::Config(
+                "boxes-finetune: the batch carries no token labels".into(),
+            ));
         };
         let dev = Device::Cpu;
         let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
@@ -644,7 +773,9 @@ impl Recipe for TokenClassifier {
         for (i, &l) in lab.values.iter().enumerate() {
             if l >= 0.0 && x.padding[i] == 0 {
                 keep[i] = 1.0;
-                target[i * c..(i + 1) * c].iter_mut().for_each(|v| *v = eps / c as f32);
+                target[i * c..(i + 1) * c]
+                    .iter_mut()
+                    .for_each(|v| *v = eps / c as f32);
                 target[i * c + (l as usize).min(c - 1)] += 1.0 - eps;
             }
         }
@@ -659,7 +790,10 @@ impl Recipe for TokenClassifier {
             .zip(&keep)
             .filter(|((p, l), k)| **k > 0.0 && **p as f32 == **l)
             .count();
-        Ok(StepOutput::new(loss, vec![("train_acc".into(), right as f64 / kept.max(1.0) as f64)]))
+        Ok(StepOutput::new(
+            loss,
+            vec![("train_acc".into(), right as f64 / kept.max(1.0) as f64)],
+        ))
     }
 
     fn encoder(&self) -> &Encoder {
@@ -675,7 +809,13 @@ struct PageSource<'a> {
 }
 
 impl BatchSource for PageSource<'_> {
-    fn batch(&mut self, _step: u64, bs: usize, _views: &[ViewSpec], rng: &mut Rng) -> tessera_train::Result<Batch> {
+    fn batch(
+        &mut self,
+        _step: u64,
+        bs: usize,
+        _views: &[ViewSpec],
+        rng: &mut Rng,
+    ) -> tessera_train::Result<Batch> {
         let g = self.fe.cfg.crop_px / self.fe.cfg.patch_px;
         let data = |e: tessera_doc::DocError| tessera_train::TrainError::DataSource(Box::new(e));
         let (mut views, mut labels, mut ids) = (Vec::new(), Vec::new(), Vec::new());
@@ -687,7 +827,8 @@ impl BatchSource for PageSource<'_> {
             let mut pos = (0, 0);
             for _ in 0..8 {
                 pos = (rng.below(gw - ww + 1), rng.below(gh - wh + 1));
-                let any = (0..wh).any(|r| (0..ww).any(|q| lab[(pos.1 + r) * gw + pos.0 + q] >= 0.0));
+                let any =
+                    (0..wh).any(|r| (0..ww).any(|q| lab[(pos.1 + r) * gw + pos.0 + q] >= 0.0));
                 if any {
                     break;
                 }
@@ -713,7 +854,13 @@ impl BatchSource for PageSource<'_> {
 /// Token labels of a page: under `boxes`, each token takes the class of the box covering
 /// most of it (−1 where no box lies); under `patches`, the class of the smallest box
 /// holding its centre, else `background`.
-fn token_labels(fe: &DocFrontend, task: Task, s: &DocSample, boxes: &[&BoxRow], classes: &[String]) -> Vec<f32> {
+fn token_labels(
+    fe: &DocFrontend,
+    task: Task,
+    s: &DocSample,
+    boxes: &[&BoxRow],
+    classes: &[String],
+) -> Vec<f32> {
     let (gw, gh) = fe.grid(s);
     let mut lab = vec![-1f32; gw * gh];
     match task {
@@ -756,7 +903,9 @@ fn finetune(
     out: &Path,
 ) -> Result<TokenClassifier> {
     let cfg = finetune_config(&card.extra, common, a.minutes)?;
-    if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0) || !(0.0..1.0).contains(&cfg.label_smoothing) {
+    if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0)
+        || !(0.0..1.0).contains(&cfg.label_smoothing)
+    {
         bail!("[finetune]: layer_decay must lie in (0, 1] and label_smoothing in [0, 1)");
     }
     encoder.set_layer_decay(&mut store, ENCODER_PREFIX, cfg.layer_decay);
@@ -788,10 +937,16 @@ fn finetune(
         cfg.train.batch_size
     );
     let mut card = card.clone();
-    card.extra.insert("finetune".into(), toml::Value::try_from(&cfg)?);
-    let run_dir = out.join("runs").join(format!("boxes-{}-seed{}", row_name_safe(&a.name.clone().unwrap_or_else(|| "finetune".into())), card.seed));
+    card.extra
+        .insert("finetune".into(), toml::Value::try_from(&cfg)?);
+    let run_dir = out.join("runs").join(format!(
+        "boxes-{}-seed{}",
+        row_name_safe(&a.name.clone().unwrap_or_else(|| "finetune".into())),
+        card.seed
+    ));
     if run_dir.exists() {
-        std::fs::remove_dir_all(&run_dir).with_context(|| format!("clearing {}", run_dir.display()))?;
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("clearing {}", run_dir.display()))?;
     }
     let opts = RunOptions {
         run_dir: &run_dir,

@@ -46,10 +46,19 @@ pub fn run(a: &RenderArgs) -> Result<()> {
         colour: a.colour,
         ..DocConfig::default()
     })?;
-    let items = list_data(&a.data, &|p| DocFrontend::accepts(p), &ManifestColumns::default())?;
+    let items = list_data(
+        &a.data,
+        &|p| DocFrontend::accepts(p),
+        &ManifestColumns::default(),
+    )?;
     let items: Vec<_> = items
         .into_iter()
-        .filter(|i| matches!(probe(&i.path).map(|p| p.format), Ok(Format::Pdf | Format::Tiff) | Err(_)))
+        .filter(|i| {
+            matches!(
+                probe(&i.path).map(|p| p.format),
+                Ok(Format::Pdf | Format::Tiff) | Err(_)
+            )
+        })
         .collect();
     if items.is_empty() {
         bail!("{}: no PDF or TIFF files", a.data.display());

@@ -43,28 +43,74 @@ fn boxes_probes_baseline_and_finetune_run_and_score() {
         vec!["--random-init", "--name", "rnd"],
         vec!["--random-init", "--name", "rnd", "--task", "patches"],
         vec!["--baseline", "geometry"],
-        vec!["--random-init", "--name", "ft", "--finetune", "--steps", "3", "--batch-size", "4"],
+        vec![
+            "--random-init",
+            "--name",
+            "ft",
+            "--finetune",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+        ],
     ] {
-        let mut args = vec!["--preset", "doc-nano-demo", "--boxes", b, "--out", o, "--threads", "2"];
+        let mut args = vec![
+            "--preset",
+            "doc-nano-demo",
+            "--boxes",
+            b,
+            "--out",
+            o,
+            "--threads",
+            "2",
+        ];
         args.extend(extra.iter().copied());
         run(&app, &parse(&args)).unwrap_or_else(|e| panic!("{args:?}: {e:#}"));
     }
     let table = std::fs::read_to_string(out.join("results.md")).unwrap();
-    for needle in ["| rnd | boxes | linear", "| rnd | patches | linear", "| geometry | boxes", "| ft | boxes | finetune"] {
+    for needle in [
+        "| rnd | boxes | linear",
+        "| rnd | patches | linear",
+        "| geometry | boxes",
+        "| ft | boxes | finetune",
+    ] {
         assert!(table.contains(needle), "{needle} missing from\n{table}");
     }
     let preds: Vec<PathBuf> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("predictions-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("predictions-")
+        })
         .collect();
     assert_eq!(preds.len(), 4, "{preds:?}");
     // Box rows: one prediction per test box (4 test pages × 2 boxes).
     let p = std::fs::read_to_string(out.join("predictions-geometry-boxes.csv")).unwrap();
     assert_eq!(p.lines().count(), 1 + 8);
     // A bad manifest names itself and the problem.
-    std::fs::write(dir.join("bad.csv"), "path,x0,y0,x1,y1,label,split\np.png,a,0,1,1,x,train\n").unwrap();
+    std::fs::write(
+        dir.join("bad.csv"),
+        "path,x0,y0,x1,y1,label,split\np.png,a,0,1,1,x,train\n",
+    )
+    .unwrap();
     let bad = dir.join("bad.csv");
-    let e = run(&app, &parse(&["--baseline", "geometry", "--boxes", bad.to_str().unwrap(), "--out", o])).unwrap_err();
-    assert!(format!("{e:#}").contains("bad.csv") && format!("{e:#}").contains("row 2"), "{e:#}");
+    let e = run(
+        &app,
+        &parse(&[
+            "--baseline",
+            "geometry",
+            "--boxes",
+            bad.to_str().unwrap(),
+            "--out",
+            o,
+        ]),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("bad.csv") && format!("{e:#}").contains("row 2"),
+        "{e:#}"
+    );
 }
