@@ -304,14 +304,34 @@ impl DocFrontend {
 
     /// Raw ink of the patch at grid (gx, gy) in (channel, row, col) order.
     pub fn patch_ink(&self, s: &DocSample, gx: usize, gy: usize, out: &mut Vec<f32>) {
+        let lut = self.ink_table();
         let p = self.cfg.patch_px;
+        let (x0, y0) = (gx * p, gy * p);
+        let inside = s.w.saturating_sub(x0).min(p);
         for ch in 0..s.c {
-            for r in 0..p {
-                for q in 0..p {
-                    out.push(self.ink(s, gx * p + q, gy * p + r, ch));
+            for y in y0..y0 + p {
+                if y >= s.h {
+                    out.extend(std::iter::repeat_n(0.0, p));
+                    continue;
                 }
+                let row = &s.data[(y * s.w + x0) * s.c..];
+                out.extend((0..inside).map(|q| lut[row[q * s.c + ch] as usize]));
+                out.extend(std::iter::repeat_n(0.0, p - inside));
             }
         }
+    }
+
+    /// Ink of each 8-bit intensity (binarised when the card says so).
+    fn ink_table(&self) -> [f32; 256] {
+        let mut t = [0f32; 256];
+        for (v, out) in t.iter_mut().enumerate() {
+            let ink = 1.0 - v as f32 / 255.0;
+            *out = match self.cfg.binarise {
+                Some(th) => (ink > th as f32) as u8 as f32,
+                None => ink,
+            };
+        }
+        t
     }
 
     /// Tokens of the patch-aligned window of `gw × gh` patches at grid (gx0, gy0), with
