@@ -112,6 +112,24 @@ impl Classifier {
         Ok(self.head.forward(&self.norm.forward(&f)?)?)
     }
 
+    /// Per-token logits `[B, N, classes]`: the same norm and head on every patch token
+    /// (token classification, e.g. words on a page).
+    pub fn token_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
+        let mut f = self.encoder.forward(t)?.patches;
+        if self.cfg.freeze_encoder {
+            f = f.detach();
+        }
+        Ok(self.head.forward(&self.norm.forward(&f)?)?)
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    pub fn config(&self) -> &FinetuneConfig {
+        &self.cfg
+    }
+
     /// Class predictions of token samples, in batches.
     pub fn predict(&self, tokens: &[tessera_tokens::SampleTokens]) -> Result<Vec<usize>> {
         let mut out = Vec::with_capacity(tokens.len());

@@ -114,6 +114,26 @@ pub trait Modality: Sized + Send + Sync + 'static {
     fn write_demo_data(dir: &Path, seed: u64) -> Result<PathBuf, Self::Error>;
 }
 
+/// Splits `file#key=value&key=value` (per-file settings a manifest row may carry) into the
+/// file and its settings, in order; no `#` gives no settings. The error is the piece that
+/// is not `key=value`, for the domain to report with the path.
+pub fn file_settings(path: &Path) -> Result<(PathBuf, Vec<(String, String)>), String> {
+    let s = path.to_string_lossy();
+    let Some((file, frag)) = s.rsplit_once('#') else {
+        return Ok((path.to_path_buf(), Vec::new()));
+    };
+    let settings = frag
+        .split('&')
+        .filter(|k| !k.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("`#{kv}` is not key=value"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((PathBuf::from(file), settings))
+}
+
 /// Whether the file name of `path` ends with `.EXT` for one of `extensions` (ASCII case
 /// ignored).
 pub fn has_extension(path: &Path, extensions: &[&str]) -> bool {

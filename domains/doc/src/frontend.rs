@@ -120,17 +120,12 @@ pub struct Fragment {
 
 /// Splits `file#key=value&...` into the file and its settings.
 pub fn split_fragment(path: &Path) -> Result<(PathBuf, Fragment), DocError> {
-    let s = path.to_string_lossy();
-    let Some((file, frag)) = s.rsplit_once('#') else {
-        return Ok((path.to_path_buf(), Fragment::default()));
-    };
     let bad = |reason: String| DocError::format(path, reason);
+    let (file, settings) = tessera_tokens::modality::file_settings(path).map_err(&bad)?;
     let mut f = Fragment::default();
-    for kv in frag.split('&').filter(|k| !k.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| bad(format!("`#{kv}` is not key=value")))?;
-        match k {
+    for (k, v) in &settings {
+        let v = v.as_str();
+        match k.as_str() {
             "page" => {
                 f.page = Some(
                     v.parse::<usize>()
@@ -152,7 +147,7 @@ pub fn split_fragment(path: &Path) -> Result<(PathBuf, Fragment), DocError> {
             _ => return Err(bad(format!("unknown setting `#{k}=` (known: page, dpi)"))),
         }
     }
-    Ok((PathBuf::from(file), f))
+    Ok((file, f))
 }
 
 /// The document front end.

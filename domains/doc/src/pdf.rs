@@ -66,13 +66,7 @@ pub fn info(path: &Path) -> Result<PageInfo, DocError> {
         });
     }
     let (w, h) = field("Page size:")
-        .and_then(|v| {
-            let mut it = v.split_whitespace();
-            let w: f64 = it.next()?.parse().ok()?;
-            it.next()?; // x
-            let h: f64 = it.next()?.parse().ok()?;
-            Some((w, h))
-        })
+        .and_then(|v| parse_size(&v))
         .unwrap_or((0.0, 0.0));
     Ok(PageInfo {
         format: Format::Pdf,
@@ -90,40 +84,45 @@ pub fn info(path: &Path) -> Result<PageInfo, DocError> {
     })
 }
 
-/// Page size in points of page `page` (0-based) and the page count.
-fn page_size(path: &Path, page: usize) -> Result<(f64, f64, usize), DocError> {
-    let pages = info(path)?.pages;
-    if page >= pages {
-        return Err(DocError::Pdf {
-            path: path.into(),
-            reason: format!("page {} asked for; the PDF has {pages}", page + 1),
-        });
-    }
+/// `W x H pts ...` → (W, H).
+fn parse_size(v: &str) -> Option<(f64, f64)> {
+    let mut it = v.split_whitespace();
+    let w: f64 = it.next()?.parse().ok()?;
+    it.next()?; // x
+    let h: f64 = it.next()?.parse().ok()?;
+    Some((w, h))
+}
+
+/// Page size in points of page `page` (0-based): one `pdfinfo` run; the page count is
+/// asked for only to explain a page past the end.
+fn page_size(path: &Path, page: usize) -> Result<(f64, f64), DocError> {
     let n = (page + 1).to_string();
-    let text = String::from_utf8_lossy(&run(
-        path,
-        "pdfinfo",
-        &["-f".into(), n.clone(), "-l".into(), n.clone()],
-    )?)
-    .into_owned();
+    let text = match run(path, "pdfinfo", &["-f".into(), n.clone(), "-l".into(), n]) {
+        Ok(out) => String::from_utf8_lossy(&out).into_owned(),
+        Err(DocError::Pdf { reason, .. }) if reason.contains("Wrong page range") => {
+            return Err(DocError::Pdf {
+                path: path.into(),
+                reason: format!(
+                    "page {} asked for; the PDF has {}",
+                    page + 1,
+                    info(path)?.pages
+                ),
+            })
+        }
+        Err(e) => return Err(e),
+    };
     let key = format!("Page {:>4} size:", page + 1);
-    let size = text
-        .lines()
+    text.lines()
         .find_map(|l| {
-            let v = l
-                .strip_prefix(&key)
-                .or_else(|| l.strip_prefix("Page size:"))?;
-            let mut it = v.split_whitespace();
-            let w: f64 = it.next()?.parse().ok()?;
-            it.next()?;
-            let h: f64 = it.next()?.parse().ok()?;
-            Some((w, h))
+            parse_size(
+                l.strip_prefix(&key)
+                    .or_else(|| l.strip_prefix("Page size:"))?,
+            )
         })
         .ok_or_else(|| DocError::Pdf {
             path: path.into(),
             reason: format!("pdfinfo gives no size for page {}", page + 1),
-        })?;
-    Ok((size.0, size.1, pages))
+        })
 }
 
 /// Renders page `page` (0-based) at `dpi`, grey or RGB; refuses pages whose rendering would
@@ -135,7 +134,7 @@ pub fn render(
     colour: bool,
     max_pixels: usize,
 ) -> Result<Raster, DocError> {
-    let (wpt, hpt, _) = page_size(path, page)?;
+    let (wpt, hpt) = page_size(path, page)?;
     let (w, h) = (wpt / 72.0 * dpi, hpt / 72.0 * dpi);
     if !(w >= 1.0 && h >= 1.0) || w * h * if colour { 3.0 } else { 1.0 } > max_pixels as f64 {
         return Err(DocError::TooLarge {

@@ -139,20 +139,15 @@ pub struct Fragment {
 
 /// Splits `file#key=value&...` into the file and its settings.
 pub fn split_fragment(path: &Path) -> Result<(PathBuf, Fragment), EoError> {
-    let s = path.to_string_lossy();
-    let Some((file, frag)) = s.rsplit_once('#') else {
-        return Ok((path.to_path_buf(), Fragment::default()));
-    };
     let bad = |reason: String| EoError::Unusable {
         path: path.into(),
         reason,
     };
+    let (file, settings) = tessera_tokens::modality::file_settings(path).map_err(&bad)?;
     let mut f = Fragment::default();
-    for kv in frag.split('&').filter(|k| !k.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| bad(format!("`#{kv}` is not key=value")))?;
-        match k {
+    for (k, v) in &settings {
+        let v = v.as_str();
+        match k.as_str() {
             "window" => {
                 let n: Vec<usize> = v
                     .split(',')
@@ -189,7 +184,7 @@ pub fn split_fragment(path: &Path) -> Result<(PathBuf, Fragment), EoError> {
             }
         }
     }
-    Ok((PathBuf::from(file), f))
+    Ok((file, f))
 }
 
 /// The EO front end.

@@ -18,17 +18,17 @@ use clap::Args;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tessera_app::finetune::Classifier;
 use tessera_app::{encoder_for, finetune_config, save_rows, App, RunCard};
 use tessera_cli::data::split_csv_line;
 use tessera_cli::{progress, CommonArgs};
-use tessera_core::layers::{LayerNorm, Linear};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_doc::{DocFrontend, DocSample};
 use tessera_eval::linear::fit_linear_probe;
 use tessera_eval::metrics::{classification_report, confusion_matrix};
 use tessera_eval::{Features, ResultRow};
 use tessera_recipes::losses::cross_entropy;
-use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets, ENCODER_PREFIX};
+use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets};
 use tessera_tokens::{Modality, Rng, SampleTokens, Tokens, ViewSpec};
 use tessera_train::{BatchSource, RunOptions};
 
@@ -361,11 +361,11 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
             train_pages.len()
         );
     }
-    let tuned = match (a.finetune, enc) {
+    let model = match (a.finetune, enc) {
         (true, None) => {
             bail!("--finetune needs an encoder (--checkpoint or --random-init), not a baseline")
         }
-        (true, Some((encoder, store))) => Some(finetune(
+        (true, Some((encoder, store))) => finetune(
             &fe,
             &card,
             common,
@@ -377,7 +377,7 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
             &train_pages,
             &classes,
             out,
-        )?),
+        )?,
         (false, e) => {
             return probe_frozen(
                 &fe,
@@ -395,7 +395,6 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
             );
         }
     };
-    let model = tuned.expect("fine-tuned model");
     // Fine-tuned: the class of a box is the arg-max of its pooled token logits (of a patch,
     // its own logits).
     let net = |t: &TokenTensors| -> Result<Tensor> { Ok(model.logits(t)?) };
@@ -729,20 +728,13 @@ fn score(r: &Scored) -> Result<()> {
     Ok(())
 }
 
-/// Encoder + layer norm + linear classifier on every patch token.
-struct TokenClassifier {
-    encoder: Encoder,
-    norm: LayerNorm,
-    head: Linear,
-    classes: usize,
-    smoothing: f32,
-}
+/// The app's fine-tuning classifier applied to every patch token.
+struct TokenClassifier(Classifier);
 
 impl TokenClassifier {
     /// `[B, N, classes]`
     fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
-        let out = self.encoder.forward(t)?;
-        Ok(self.head.forward(&self.norm.forward(&out.patches)?)?)
+        self.0.token_logits(t)
     }
 }
 
@@ -766,8 +758,8 @@ impl Recipe for TokenClassifier {
         };
         let dev = Device::Cpu;
         let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
-        let (b, n, c) = (x.b, x.n, self.classes);
-        let eps = self.smoothing;
+        let (b, n, c) = (x.b, x.n, self.0.classes());
+        let eps = self.0.config().label_smoothing as f32;
         let mut target = vec![0f32; b * n * c];
         let mut keep = vec![0f32; b * n];
         for (i, &l) in lab.values.iter().enumerate() {
@@ -797,7 +789,7 @@ impl Recipe for TokenClassifier {
     }
 
     fn encoder(&self) -> &Encoder {
-        &self.encoder
+        self.0.encoder()
     }
 }
 
@@ -903,20 +895,7 @@ fn finetune(
     out: &Path,
 ) -> Result<TokenClassifier> {
     let cfg = finetune_config(&card.extra, common, a.minutes)?;
-    if !(cfg.layer_decay > 0.0 && cfg.layer_decay <= 1.0)
-        || !(0.0..1.0).contains(&cfg.label_smoothing)
-    {
-        bail!("[finetune]: layer_decay must lie in (0, 1] and label_smoothing in [0, 1)");
-    }
-    encoder.set_layer_decay(&mut store, ENCODER_PREFIX, cfg.layer_decay);
-    let d = encoder.cfg.dim;
-    let model = TokenClassifier {
-        norm: LayerNorm::new(&mut store, "finetune.norm", d, encoder.cfg.norm_eps)?,
-        head: Linear::new(&mut store, "finetune.head", d, classes.len(), true)?,
-        encoder,
-        classes: classes.len(),
-        smoothing: cfg.label_smoothing as f32,
-    };
+    let model = TokenClassifier(Classifier::new(&cfg, encoder, &mut store, classes.len())?);
     let samples: Vec<Result<(DocSample, Vec<f32>)>> = train_pages
         .par_iter()
         .map(|&p| {

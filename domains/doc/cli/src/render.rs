@@ -6,7 +6,7 @@ use clap::Args;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tessera_cli::{csv_field as csv, list_data, progress, ManifestColumns};
-use tessera_doc::page::{probe, Format};
+use tessera_doc::page::{probe, sniff, Format};
 use tessera_doc::synth::write_png;
 use tessera_doc::{DocConfig, DocFrontend};
 use tessera_tokens::Modality;
@@ -54,10 +54,8 @@ pub fn run(a: &RenderArgs) -> Result<()> {
     let items: Vec<_> = items
         .into_iter()
         .filter(|i| {
-            matches!(
-                probe(&i.path).map(|p| p.format),
-                Ok(Format::Pdf | Format::Tiff) | Err(_)
-            )
+            // By signature only; unreadable files stay, for the page count to report.
+            matches!(sniff(&i.path), Ok(Format::Pdf | Format::Tiff) | Err(_))
         })
         .collect();
     if items.is_empty() {
