@@ -78,6 +78,15 @@ fn shared_subcommands_read_the_same_in_every_cli() {
             ("labels.csv", "DATA"),
         ],
     );
+    let splat = helps(
+        tessera_splat_cli::app().command::<Cli>(),
+        &[
+            ("tessera-splat", "BIN"),
+            ("splat-tiny-pointmae", "PRESET"),
+            ("splat-nano-demo", "DEMO"),
+            ("labels.csv", "DATA"),
+        ],
+    );
     assert_eq!(
         audio.len(),
         11,
@@ -89,6 +98,7 @@ fn shared_subcommands_read_the_same_in_every_cli() {
         ("EEG", &eeg),
         ("EO", &eo),
         ("document", &doc),
+        ("splat", &splat),
     ] {
         assert_eq!(other.len(), audio.len(), "{cli}");
         for ((name, a), (_, o)) in audio.iter().zip(other.iter()) {

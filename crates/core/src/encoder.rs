@@ -2,10 +2,12 @@
 //! tokens with physical coordinates, with optional register tokens (Darcet et al. 2024,
 //! arXiv:2309.16588) and LayerScale (Touvron et al. 2021, arXiv:2103.17239).
 //!
-//! Values are embedded by a linear layer (`patch_embed.proj`), coordinates by the
+//! Values are embedded by a linear layer (`patch_embed.proj`) or another
+//! [`PatchEmbed`](crate::embed::PatchEmbed) (`[encoder.embed]`), coordinates by the
 //! deterministic [`FourierEncoding`](crate::posenc::FourierEncoding) (plus an optional
 //! learned linear map `coord_embed.proj`); a CLS token and R registers are prepended.
 
+use crate::embed::{EmbedConfig, PatchEmbed};
 use crate::layers::{attention_bias, masked_mean, Block, BlockConfig, LayerNorm, Linear};
 use crate::params::{Decay, Init, ParamStore};
 use crate::posenc::{FourierConfig, FourierEncoding};
@@ -39,6 +41,9 @@ pub struct EncoderConfig {
     /// Adds a learned linear map on top of the Fourier coordinate encoding.
     #[serde(default)]
     pub learned_coords: bool,
+    /// How token values are embedded (linear by default).
+    #[serde(default, skip_serializing_if = "EmbedConfig::is_linear")]
+    pub embed: EmbedConfig,
 }
 
 fn default_mlp_ratio() -> f32 {
@@ -82,6 +87,7 @@ impl EncoderConfig {
             norm_eps: 1e-6,
             fourier: FourierConfig::default(),
             learned_coords: false,
+            embed: EmbedConfig::Linear,
         })
     }
 
@@ -97,7 +103,7 @@ impl EncoderConfig {
                 "patch_dim and coord_scales must be non-empty".into(),
             ));
         }
-        Ok(())
+        self.embed.validate(self.patch_dim)
     }
 
     pub fn block(&self) -> BlockConfig {
@@ -156,7 +162,7 @@ fn join(prefix: &str, name: &str) -> String {
 #[derive(Clone)]
 pub struct Encoder {
     pub cfg: EncoderConfig,
-    pub patch_embed: Linear,
+    pub patch_embed: PatchEmbed,
     pub coord_enc: FourierEncoding,
     pub coord_proj: Option<Linear>,
     pub cls_token: Tensor,
@@ -193,7 +199,7 @@ impl Encoder {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg: cfg.clone(),
-            patch_embed: Linear::new(store, &p("patch_embed.proj"), cfg.patch_dim, d, true)?,
+            patch_embed: PatchEmbed::new(&cfg.embed, store, &p("patch_embed"), cfg.patch_dim, d)?,
             coord_enc,
             coord_proj,
             cls_token: store.get(
@@ -517,6 +523,8 @@ pub struct EncoderSpec {
     pub learned_coords: bool,
     #[serde(default)]
     pub fourier: FourierConfig,
+    #[serde(default, skip_serializing_if = "EmbedConfig::is_linear")]
+    pub embed: EmbedConfig,
 }
 
 impl EncoderSpec {
@@ -529,6 +537,7 @@ impl EncoderSpec {
         c.layer_scale = self.layer_scale;
         c.learned_coords = self.learned_coords;
         c.fourier = self.fourier;
+        c.embed = self.embed.clone();
         c.validate()?;
         Ok(c)
     }

@@ -4,6 +4,7 @@
 //! that every domain and recipe shares.
 
 pub mod attention;
+pub mod embed;
 pub mod encoder;
 pub mod error;
 pub mod layers;
@@ -11,6 +12,7 @@ pub mod ops;
 pub mod params;
 pub mod posenc;
 
+pub use embed::{EmbedConfig, PatchEmbed};
 pub use encoder::{Encoder, EncoderConfig, EncoderOutput, EncoderSpec, Forward};
 pub use error::CoreError;
 pub use params::ParamStore;

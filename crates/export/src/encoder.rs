@@ -7,7 +7,7 @@ use crate::proto::Attr;
 use crate::{ExportError, Result};
 use candle_core::Tensor;
 use tessera_core::layers::{Block, LayerNorm, Linear};
-use tessera_core::Encoder;
+use tessera_core::{Encoder, PatchEmbed};
 
 fn host(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
@@ -17,6 +17,30 @@ fn linear(g: &mut GraphBuilder, x: &str, name: &str, l: &Linear) -> Result<Strin
     let (d_out, d_in) = l.weight.dims2()?;
     let b = l.bias.as_ref().map(host).transpose()?;
     Ok(g.linear(x, name, &host(&l.weight)?, d_in, d_out, b.as_deref()))
+}
+
+/// The token embedder: `values [B,N,P]` → `[B,N,D]`.
+fn patch_embed(g: &mut GraphBuilder, values: &str, e: &PatchEmbed) -> Result<String> {
+    let pn = match e {
+        PatchEmbed::Linear(l) => return linear(g, values, "encoder.patch_embed.proj", l),
+        PatchEmbed::PointNet(pn) => pn,
+    };
+    // [B,N,P] → [B,N,k,F]; shared MLPs act on the last axis, maxima over the members.
+    let f = pn.first[0].weight.dim(1)?;
+    let shape = g.const_i64(&[4], &[0, 0, pn.points as i64, f as i64]);
+    let x = g.op("Reshape", &[values, &shape], vec![]);
+    let p = "encoder.patch_embed";
+    let h = linear(g, &x, &format!("{p}.first.0"), &pn.first[0])?;
+    let h = g.gelu(&h);
+    let h = linear(g, &h, &format!("{p}.first.1"), &pn.first[1])?;
+    let max = g.op("ReduceMax", &[&h], vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))]);
+    let hs = g.op("Shape", &[&h], vec![]);
+    let max = g.op("Expand", &[&max, &hs], vec![]);
+    let h = g.op("Concat", &[&h, &max], vec![("axis", Attr::Int(-1))]);
+    let h = linear(g, &h, &format!("{p}.second.0"), &pn.second[0])?;
+    let h = g.gelu(&h);
+    let h = linear(g, &h, &format!("{p}.second.1"), &pn.second[1])?;
+    Ok(g.op("ReduceMax", &[&h], vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))]))
 }
 
 fn norm(g: &mut GraphBuilder, x: &str, name: &str, n: &LayerNorm) -> Result<String> {
@@ -74,7 +98,7 @@ pub fn encoder_graph(
         ));
     }
     // Token embedding plus coordinate code.
-    let x = linear(g, values, "encoder.patch_embed.proj", &enc.patch_embed)?;
+    let x = patch_embed(g, values, &enc.patch_embed)?;
     let (k, kf) = enc.coord_enc.w.dims2()?;
     let mut c = g.fourier(coords, &host(&enc.coord_enc.w)?, k, kf, d);
     if let Some(proj) = &enc.coord_proj {

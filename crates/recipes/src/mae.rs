@@ -6,9 +6,13 @@
 //! receives the projected visible tokens plus a shared mask token at every masked
 //! position, each with the Fourier encoding of its coordinates, and predicts the masked
 //! tokens' values. The loss is the mean squared error over masked tokens only, optionally
-//! against per-token normalised targets (`norm_pix_loss`).
+//! against per-token normalised targets (`norm_pix_loss`). Tokens that are sets of members
+//! (point groups) take Point-MAE's loss instead (Pang et al. 2022, arXiv:2203.06604;
+//! `set_loss`): Chamfer-L2 between the predicted and true member positions of each masked
+//! token, plus the mean squared error of the members' other values (Gaussian-MAE's
+//! attributes, arXiv:2408.10906) in the token's member order.
 
-use crate::losses::masked_mse;
+use crate::losses::{chamfer_l2, masked_mse};
 use crate::predictor::{keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::Tensor;
@@ -26,6 +30,29 @@ pub struct MaeConfig {
     /// Normalise each target token to zero mean, unit variance.
     #[serde(default = "yes")]
     pub norm_pix_loss: bool,
+    /// Point-MAE's loss for tokens made of `members` points.
+    #[serde(default)]
+    pub set_loss: Option<SetLoss>,
+}
+
+/// Tokens of `members` members of P / members values each; the first `position_dims`
+/// values of a member are its position.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetLoss {
+    pub members: usize,
+    #[serde(default = "three")]
+    pub position_dims: usize,
+    /// Weight of the other values' squared error against the Chamfer term.
+    #[serde(default = "one")]
+    pub attribute_weight: f64,
+}
+
+fn three() -> usize {
+    3
+}
+fn one() -> f64 {
+    1.0
 }
 
 fn yes() -> bool {
@@ -40,6 +67,7 @@ impl Default for MaeConfig {
             decoder_depth: 2,
             decoder_heads: 4,
             norm_pix_loss: true,
+            set_loss: None,
         }
     }
 }
@@ -52,6 +80,18 @@ pub struct Mae {
 
 impl Mae {
     pub fn new(cfg: &MaeConfig, enc: &EncoderConfig, store: &mut ParamStore) -> Result<Self> {
+        if let Some(s) = &cfg.set_loss {
+            let bad = |m: String| Err(tessera_core::CoreError::Config(format!("mae set_loss: {m}")));
+            if s.members == 0 || !enc.patch_dim.is_multiple_of(s.members) {
+                return bad(format!("P = {} is not a whole number of {} members", enc.patch_dim, s.members));
+            }
+            if s.position_dims == 0 || s.position_dims > enc.patch_dim / s.members {
+                return bad(format!("{} position values in members of {}", s.position_dims, enc.patch_dim / s.members));
+            }
+            if cfg.norm_pix_loss {
+                return bad("set with norm_pix_loss = true (a set loss compares raw positions)".into());
+            }
+        }
         let encoder = Encoder::new(enc, store, ENCODER_PREFIX)?;
         let shape = PredictorShape {
             dim: cfg.decoder_dim,
@@ -118,7 +158,31 @@ impl Mae {
     fn masked_loss(&self, pred: &Tensor, masked: &Tokens) -> Result<(Tensor, f32)> {
         let dev = pred.device();
         let target = Tensor::from_vec(self.targets(masked), (masked.b, masked.n, masked.p), dev)?;
-        masked_mse(pred, &target, &keep_of(masked, dev)?)
+        let Some(s) = &self.cfg.set_loss else {
+            return masked_mse(pred, &target, &keep_of(masked, dev)?);
+        };
+        // The real masked tokens as sets [R, members, width].
+        let real: Vec<u32> = (0..masked.b * masked.n)
+            .filter(|&i| masked.padding[i] == 0)
+            .map(|i| i as u32)
+            .collect();
+        let r = real.len();
+        if r == 0 {
+            return Ok(((pred.sum_all()? * 0.0)?, 1.0));
+        }
+        let idx = Tensor::from_vec(real, r, dev)?;
+        let (k, f) = (s.members, masked.p / s.members);
+        let rows = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.reshape((masked.b * masked.n, k, f))?.index_select(&idx, 0)?)
+        };
+        let (pred, target) = (rows(pred)?, rows(&target)?);
+        let d = s.position_dims;
+        let mut loss = chamfer_l2(&pred.narrow(2, 0, d)?, &target.narrow(2, 0, d)?, None, None)?;
+        if f > d {
+            let attr = (pred.narrow(2, d, f - d)? - target.narrow(2, d, f - d)?)?.sqr()?.mean_all()?;
+            loss = (loss + (attr * s.attribute_weight)?)?;
+        }
+        Ok((loss, r as f32))
     }
 }
 
@@ -159,6 +223,49 @@ mod tests {
             assert!(l.is_finite() && l > 0.0, "{mask}: {l}");
             assert_eq!(out.metrics[0].1, 24.0, "{mask}: half of 2 x 24 tokens");
         }
+    }
+
+    #[test]
+    fn set_loss_is_chamfer_on_positions_plus_attribute_error() {
+        // tokens of 4 members × (x, y, z, a)
+        let enc = EncoderConfig::preset("nano", 16, vec![1.0; 3]).unwrap();
+        let text = "decoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\nnorm_pix_loss = false\n[set_loss]\nmembers = 4\n";
+        let cfg: MaeConfig = toml::from_str(text).unwrap();
+        let mut store = ParamStore::new(0, &Device::Cpu);
+        let mae = Mae::new(&cfg, &enc, &mut store).unwrap();
+        let mut rng = Rng::new(5);
+        let samples: Vec<SampleTokens> = (0..2)
+            .map(|i| {
+                let n = 6 + 2 * i;
+                let v = (0..n * 16).map(|_| rng.normal() as f32).collect();
+                let c = (0..n * 3).map(|_| rng.uniform() as f32).collect();
+                SampleTokens::new(v, c, n, 16, 3).unwrap()
+            })
+            .collect();
+        let batch = Batch::single(Tokens::from_samples(&samples).unwrap());
+        let out = mae.loss(&batch, &crate::tests::CTX, &mut Rng::new(2)).unwrap();
+        assert!(out.loss.to_scalar::<f32>().unwrap() > 0.0);
+        let grads = out.loss.backward().unwrap();
+        assert!(grads.get(&store.param("mae.decoder_pred.weight").unwrap().var).is_some());
+        // predictions equal to the targets with members permuted: the Chamfer term is 0 and
+        // only the attributes' slot-wise error remains
+        let m = mask_batch(batch.first("mae").unwrap(), &cfg.mask, &mut Rng::new(2)).unwrap();
+        let t = Tensor::from_vec(m.masked.values.clone(), (m.masked.b, m.masked.n, 16), &Device::Cpu).unwrap();
+        let (l, _) = mae.masked_loss(&t, &m.masked).unwrap();
+        assert!(l.to_scalar::<f32>().unwrap().abs() < 1e-6);
+        let mut perm = m.masked.values.clone();
+        for tok in perm.chunks_exact_mut(16) {
+            let (a, b) = tok.split_at_mut(8);
+            for j in 0..3 {
+                std::mem::swap(&mut a[j], &mut b[j]); // member 0 ↔ member 2 positions only
+            }
+        }
+        let t = Tensor::from_vec(perm, (m.masked.b, m.masked.n, 16), &Device::Cpu).unwrap();
+        let (l, _) = mae.masked_loss(&t, &m.masked).unwrap();
+        assert!(l.to_scalar::<f32>().unwrap().abs() < 1e-6, "positions as a set");
+        let bad = "decoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\n[set_loss]\nmembers = 4\n";
+        let cfg: MaeConfig = toml::from_str(bad).unwrap();
+        assert!(Mae::new(&cfg, &enc, &mut ParamStore::new(0, &Device::Cpu)).is_err());
     }
 
     #[test]
