@@ -28,7 +28,7 @@ for s in "${seeds[@]}"; do
   "$bin" probe --checkpoint "$run" --data "$m" --seed "$s" --out "$res"
   "$bin" probe --random-init "${cfg[@]}" --data "$m" --seed "$s" --name modelnet-random --out "$res"
   "$bin" finetune --checkpoint "$run" --data "$m" --config benchmarks/splat_finetune.toml --steps "$ft" --seed "$s" --name "pointmae-s$s" --out "$res-ft"
-  "$bin" finetune --random-init "${cfg[@]}" --data "$m" --config benchmarks/splat_finetune.toml --steps "$ft" --seed "$s" --name modelnet-random --out "$res-ft"
+  "$bin" finetune --random-init --preset splat-tiny-pointmae --data "$m" --config benchmarks/splat_finetune.toml --steps "$ft" --seed "$s" --name modelnet-random --out "$res-ft"
 done
 # The PyTorch peer on the same split, the same number of fine-tuning steps of 32.
 benchmarks/.venv/bin/python benchmarks/splat_pointnet.py "$SPLAT" "$ft" "${seeds[@]}" | tee "$OUT/pointnet.csv"
