@@ -109,7 +109,7 @@ impl Classifier {
         if self.cfg.freeze_encoder {
             f = f.detach();
         }
-        Ok(self.head.forward(&self.norm.forward(&f)?)?)
+        self.head.forward(&self.norm.forward(&f)?)
     }
 
     /// Per-token logits `[B, N, classes]`: the same norm and head on every patch token
@@ -119,7 +119,7 @@ impl Classifier {
         if self.cfg.freeze_encoder {
             f = f.detach();
         }
-        Ok(self.head.forward(&self.norm.forward(&f)?)?)
+        self.head.forward(&self.norm.forward(&f)?)
     }
 
     pub fn classes(&self) -> usize {

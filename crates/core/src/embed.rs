@@ -48,14 +48,21 @@ impl EmbedConfig {
 
     /// Checks the embedder against the token width P.
     pub fn validate(&self, patch_dim: usize) -> Result<()> {
-        if let Self::PointNet { points, first, second } = self {
+        if let Self::PointNet {
+            points,
+            first,
+            second,
+        } = self
+        {
             if *points == 0 || !patch_dim.is_multiple_of(*points) {
                 return Err(CoreError::Config(format!(
                     "point_net embedder: P = {patch_dim} is not a whole number of {points} members"
                 )));
             }
             if first.contains(&0) || *second == 0 {
-                return Err(CoreError::Config("point_net embedder: zero layer width".into()));
+                return Err(CoreError::Config(
+                    "point_net embedder: zero layer width".into(),
+                ));
             }
         }
         Ok(())
@@ -78,17 +85,37 @@ pub enum PatchEmbed {
 }
 
 impl PatchEmbed {
-    pub fn new(cfg: &EmbedConfig, store: &mut ParamStore, prefix: &str, p: usize, d: usize) -> Result<Self> {
+    pub fn new(
+        cfg: &EmbedConfig,
+        store: &mut ParamStore,
+        prefix: &str,
+        p: usize,
+        d: usize,
+    ) -> Result<Self> {
         cfg.validate(p)?;
         Ok(match cfg {
-            EmbedConfig::Linear => Self::Linear(Linear::new(store, &format!("{prefix}.proj"), p, d, true)?),
-            EmbedConfig::PointNet { points, first, second } => {
+            EmbedConfig::Linear => {
+                Self::Linear(Linear::new(store, &format!("{prefix}.proj"), p, d, true)?)
+            }
+            EmbedConfig::PointNet {
+                points,
+                first,
+                second,
+            } => {
                 let f = p / points;
-                let l = |store: &mut ParamStore, name: &str, i, o| Linear::new(store, &format!("{prefix}.{name}"), i, o, true);
+                let l = |store: &mut ParamStore, name: &str, i, o| {
+                    Linear::new(store, &format!("{prefix}.{name}"), i, o, true)
+                };
                 Self::PointNet(PointNet {
                     points: *points,
-                    first: [l(store, "first.0", f, first[0])?, l(store, "first.1", first[0], first[1])?],
-                    second: [l(store, "second.0", 2 * first[1], *second)?, l(store, "second.1", *second, d)?],
+                    first: [
+                        l(store, "first.0", f, first[0])?,
+                        l(store, "first.1", first[0], first[1])?,
+                    ],
+                    second: [
+                        l(store, "second.0", 2 * first[1], *second)?,
+                        l(store, "second.1", *second, d)?,
+                    ],
                 })
             }
         })
@@ -121,7 +148,11 @@ mod tests {
 
     fn pointnet() -> (ParamStore, PatchEmbed) {
         let mut store = ParamStore::new(3, &Device::Cpu);
-        let cfg = EmbedConfig::PointNet { points: 4, first: [8, 6], second: 10 };
+        let cfg = EmbedConfig::PointNet {
+            points: 4,
+            first: [8, 6],
+            second: 10,
+        };
         let e = PatchEmbed::new(&cfg, &mut store, "patch_embed", 12, 5).unwrap();
         (store, e)
     }
@@ -129,7 +160,9 @@ mod tests {
     #[test]
     fn point_net_ignores_member_order_and_trains() {
         let (store, e) = pointnet();
-        let v: Vec<f32> = (0..2 * 3 * 12).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let v: Vec<f32> = (0..2 * 3 * 12)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
         let x = Tensor::from_vec(v.clone(), (2, 3, 12), &Device::Cpu).unwrap();
         let y = e.forward(&x).unwrap();
         assert_eq!(y.dims(), &[2, 3, 5]);
@@ -140,17 +173,56 @@ mod tests {
                 t.swap(j, 6 + j);
             }
         }
-        let y2 = e.forward(&Tensor::from_vec(w, (2, 3, 12), &Device::Cpu).unwrap()).unwrap();
-        let d = (y - y2).unwrap().abs().unwrap().max_keepdim(0).unwrap().flatten_all().unwrap().max(0).unwrap();
+        let y2 = e
+            .forward(&Tensor::from_vec(w, (2, 3, 12), &Device::Cpu).unwrap())
+            .unwrap();
+        let d = (y - y2)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_keepdim(0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
         // gradients reach every parameter
         let xv = Var::from_tensor(&x).unwrap();
-        let loss = e.forward(xv.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = e
+            .forward(xv.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = loss.backward().unwrap();
-        for name in ["patch_embed.first.0.weight", "patch_embed.first.1.bias", "patch_embed.second.0.weight", "patch_embed.second.1.weight"] {
-            let g = grads.get(&store.param(name).unwrap().var).unwrap_or_else(|| panic!("{name}"));
-            assert!(g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0, "{name}");
+        for name in [
+            "patch_embed.first.0.weight",
+            "patch_embed.first.1.bias",
+            "patch_embed.second.0.weight",
+            "patch_embed.second.1.weight",
+        ] {
+            let g = grads
+                .get(&store.param(name).unwrap().var)
+                .unwrap_or_else(|| panic!("{name}"));
+            assert!(
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0,
+                "{name}"
+            );
         }
-        assert!(EmbedConfig::PointNet { points: 5, first: [8, 6], second: 10 }.validate(12).is_err());
+        assert!(EmbedConfig::PointNet {
+            points: 5,
+            first: [8, 6],
+            second: 10
+        }
+        .validate(12)
+        .is_err());
     }
 }

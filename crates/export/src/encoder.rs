@@ -33,14 +33,22 @@ fn patch_embed(g: &mut GraphBuilder, values: &str, e: &PatchEmbed) -> Result<Str
     let h = linear(g, &x, &format!("{p}.first.0"), &pn.first[0])?;
     let h = g.gelu(&h);
     let h = linear(g, &h, &format!("{p}.first.1"), &pn.first[1])?;
-    let max = g.op("ReduceMax", &[&h], vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))]);
+    let max = g.op(
+        "ReduceMax",
+        &[&h],
+        vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(1))],
+    );
     let hs = g.op("Shape", &[&h], vec![]);
     let max = g.op("Expand", &[&max, &hs], vec![]);
     let h = g.op("Concat", &[&h, &max], vec![("axis", Attr::Int(-1))]);
     let h = linear(g, &h, &format!("{p}.second.0"), &pn.second[0])?;
     let h = g.gelu(&h);
     let h = linear(g, &h, &format!("{p}.second.1"), &pn.second[1])?;
-    Ok(g.op("ReduceMax", &[&h], vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))]))
+    Ok(g.op(
+        "ReduceMax",
+        &[&h],
+        vec![("axes", Attr::Ints(vec![2])), ("keepdims", Attr::Int(0))],
+    ))
 }
 
 fn norm(g: &mut GraphBuilder, x: &str, name: &str, n: &LayerNorm) -> Result<String> {

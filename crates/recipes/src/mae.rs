@@ -81,15 +81,28 @@ pub struct Mae {
 impl Mae {
     pub fn new(cfg: &MaeConfig, enc: &EncoderConfig, store: &mut ParamStore) -> Result<Self> {
         if let Some(s) = &cfg.set_loss {
-            let bad = |m: String| Err(tessera_core::CoreError::Config(format!("mae set_loss: {m}")));
+            let bad = |m: String| {
+                Err(tessera_core::CoreError::Config(format!(
+                    "mae set_loss: {m}"
+                )))
+            };
             if s.members == 0 || !enc.patch_dim.is_multiple_of(s.members) {
-                return bad(format!("P = {} is not a whole number of {} members", enc.patch_dim, s.members));
+                return bad(format!(
+                    "P = {} is not a whole number of {} members",
+                    enc.patch_dim, s.members
+                ));
             }
             if s.position_dims == 0 || s.position_dims > enc.patch_dim / s.members {
-                return bad(format!("{} position values in members of {}", s.position_dims, enc.patch_dim / s.members));
+                return bad(format!(
+                    "{} position values in members of {}",
+                    s.position_dims,
+                    enc.patch_dim / s.members
+                ));
             }
             if cfg.norm_pix_loss {
-                return bad("set with norm_pix_loss = true (a set loss compares raw positions)".into());
+                return bad(
+                    "set with norm_pix_loss = true (a set loss compares raw positions)".into(),
+                );
             }
         }
         let encoder = Encoder::new(enc, store, ENCODER_PREFIX)?;
@@ -173,13 +186,16 @@ impl Mae {
         let idx = Tensor::from_vec(real, r, dev)?;
         let (k, f) = (s.members, masked.p / s.members);
         let rows = |t: &Tensor| -> Result<Tensor> {
-            Ok(t.reshape((masked.b * masked.n, k, f))?.index_select(&idx, 0)?)
+            Ok(t.reshape((masked.b * masked.n, k, f))?
+                .index_select(&idx, 0)?)
         };
         let (pred, target) = (rows(pred)?, rows(&target)?);
         let d = s.position_dims;
         let mut loss = chamfer_l2(&pred.narrow(2, 0, d)?, &target.narrow(2, 0, d)?, None, None)?;
         if f > d {
-            let attr = (pred.narrow(2, d, f - d)? - target.narrow(2, d, f - d)?)?.sqr()?.mean_all()?;
+            let attr = (pred.narrow(2, d, f - d)? - target.narrow(2, d, f - d)?)?
+                .sqr()?
+                .mean_all()?;
             loss = (loss + (attr * s.attribute_weight)?)?;
         }
         Ok((loss, r as f32))
@@ -243,14 +259,23 @@ mod tests {
             })
             .collect();
         let batch = Batch::single(Tokens::from_samples(&samples).unwrap());
-        let out = mae.loss(&batch, &crate::tests::CTX, &mut Rng::new(2)).unwrap();
+        let out = mae
+            .loss(&batch, &crate::tests::CTX, &mut Rng::new(2))
+            .unwrap();
         assert!(out.loss.to_scalar::<f32>().unwrap() > 0.0);
         let grads = out.loss.backward().unwrap();
-        assert!(grads.get(&store.param("mae.decoder_pred.weight").unwrap().var).is_some());
+        assert!(grads
+            .get(&store.param("mae.decoder_pred.weight").unwrap().var)
+            .is_some());
         // predictions equal to the targets with members permuted: the Chamfer term is 0 and
         // only the attributes' slot-wise error remains
         let m = mask_batch(batch.first("mae").unwrap(), &cfg.mask, &mut Rng::new(2)).unwrap();
-        let t = Tensor::from_vec(m.masked.values.clone(), (m.masked.b, m.masked.n, 16), &Device::Cpu).unwrap();
+        let t = Tensor::from_vec(
+            m.masked.values.clone(),
+            (m.masked.b, m.masked.n, 16),
+            &Device::Cpu,
+        )
+        .unwrap();
         let (l, _) = mae.masked_loss(&t, &m.masked).unwrap();
         assert!(l.to_scalar::<f32>().unwrap().abs() < 1e-6);
         let mut perm = m.masked.values.clone();
@@ -262,8 +287,12 @@ mod tests {
         }
         let t = Tensor::from_vec(perm, (m.masked.b, m.masked.n, 16), &Device::Cpu).unwrap();
         let (l, _) = mae.masked_loss(&t, &m.masked).unwrap();
-        assert!(l.to_scalar::<f32>().unwrap().abs() < 1e-6, "positions as a set");
-        let bad = "decoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\n[set_loss]\nmembers = 4\n";
+        assert!(
+            l.to_scalar::<f32>().unwrap().abs() < 1e-6,
+            "positions as a set"
+        );
+        let bad =
+            "decoder_dim = 32\ndecoder_depth = 1\ndecoder_heads = 2\n[set_loss]\nmembers = 4\n";
         let cfg: MaeConfig = toml::from_str(bad).unwrap();
         assert!(Mae::new(&cfg, &enc, &mut ParamStore::new(0, &Device::Cpu)).is_err());
     }

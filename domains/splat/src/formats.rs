@@ -12,10 +12,15 @@ fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SplatError> {
     let f = std::fs::File::open(path).map_err(SplatError::io(path))?;
     let len = f.metadata().map_err(SplatError::io(path))?.len();
     if len > max_bytes {
-        return Err(SplatError::format(path, format!("{len} bytes exceed the limit of {max_bytes} for this format")));
+        return Err(SplatError::format(
+            path,
+            format!("{len} bytes exceed the limit of {max_bytes} for this format"),
+        ));
     }
     let mut v = Vec::with_capacity(len as usize);
-    f.take(max_bytes).read_to_end(&mut v).map_err(SplatError::io(path))?;
+    f.take(max_bytes)
+        .read_to_end(&mut v)
+        .map_err(SplatError::io(path))?;
     Ok(v)
 }
 
@@ -24,7 +29,13 @@ fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SplatError> {
 pub fn read_splat(path: &Path, max_count: u64) -> Result<Gaussians, SplatError> {
     let b = read_limited(path, max_count.saturating_mul(32))?;
     if b.len() % 32 != 0 {
-        return Err(SplatError::format(path, format!("{} bytes is not a whole number of 32-byte Gaussians", b.len())));
+        return Err(SplatError::format(
+            path,
+            format!(
+                "{} bytes is not a whole number of 32-byte Gaussians",
+                b.len()
+            ),
+        ));
     }
     let n = b.len() / 32;
     let mut g = Gaussians {
@@ -35,15 +46,21 @@ pub fn read_splat(path: &Path, max_count: u64) -> Result<Gaussians, SplatError> 
         let f = |k: usize| f32::from_le_bytes(r[4 * k..4 * k + 4].try_into().unwrap());
         g.pos.push([f(0), f(1), f(2)]);
         let s = [f(3), f(4), f(5)];
-        if s.iter().any(|v| !(*v > 0.0)) {
-            return Err(SplatError::format(path, format!("Gaussian {i}: scale {s:?} is not positive")));
+        if s.iter()
+            .any(|v| v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+        {
+            return Err(SplatError::format(
+                path,
+                format!("Gaussian {i}: scale {s:?} is not positive"),
+            ));
         }
         g.log_scale.push(s.map(f32::ln));
         g.dc.push([r[24], r[25], r[26]].map(|c| (c as f32 / 255.0 - 0.5) / SH_C0));
         g.opacity.push(r[27] as f32 / 255.0);
         let q = [r[28], r[29], r[30], r[31]].map(|c| (c as f32 - 128.0) / 128.0);
         // A degenerate quantised rotation (all 128) is the identity, as viewers treat it.
-        g.rot.push(canonical_quat(q).unwrap_or([1.0, 0.0, 0.0, 0.0]));
+        g.rot
+            .push(canonical_quat(q).unwrap_or([1.0, 0.0, 0.0, 0.0]));
     }
     debug_assert_eq!(g.len(), n);
     g.validate(path)?;
@@ -56,7 +73,9 @@ pub fn write_splat(path: &Path, g: &Gaussians) -> Result<(), SplatError> {
     let byte = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
     for i in 0..g.len() {
         g.pos[i].iter().for_each(|v| out.extend(v.to_le_bytes()));
-        g.log_scale[i].iter().for_each(|v| out.extend(v.exp().to_le_bytes()));
+        g.log_scale[i]
+            .iter()
+            .for_each(|v| out.extend(v.exp().to_le_bytes()));
         out.extend(g.rgb(i).map(byte));
         out.push(byte(g.opacity[i]));
         out.extend(g.rot[i].map(|v| (v * 128.0 + 128.0).round().clamp(0.0, 255.0) as u8));
@@ -80,14 +99,21 @@ pub fn read_spz(path: &Path, max_count: u64, max_sh: u8) -> Result<Gaussians, Sp
     let (version, n, sh_deg, frac, blocks) = if raw[..2] == [0x1f, 0x8b] {
         let mut gz = flate2::read::GzDecoder::new(&raw[..]);
         let mut h = [0u8; 16];
-        gz.read_exact(&mut h).map_err(|e| fmt(format!("gzip stream: {e}")))?;
+        gz.read_exact(&mut h)
+            .map_err(|e| fmt(format!("gzip stream: {e}")))?;
         let (version, n, deg, frac) = spz_header(path, &h, max_count)?;
         let sizes = spz_sizes(version, n, deg);
         let total: usize = sizes.iter().sum();
         let mut body = Vec::with_capacity(total);
-        (&mut gz).take(total as u64).read_to_end(&mut body).map_err(|e| fmt(format!("gzip stream: {e}")))?;
+        (&mut gz)
+            .take(total as u64)
+            .read_to_end(&mut body)
+            .map_err(|e| fmt(format!("gzip stream: {e}")))?;
         if body.len() < total {
-            return Err(fmt(format!("{n} Gaussians need {total} bytes after the header, the stream holds {}", body.len())));
+            return Err(fmt(format!(
+                "{n} Gaussians need {total} bytes after the header, the stream holds {}",
+                body.len()
+            )));
         }
         let mut blocks = Vec::new();
         let mut o = 0;
@@ -103,7 +129,9 @@ pub fn read_spz(path: &Path, max_count: u64, max_sh: u8) -> Result<Gaussians, Sp
         let sizes = spz_sizes(version, n, deg);
         let toc_end = toc + 16 * streams;
         if toc_end > raw.len() || streams < sizes.len() {
-            return Err(fmt(format!("table of {streams} streams at byte {toc} does not fit the file")));
+            return Err(fmt(format!(
+                "table of {streams} streams at byte {toc} does not fit the file"
+            )));
         }
         let mut o = toc_end;
         let mut blocks = Vec::new();
@@ -112,10 +140,14 @@ pub fn read_spz(path: &Path, max_count: u64, max_sh: u8) -> Result<Gaussians, Sp
             let comp = u64::from_le_bytes(e[..8].try_into().unwrap()) as usize;
             let plain = u64::from_le_bytes(e[8..].try_into().unwrap()) as usize;
             if plain != *want {
-                return Err(fmt(format!("stream {k} holds {plain} bytes, {n} Gaussians need {want}")));
+                return Err(fmt(format!(
+                    "stream {k} holds {plain} bytes, {n} Gaussians need {want}"
+                )));
             }
             if o + comp > raw.len() {
-                return Err(fmt(format!("stream {k} ({comp} bytes) runs past the end of the file")));
+                return Err(fmt(format!(
+                    "stream {k} ({comp} bytes) runs past the end of the file"
+                )));
             }
             let mut d = Vec::with_capacity(plain);
             if comp > 0 {
@@ -124,14 +156,19 @@ pub fn read_spz(path: &Path, max_count: u64, max_sh: u8) -> Result<Gaussians, Sp
                     .map_err(|e| fmt(format!("stream {k}: zstd: {e}")))?;
             }
             if d.len() != plain {
-                return Err(fmt(format!("stream {k} decompresses to {} bytes, {plain} declared", d.len())));
+                return Err(fmt(format!(
+                    "stream {k} decompresses to {} bytes, {plain} declared",
+                    d.len()
+                )));
             }
             blocks.push(d);
             o += comp;
         }
         (version, n, deg, frac, blocks)
     } else {
-        return Err(fmt("not an .spz file (neither gzip nor the NGSP magic)".into()));
+        return Err(fmt(
+            "not an .spz file (neither gzip nor the NGSP magic)".into()
+        ));
     };
     let [p, a, c, s, r, sh] = <[Vec<u8>; 6]>::try_from(blocks).unwrap();
     let keep = sh_deg.min(max_sh).min(3);
@@ -144,7 +181,9 @@ pub fn read_spz(path: &Path, max_count: u64, max_sh: u8) -> Result<Gaussians, Sp
     let scale = 1.0 / (1u32 << frac) as f32;
     for i in 0..n {
         let pos = if version == 1 {
-            std::array::from_fn(|k| half_to_f32(u16::from_le_bytes([p[6 * i + 2 * k], p[6 * i + 2 * k + 1]])))
+            std::array::from_fn(|k| {
+                half_to_f32(u16::from_le_bytes([p[6 * i + 2 * k], p[6 * i + 2 * k + 1]]))
+            })
         } else {
             std::array::from_fn(|k| {
                 let b = &p[9 * i + 3 * k..];
@@ -154,20 +193,29 @@ pub fn read_spz(path: &Path, max_count: u64, max_sh: u8) -> Result<Gaussians, Sp
         };
         g.pos.push(pos);
         g.opacity.push(a[i] as f32 / 255.0);
-        g.dc.push(std::array::from_fn(|k| (c[3 * i + k] as f32 / 255.0 - 0.5) / 0.15));
-        g.log_scale.push(std::array::from_fn(|k| s[3 * i + k] as f32 / 16.0 - 10.0));
+        g.dc.push(std::array::from_fn(|k| {
+            (c[3 * i + k] as f32 / 255.0 - 0.5) / 0.15
+        }));
+        g.log_scale
+            .push(std::array::from_fn(|k| s[3 * i + k] as f32 / 16.0 - 10.0));
         let q = if version >= 3 {
             let w = u32::from_le_bytes(r[4 * i..4 * i + 4].try_into().unwrap());
             unpack_smallest_three(w)
         } else {
             let xyz: [f32; 3] = std::array::from_fn(|k| r[3 * i + k] as f32 / 127.5 - 1.0);
-            let w = (1.0 - xyz.iter().map(|v| v * v).sum::<f32>()).max(0.0).sqrt();
+            let w = (1.0 - xyz.iter().map(|v| v * v).sum::<f32>())
+                .max(0.0)
+                .sqrt();
             [w, xyz[0], xyz[1], xyz[2]]
         };
-        g.rot.push(canonical_quat(q).ok_or_else(|| fmt(format!("Gaussian {i}: rotation cannot be normalised")))?);
+        g.rot.push(
+            canonical_quat(q)
+                .ok_or_else(|| fmt(format!("Gaussian {i}: rotation cannot be normalised")))?,
+        );
         for ch in 0..3 {
             for k in 0..kdim {
-                g.sh_rest.push((sh[(i * dim + k) * 3 + ch] as f32 - 128.0) / 128.0);
+                g.sh_rest
+                    .push((sh[(i * dim + k) * 3 + ch] as f32 - 128.0) / 128.0);
             }
         }
     }
@@ -192,7 +240,9 @@ fn spz_header(path: &Path, h: &[u8], max_count: u64) -> Result<(u32, usize, u8, 
         return Err(fmt(format!("{frac} fractional bits in 24-bit positions")));
     }
     if n > max_count {
-        return Err(fmt(format!("{n} Gaussians exceed the limit of {max_count} ([splat] max_gaussians)")));
+        return Err(fmt(format!(
+            "{n} Gaussians exceed the limit of {max_count} ([splat] max_gaussians)"
+        )));
     }
     Ok((version, n as usize, deg, frac))
 }
@@ -282,7 +332,9 @@ pub fn write_spz(path: &Path, g: &Gaussians) -> Result<(), SplatError> {
     }
     let f = std::fs::File::create(path).map_err(SplatError::io(path))?;
     let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
-    gz.write_all(&h).and_then(|_| gz.finish().map(|_| ())).map_err(SplatError::io(path))
+    gz.write_all(&h)
+        .and_then(|_| gz.finish().map(|_| ()))
+        .map_err(SplatError::io(path))
 }
 
 fn parse_floats(line: &str) -> Option<Vec<f32>> {
@@ -312,20 +364,33 @@ pub fn read_off(path: &Path, max_count: u64) -> Result<Gaussians, SplatError> {
         .find_map(|k| first.strip_prefix(k))
         .ok_or_else(|| fmt(format!("first line `{first}` is not an OFF header")))?
         .trim();
-    let counts_line = if rest.is_empty() { lines.next().unwrap_or("") } else { rest };
-    let counts = parse_floats(counts_line).filter(|c| c.len() >= 2).ok_or_else(|| fmt(format!("`{counts_line}` is not `vertices faces edges`")))?;
+    let counts_line = if rest.is_empty() {
+        lines.next().unwrap_or("")
+    } else {
+        rest
+    };
+    let counts = parse_floats(counts_line)
+        .filter(|c| c.len() >= 2)
+        .ok_or_else(|| fmt(format!("`{counts_line}` is not `vertices faces edges`")))?;
     let nv = counts[0];
     if nv < 1.0 || nv.fract() != 0.0 || nv as u64 > max_count {
         return Err(fmt(format!("vertex count {nv} (1 to {max_count})")));
     }
     let nv = nv as usize;
     if nv > t.len() / 6 {
-        return Err(fmt(format!("{nv} vertices declared, the file is {} bytes", t.len())));
+        return Err(fmt(format!(
+            "{nv} vertices declared, the file is {} bytes",
+            t.len()
+        )));
     }
     let mut pos = Vec::with_capacity(nv);
     for i in 0..nv {
-        let l = lines.next().ok_or_else(|| fmt(format!("{nv} vertices declared, the file ends after {i}")))?;
-        let v = parse_floats(l).filter(|v| v.len() >= 3).ok_or_else(|| fmt(format!("vertex {i}: `{l}` is not x y z")))?;
+        let l = lines
+            .next()
+            .ok_or_else(|| fmt(format!("{nv} vertices declared, the file ends after {i}")))?;
+        let v = parse_floats(l)
+            .filter(|v| v.len() >= 3)
+            .ok_or_else(|| fmt(format!("vertex {i}: `{l}` is not x y z")))?;
         pos.push([v[0], v[1], v[2]]);
     }
     let g = Gaussians::points(pos);
@@ -346,10 +411,18 @@ pub fn read_xyz(path: &Path, max_count: u64) -> Result<Gaussians, SplatError> {
         match parse_floats(l) {
             Some(v) if v.len() >= 3 => pos.push([v[0], v[1], v[2]]),
             _ if pos.is_empty() && i == 0 => {} // a header line
-            _ => return Err(SplatError::format(path, format!("line {}: `{l}` is not x y z", i + 1))),
+            _ => {
+                return Err(SplatError::format(
+                    path,
+                    format!("line {}: `{l}` is not x y z", i + 1),
+                ))
+            }
         }
         if pos.len() as u64 > max_count {
-            return Err(SplatError::format(path, format!("more than {max_count} points ([splat] max_gaussians)")));
+            return Err(SplatError::format(
+                path,
+                format!("more than {max_count} points ([splat] max_gaussians)"),
+            ));
         }
     }
     if pos.is_empty() {
@@ -374,7 +447,8 @@ pub fn npy_header(path: &Path, f: &mut std::fs::File) -> Result<NpyHeader, Splat
     let fmt = |m: String| SplatError::format(path, m);
     let len = f.metadata().map_err(SplatError::io(path))?.len();
     let mut pre = [0u8; 10];
-    f.read_exact(&mut pre).map_err(|_| fmt("too short for a .npy file".into()))?;
+    f.read_exact(&mut pre)
+        .map_err(|_| fmt("too short for a .npy file".into()))?;
     if &pre[..6] != b"\x93NUMPY" {
         return Err(fmt("not a .npy file (bad magic)".into()));
     }
@@ -383,7 +457,10 @@ pub fn npy_header(path: &Path, f: &mut std::fs::File) -> Result<NpyHeader, Splat
         2 | 3 => {
             let mut b = [0u8; 2];
             f.read_exact(&mut b).map_err(SplatError::io(path))?;
-            (u32::from_le_bytes([pre[8], pre[9], b[0], b[1]]) as usize, 12)
+            (
+                u32::from_le_bytes([pre[8], pre[9], b[0], b[1]]) as usize,
+                12,
+            )
         }
         v => return Err(fmt(format!(".npy format version {v}"))),
     };
@@ -411,13 +488,27 @@ pub fn npy_header(path: &Path, f: &mut std::fs::File) -> Result<NpyHeader, Splat
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse().map_err(|_| fmt(format!("shape entry `{s}`"))))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse()
+                .map_err(|_| fmt(format!("shape entry `{s}`")))
+        })
         .collect::<Result<_, _>>()?;
-    let item = npy_item(&dtype).ok_or_else(|| fmt(format!("dtype `{dtype}` (float16/32/64 and integers are read)")))?.1;
-    let total = shape.iter().try_fold(item as u64, |a, &d| a.checked_mul(d as u64));
+    let item = npy_item(&dtype)
+        .ok_or_else(|| {
+            fmt(format!(
+                "dtype `{dtype}` (float16/32/64 and integers are read)"
+            ))
+        })?
+        .1;
+    let total = shape
+        .iter()
+        .try_fold(item as u64, |a, &d| a.checked_mul(d as u64));
     let data_offset = start + hlen as u64;
     if total.is_none_or(|t| data_offset + t > len) {
-        return Err(fmt(format!("shape {shape:?} of {dtype} needs more bytes than the file's {len}")));
+        return Err(fmt(format!(
+            "shape {shape:?} of {dtype} needs more bytes than the file's {len}"
+        )));
     }
     Ok(NpyHeader {
         dtype,
@@ -433,18 +524,27 @@ fn npy_item(d: &str) -> Option<(char, usize, bool)> {
     let d = d.trim_start_matches(['<', '>', '=', '|']);
     let kind = d.chars().next()?;
     let size: usize = d[1..].parse().ok()?;
-    matches!((kind, size), ('f', 2 | 4 | 8) | ('i' | 'u', 1 | 2 | 4 | 8)).then_some((kind, size, big))
+    matches!((kind, size), ('f', 2 | 4 | 8) | ('i' | 'u', 1 | 2 | 4 | 8))
+        .then_some((kind, size, big))
 }
 
 fn npy_value(kind: char, size: usize, big: bool, b: &[u8]) -> f32 {
     macro_rules! g {
         ($t:ty, $n:expr) => {{
             let a: [u8; $n] = b[..$n].try_into().unwrap();
-            (if big { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f32
+            (if big {
+                <$t>::from_be_bytes(a)
+            } else {
+                <$t>::from_le_bytes(a)
+            }) as f32
         }};
     }
     match (kind, size) {
-        ('f', 2) => half_to_f32(if big { u16::from_be_bytes([b[0], b[1]]) } else { u16::from_le_bytes([b[0], b[1]]) }),
+        ('f', 2) => half_to_f32(if big {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        }),
         ('f', 4) => g!(f32, 4),
         ('f', 8) => g!(f64, 8),
         ('i', 1) => b[0] as i8 as f32,
@@ -460,33 +560,61 @@ fn npy_value(kind: char, size: usize, big: bool, b: &[u8]) -> f32 {
 
 /// A NumPy point set `[N, C ≥ 3]`, or cloud `index` of a stack `[M, N, C ≥ 3]` (only that
 /// cloud's bytes are read). Columns beyond x, y, z are kept as `c3`, `c4`, ...
-pub fn read_npy(path: &Path, index: Option<usize>, max_count: u64) -> Result<Gaussians, SplatError> {
+pub fn read_npy(
+    path: &Path,
+    index: Option<usize>,
+    max_count: u64,
+) -> Result<Gaussians, SplatError> {
     let fmt = |m: String| SplatError::format(path, m);
     let mut f = std::fs::File::open(path).map_err(SplatError::io(path))?;
     let h = npy_header(path, &mut f)?;
     let (kind, size, big) = npy_item(&h.dtype).unwrap();
     let (m, n, c) = match (h.shape.as_slice(), index) {
         ([n, c], None | Some(0)) => (1, *n, *c),
-        ([_, _], Some(i)) => return Err(fmt(format!("#index={i} on a single cloud of shape {:?}", h.shape))),
+        ([_, _], Some(i)) => {
+            return Err(fmt(format!(
+                "#index={i} on a single cloud of shape {:?}",
+                h.shape
+            )))
+        }
         ([m, n, c], Some(i)) if i < *m => (*m, *n, *c),
-        ([m, _, _], Some(i)) => return Err(fmt(format!("#index={i} out of range: the stack holds {m} clouds"))),
-        ([m, _, _], None) => return Err(fmt(format!("a stack of {m} clouds: name one with `#index=i`"))),
+        ([m, _, _], Some(i)) => {
+            return Err(fmt(format!(
+                "#index={i} out of range: the stack holds {m} clouds"
+            )))
+        }
+        ([m, _, _], None) => {
+            return Err(fmt(format!(
+                "a stack of {m} clouds: name one with `#index=i`"
+            )))
+        }
         (s, _) => return Err(fmt(format!("shape {s:?}: [N, C] or [M, N, C] expected"))),
     };
     if c < 3 || n == 0 {
-        return Err(fmt(format!("shape {:?}: at least one point of 3 columns expected", h.shape)));
+        return Err(fmt(format!(
+            "shape {:?}: at least one point of 3 columns expected",
+            h.shape
+        )));
     }
     if n as u64 > max_count {
-        return Err(fmt(format!("{n} points exceed the limit of {max_count} ([splat] max_gaussians)")));
+        return Err(fmt(format!(
+            "{n} points exceed the limit of {max_count} ([splat] max_gaussians)"
+        )));
     }
     let i = index.unwrap_or(0);
     let at = |bytes: &[u8], p: usize, k: usize, first: usize| -> f32 {
-        let e = if h.fortran { i + m * (p + n * k) } else { ((i * n) + p) * c + k };
+        let e = if h.fortran {
+            i + m * (p + n * k)
+        } else {
+            ((i * n) + p) * c + k
+        };
         npy_value(kind, size, big, &bytes[(e - first) * size..])
     };
     let (bytes, first) = if h.fortran {
         let mut b = vec![0u8; m * n * c * size];
-        f.seek(SeekFrom::Start(h.data_offset)).and_then(|_| f.read_exact(&mut b)).map_err(SplatError::io(path))?;
+        f.seek(SeekFrom::Start(h.data_offset))
+            .and_then(|_| f.read_exact(&mut b))
+            .map_err(SplatError::io(path))?;
         (b, 0)
     } else {
         let mut b = vec![0u8; n * c * size];
@@ -495,22 +623,42 @@ pub fn read_npy(path: &Path, index: Option<usize>, max_count: u64) -> Result<Gau
             .map_err(SplatError::io(path))?;
         (b, i * n * c)
     };
-    let pos = (0..n).map(|p| [at(&bytes, p, 0, first), at(&bytes, p, 1, first), at(&bytes, p, 2, first)]).collect();
+    let pos = (0..n)
+        .map(|p| {
+            [
+                at(&bytes, p, 0, first),
+                at(&bytes, p, 1, first),
+                at(&bytes, p, 2, first),
+            ]
+        })
+        .collect();
     let mut g = Gaussians::points(pos);
-    g.extra = (3..c).map(|k| (format!("c{k}"), (0..n).map(|p| at(&bytes, p, k, first)).collect())).collect();
+    g.extra = (3..c)
+        .map(|k| {
+            (
+                format!("c{k}"),
+                (0..n).map(|p| at(&bytes, p, k, first)).collect(),
+            )
+        })
+        .collect();
     g.validate(path)?;
     Ok(g)
 }
 
 /// Writes `[N, 3]` little-endian float32 `.npy`.
 pub fn write_npy(path: &Path, pos: &[[f32; 3]]) -> Result<(), SplatError> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 3), }}", pos.len());
+    let dict = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, 3), }}",
+        pos.len()
+    );
     let pad = 64 - (10 + dict.len() + 1) % 64;
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend(((dict.len() + pad + 1) as u16).to_le_bytes());
     out.extend(dict.bytes());
     out.extend(std::iter::repeat_n(b' ', pad));
     out.push(b'\n');
-    pos.iter().flatten().for_each(|v| out.extend(v.to_le_bytes()));
+    pos.iter()
+        .flatten()
+        .for_each(|v| out.extend(v.to_le_bytes()));
     std::fs::write(path, out).map_err(SplatError::io(path))
 }

@@ -123,16 +123,27 @@ pub struct SplatFrontend {
 }
 
 /// File formats by extension, or by the first bytes for PLY/.spz written under other names.
-pub fn read_file(path: &Path, max_sh: u8, max_count: u64) -> Result<(&'static str, Gaussians), SplatError> {
-    let (file, settings) = tessera_tokens::modality::file_settings(path)
-        .map_err(|m| SplatError::format(path, m))?;
+pub fn read_file(
+    path: &Path,
+    max_sh: u8,
+    max_count: u64,
+) -> Result<(&'static str, Gaussians), SplatError> {
+    let (file, settings) =
+        tessera_tokens::modality::file_settings(path).map_err(|m| SplatError::format(path, m))?;
     let mut index = None;
     for (k, v) in settings {
         match k.as_str() {
             "index" => {
-                index = Some(v.parse().map_err(|_| SplatError::format(path, format!("`#index={v}` is not a number")))?)
+                index = Some(v.parse().map_err(|_| {
+                    SplatError::format(path, format!("`#index={v}` is not a number"))
+                })?)
             }
-            _ => return Err(SplatError::format(path, format!("unknown setting `#{k}` (index is read)"))),
+            _ => {
+                return Err(SplatError::format(
+                    path,
+                    format!("unknown setting `#{k}` (index is read)"),
+                ))
+            }
         }
     }
     let name = file.to_string_lossy().to_ascii_lowercase();
@@ -143,7 +154,10 @@ pub fn read_file(path: &Path, max_sh: u8, max_count: u64) -> Result<(&'static st
         let _ = f.read(&mut magic).map_err(SplatError::io(&file))?;
     }
     if index.is_some() && !name.ends_with(".npy") {
-        return Err(SplatError::format(path, "`#index=` selects a cloud of an .npy stack only"));
+        return Err(SplatError::format(
+            path,
+            "`#index=` selects a cloud of an .npy stack only",
+        ));
     }
     let ext = name.rsplit('.').next().unwrap_or("");
     if &magic[..3] == b"ply" || ext == "ply" {
@@ -165,7 +179,10 @@ pub fn read_file(path: &Path, max_sh: u8, max_count: u64) -> Result<(&'static st
         "npy" => Ok(("npy", formats::read_npy(&file, index, max_count)?)),
         "off" => Ok(("off", formats::read_off(&file, max_count)?)),
         "xyz" | "txt" | "pts" | "csv" => Ok(("xyz", formats::read_xyz(&file, max_count)?)),
-        _ => Err(SplatError::format(path, "unknown format (PLY, .splat, .spz, .npy, .off, .xyz are read)")),
+        _ => Err(SplatError::format(
+            path,
+            "unknown format (PLY, .splat, .spz, .npy, .off, .xyz are read)",
+        )),
     }
 }
 
@@ -173,7 +190,12 @@ pub fn read_file(path: &Path, max_sh: u8, max_count: u64) -> Result<(&'static st
 pub fn feature_names(cfg: &SplatConfig) -> Vec<String> {
     let mut f: Vec<String> = ["dx", "dy", "dz"].map(String::from).to_vec();
     if cfg.attributes == Attributes::All {
-        f.extend(["log_sx", "log_sy", "log_sz", "qw", "qx", "qy", "qz", "opacity", "r", "g", "b"].map(String::from));
+        f.extend(
+            [
+                "log_sx", "log_sy", "log_sz", "qw", "qx", "qy", "qz", "opacity", "r", "g", "b",
+            ]
+            .map(String::from),
+        );
         for c in ["r", "g", "b"] {
             f.extend((1..=rest_per_channel(cfg.sh_degree)).map(|j| format!("sh{j}_{c}")));
         }
@@ -207,7 +229,12 @@ impl Transform {
         }
         let (s, c) = (self.angle / 2.0).sin_cos();
         // (c, 0, 0, s) ⊗ q
-        let r = [c * q[0] - s * q[3], c * q[1] - s * q[2], c * q[2] + s * q[1], c * q[3] + s * q[0]];
+        let r = [
+            c * q[0] - s * q[3],
+            c * q[1] - s * q[2],
+            c * q[2] + s * q[1],
+            c * q[3] + s * q[0],
+        ];
         canonical_quat(r).unwrap_or(q)
     }
     fn log_scale(&self) -> f32 {
@@ -233,12 +260,22 @@ impl SplatFrontend {
         if cfg.sh_degree > 0 && cfg.attributes == Attributes::Positions {
             return bad("sh_degree needs attributes = \"all\"".into());
         }
-        if !(cfg.train_scale[0] > 0.0 && cfg.train_scale[0] <= cfg.train_scale[1]) || cfg.train_translate < 0.0 || cfg.jitter < 0.0 {
-            return bad(format!("train_scale {:?} (0 < lo ≤ hi), train_translate and jitter ≥ 0", cfg.train_scale));
+        if !(cfg.train_scale[0] > 0.0 && cfg.train_scale[0] <= cfg.train_scale[1])
+            || cfg.train_translate < 0.0
+            || cfg.jitter < 0.0
+        {
+            return bad(format!(
+                "train_scale {:?} (0 < lo ≤ hi), train_translate and jitter ≥ 0",
+                cfg.train_scale
+            ));
         }
         if let Some(n) = &cfg.norm {
             if n.len() != feature_names(cfg).len() {
-                return bad(format!("norm has {} features, the configuration makes {}", n.len(), feature_names(cfg).len()));
+                return bad(format!(
+                    "norm has {} features, the configuration makes {}",
+                    n.len(),
+                    feature_names(cfg).len()
+                ));
             }
         }
         Ok(Self { cfg: cfg.clone() })
@@ -287,7 +324,9 @@ impl SplatFrontend {
             Normalize::None => ([0.0; 3], 1.0),
             Normalize::UnitSphere => {
                 let n = g.len() as f64;
-                let c: [f32; 3] = std::array::from_fn(|a| (g.pos.iter().map(|p| p[a] as f64).sum::<f64>() / n) as f32);
+                let c: [f32; 3] = std::array::from_fn(|a| {
+                    (g.pos.iter().map(|p| p[a] as f64).sum::<f64>() / n) as f32
+                });
                 let r = g
                     .pos
                     .iter()
@@ -315,7 +354,13 @@ impl SplatFrontend {
 
     /// Member features and centres of a view: Gaussians `subset` of the sample, moved by
     /// `t`, grouped from the FPS start `start`. Unstandardised.
-    fn group_features(&self, s: &SplatSample, subset: &[usize], t: Transform, start: usize) -> (Vec<f32>, Vec<f32>, usize) {
+    fn group_features(
+        &self,
+        s: &SplatSample,
+        subset: &[usize],
+        t: Transform,
+        start: usize,
+    ) -> (Vec<f32>, Vec<f32>, usize) {
         let g = &s.g;
         let pos: Vec<[f32; 3]> = subset.iter().map(|&i| t.point(g.pos[i])).collect();
         let centres_i = fps(&pos, self.cfg.groups, start);
@@ -323,7 +368,10 @@ impl SplatFrontend {
         let k = self.cfg.group_size.min(pos.len());
         let members = knn(&pos, &centres, k);
         let f = self.width();
-        let (all, rest) = (self.cfg.attributes == Attributes::All, 3 * rest_per_channel(self.cfg.sh_degree));
+        let (all, rest) = (
+            self.cfg.attributes == Attributes::All,
+            3 * rest_per_channel(self.cfg.sh_degree),
+        );
         let ls = t.log_scale();
         let mut values = Vec::with_capacity(centres.len() * self.cfg.group_size * f);
         for (c, m) in centres.iter().zip(&members) {
@@ -342,7 +390,11 @@ impl SplatFrontend {
                     let per = rest / 3;
                     for ch in 0..3 {
                         for q in 0..per {
-                            values.push(if q < per_have { g.sh_rest[i * have + ch * per_have + q] } else { 0.0 });
+                            values.push(if q < per_have {
+                                g.sh_rest[i * have + ch * per_have + q]
+                            } else {
+                                0.0
+                            });
                         }
                     }
                 }
@@ -362,10 +414,22 @@ impl SplatFrontend {
         }
     }
 
-    fn tokens(&self, s: &SplatSample, subset: &[usize], t: Transform, start: usize) -> Result<SampleTokens, SplatError> {
+    fn tokens(
+        &self,
+        s: &SplatSample,
+        subset: &[usize],
+        t: Transform,
+        start: usize,
+    ) -> Result<SampleTokens, SplatError> {
         let (mut values, coords, n) = self.group_features(s, subset, t, start);
         self.standardise(&mut values);
-        Ok(SampleTokens::new(values, coords, n, self.cfg.group_size * self.width(), 3)?)
+        Ok(SampleTokens::new(
+            values,
+            coords,
+            n,
+            self.cfg.group_size * self.width(),
+            3,
+        )?)
     }
 
     /// The evaluation subset: every Gaussian, or `points` evenly strided ones.
@@ -400,7 +464,11 @@ impl SplatFrontend {
         let t = Transform {
             scale: std::array::from_fn(|_| lo + (hi - lo) * rng.uniform() as f32),
             shift: std::array::from_fn(|_| tr * (2.0 * rng.uniform() as f32 - 1.0)),
-            angle: if self.cfg.rotate_z { std::f32::consts::TAU * rng.uniform() as f32 } else { 0.0 },
+            angle: if self.cfg.rotate_z {
+                std::f32::consts::TAU * rng.uniform() as f32
+            } else {
+                0.0
+            },
         };
         self.tokens(s, &subset, t, rng.below(m))
     }
@@ -440,12 +508,16 @@ impl SplatFrontend {
     }
 
     pub fn stats_start(&self) -> Option<Vec<RunningStats>> {
-        self.cfg.norm.is_none().then(|| vec![RunningStats::default(); self.width()])
+        self.cfg
+            .norm
+            .is_none()
+            .then(|| vec![RunningStats::default(); self.width()])
     }
 
     /// Adds the member features of a sample's evaluation view.
     pub fn stats_add(&self, st: &mut [RunningStats], s: &SplatSample) {
-        let (values, _, _) = self.group_features(s, &self.eval_subset(s.g.len()), Transform::IDENTITY, 0);
+        let (values, _, _) =
+            self.group_features(s, &self.eval_subset(s.g.len()), Transform::IDENTITY, 0);
         let f = st.len();
         let mut col = Vec::with_capacity(values.len() / f);
         for (k, acc) in st.iter_mut().enumerate() {
@@ -487,13 +559,17 @@ impl SplatFrontend {
         let step = (n / 256).max(1);
         for i in (0..n).step_by(step) {
             for j in (i + 1..n).step_by(step) {
-                let d = (0..3).map(|a| (pos[i][a] - pos[j][a]).powi(2)).sum::<f32>().sqrt();
+                let d = (0..3)
+                    .map(|a| (pos[i][a] - pos[j][a]).powi(2))
+                    .sum::<f32>()
+                    .sqrt();
                 hist[((d / 2.0 * 32.0) as usize).min(31)] += 1.0;
                 pairs += 1;
             }
         }
         hist.iter_mut().for_each(|h| *h /= pairs.max(1) as f32);
-        let mean: [f32; 3] = std::array::from_fn(|a| pos.iter().map(|p| p[a]).sum::<f32>() / n as f32);
+        let mean: [f32; 3] =
+            std::array::from_fn(|a| pos.iter().map(|p| p[a]).sum::<f32>() / n as f32);
         let mut cov = [[0f32; 3]; 3];
         for p in &pos {
             for a in 0..3 {
@@ -515,10 +591,15 @@ impl SplatFrontend {
             let ms = |xs: &mut dyn Iterator<Item = f32>| {
                 let v: Vec<f32> = xs.collect();
                 let m = v.iter().sum::<f32>() / v.len() as f32;
-                [m, (v.iter().map(|x| (x - m).powi(2)).sum::<f32>() / v.len() as f32).sqrt()]
+                [
+                    m,
+                    (v.iter().map(|x| (x - m).powi(2)).sum::<f32>() / v.len() as f32).sqrt(),
+                ]
             };
             out.extend(ms(&mut sub.iter().map(|&i| s.g.opacity[i])));
-            out.extend(ms(&mut sub.iter().map(|&i| s.g.log_scale[i].iter().sum::<f32>() / 3.0)));
+            out.extend(ms(&mut sub
+                .iter()
+                .map(|&i| s.g.log_scale[i].iter().sum::<f32>() / 3.0)));
             for c in 0..3 {
                 out.extend(ms(&mut sub.iter().map(|&i| s.g.rgb(i)[c])));
             }
@@ -536,8 +617,11 @@ fn sym3_eigenvalues(a: [[f32; 3]; 3]) -> [f32; 3] {
     }
     let p2 = (0..3).map(|i| (a[i][i] - q).powi(2)).sum::<f32>() + 2.0 * p1;
     let p = (p2 / 6.0).sqrt();
-    let b: [[f32; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| (a[i][j] - if i == j { q } else { 0.0 }) / p));
-    let det = b[0][0] * (b[1][1] * b[2][2] - b[1][2] * b[2][1]) - b[0][1] * (b[1][0] * b[2][2] - b[1][2] * b[2][0])
+    let b: [[f32; 3]; 3] = std::array::from_fn(|i| {
+        std::array::from_fn(|j| (a[i][j] - if i == j { q } else { 0.0 }) / p)
+    });
+    let det = b[0][0] * (b[1][1] * b[2][2] - b[1][2] * b[2][1])
+        - b[0][1] * (b[1][0] * b[2][2] - b[1][2] * b[2][0])
         + b[0][2] * (b[1][0] * b[2][1] - b[1][1] * b[2][0]);
     let phi = (det / 2.0).clamp(-1.0, 1.0).acos() / 3.0;
     let e1 = q + 2.0 * p * phi.cos();

@@ -123,7 +123,10 @@ impl Gaussians {
         if let Some(i) = self.sh_rest.iter().position(|v| !v.is_finite()) {
             return Err(SplatError::format(
                 path,
-                format!("Gaussian {}: an f_rest coefficient is not finite", i / self.rest_len()),
+                format!(
+                    "Gaussian {}: an f_rest coefficient is not finite",
+                    i / self.rest_len()
+                ),
             ));
         }
         Ok(())

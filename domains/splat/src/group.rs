@@ -44,7 +44,13 @@ pub fn fps(pos: &[[f32; 3]], m: usize, start: usize) -> Vec<usize> {
                 .map(|(k, (d, p))| best((k * PAR, d), p))
                 .reduce(
                     || (f32::NEG_INFINITY, usize::MAX),
-                    |a, b| if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a },
+                    |a, b| {
+                        if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
+                            b
+                        } else {
+                            a
+                        }
+                    },
                 )
         } else {
             best((0, &mut dist), pos)
@@ -61,7 +67,11 @@ pub fn fps(pos: &[[f32; 3]], m: usize, start: usize) -> Vec<usize> {
 pub fn knn(pos: &[[f32; 3]], centres: &[[f32; 3]], k: usize) -> Vec<Vec<usize>> {
     let k = k.min(pos.len());
     let one = |c: &[f32; 3]| {
-        let mut d: Vec<(f32, u32)> = pos.iter().enumerate().map(|(i, p)| (d2(p, c), i as u32)).collect();
+        let mut d: Vec<(f32, u32)> = pos
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (d2(p, c), i as u32))
+            .collect();
         let cmp = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         if k < d.len() {
             d.select_nth_unstable_by(k, cmp);

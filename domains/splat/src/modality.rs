@@ -55,7 +55,9 @@ impl Modality for SplatFrontend {
     }
     fn sample_bytes(s: &SplatSample) -> usize {
         let g = &s.g;
-        g.len() * (12 + 12 + 16 + 4 + 12) + g.sh_rest.len() * 4 + g.extra.iter().map(|(_, c)| c.len() * 4).sum::<usize>()
+        g.len() * (12 + 12 + 16 + 4 + 12)
+            + g.sh_rest.len() * 4
+            + g.extra.iter().map(|(_, c)| c.len() * 4).sum::<usize>()
     }
     fn train_view(&self, s: &SplatSample, rng: &mut Rng) -> Result<SampleTokens, SplatError> {
         self.train_tokens(s, rng)
@@ -90,7 +92,10 @@ impl Modality for SplatFrontend {
             ("file".into(), path.display().to_string()),
             ("format".into(), format.into()),
             ("gaussians".into(), g.len().to_string()),
-            ("attributes".into(), if g.attributes { "gaussian" } else { "points" }.into()),
+            (
+                "attributes".into(),
+                if g.attributes { "gaussian" } else { "points" }.into(),
+            ),
             ("sh_degree".into(), g.sh_degree.to_string()),
             ("min".into(), f3(lo)),
             ("max".into(), f3(hi)),
@@ -100,10 +105,20 @@ impl Modality for SplatFrontend {
         if g.attributes {
             let (olo, ohi, om) = range(g.opacity.iter().copied());
             let (slo, shi, sm) = range(g.log_scale.iter().flatten().copied());
-            row.push(("opacity".into(), format!("{olo:.3}..{ohi:.3} (mean {om:.3})")));
-            row.push(("log_scale".into(), format!("{slo:.2}..{shi:.2} (mean {sm:.2})")));
+            row.push((
+                "opacity".into(),
+                format!("{olo:.3}..{ohi:.3} (mean {om:.3})"),
+            ));
+            row.push((
+                "log_scale".into(),
+                format!("{slo:.2}..{shi:.2} (mean {sm:.2})"),
+            ));
             let diag = (0..3).map(|a| (hi[a] - lo[a]).powi(2)).sum::<f32>().sqrt();
-            let huge = g.log_scale.iter().filter(|s| s.iter().any(|v| v.exp() > 0.5 * diag)).count();
+            let huge = g
+                .log_scale
+                .iter()
+                .filter(|s| s.iter().any(|v| v.exp() > 0.5 * diag))
+                .count();
             let faint = g.opacity.iter().filter(|o| **o < 1.0 / 255.0).count();
             if huge > 0 {
                 warn.push(format!("{huge} Gaussians larger than half the scene"));
@@ -113,13 +128,21 @@ impl Modality for SplatFrontend {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        let dups = g.pos.iter().filter(|p| !seen.insert(p.map(f32::to_bits))).count();
+        let dups = g
+            .pos
+            .iter()
+            .filter(|p| !seen.insert(p.map(f32::to_bits)))
+            .count();
         if dups > 0 {
             warn.push(format!("{dups} duplicate positions"));
         }
         row.push((
             "extra".into(),
-            g.extra.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" "),
+            g.extra
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
         ));
         row.push(("warnings".into(), warn.join("; ")));
         Ok(row)
@@ -131,7 +154,9 @@ impl Modality for SplatFrontend {
     fn baseline(&self, name: &str, s: &SplatSample) -> Result<Vec<f32>, SplatError> {
         match name {
             "shape" => Ok(self.shape_features(s)),
-            _ => Err(SplatError::Config(format!("unknown baseline `{name}` (shape)"))),
+            _ => Err(SplatError::Config(format!(
+                "unknown baseline `{name}` (shape)"
+            ))),
         }
     }
 

@@ -67,7 +67,11 @@ impl Scalar {
         macro_rules! get {
             ($t:ty, $n:expr) => {{
                 let a: [u8; $n] = b[..$n].try_into().unwrap();
-                (if big { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
+                (if big {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                }) as f64
             }};
         }
         match self {
@@ -176,7 +180,9 @@ pub fn read_header(r: &mut impl BufRead, path: &Path, file_len: u64) -> Result<H
                 "PLY header ends before `end_header`".into()
             }));
         }
-        Ok(String::from_utf8_lossy(line).trim_end_matches(['\r', '\n']).to_string())
+        Ok(String::from_utf8_lossy(line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string())
     };
     if next(&mut line)?.trim() != "ply" {
         return Err(fmt("not a PLY file (no `ply` magic line)".into()));
@@ -205,9 +211,9 @@ pub fn read_header(r: &mut impl BufRead, path: &Path, file_len: u64) -> Result<H
                 comments.push(l.split_once(' ').map(|x| x.1).unwrap_or("").to_string())
             }
             ["element", name, count] => {
-                let count: u64 = count
-                    .parse()
-                    .map_err(|_| fmt(format!("element `{name}` count `{count}` is not a number")))?;
+                let count: u64 = count.parse().map_err(|_| {
+                    fmt(format!("element `{name}` count `{count}` is not a number"))
+                })?;
                 elements.push(Element {
                     name: name.to_string(),
                     count,
@@ -219,10 +225,15 @@ pub fn read_header(r: &mut impl BufRead, path: &Path, file_len: u64) -> Result<H
                     .last_mut()
                     .ok_or_else(|| fmt(format!("property `{name}` before any element")))?;
                 let (Some(c), Some(t)) = (Scalar::parse(c), Scalar::parse(t)) else {
-                    return Err(fmt(format!("list property `{name}`: unknown type `{c}`/`{t}`")));
+                    return Err(fmt(format!(
+                        "list property `{name}`: unknown type `{c}`/`{t}`"
+                    )));
                 };
                 if matches!(c, Scalar::F32 | Scalar::F64) {
-                    return Err(fmt(format!("list property `{name}`: count type {} is not an integer", c.name())));
+                    return Err(fmt(format!(
+                        "list property `{name}`: count type {} is not an integer",
+                        c.name()
+                    )));
                 }
                 el.props.push(Property {
                     name: name.to_string(),
@@ -237,7 +248,10 @@ pub fn read_header(r: &mut impl BufRead, path: &Path, file_len: u64) -> Result<H
                 let ty = Scalar::parse(t)
                     .ok_or_else(|| fmt(format!("property `{name}`: unknown type `{t}`")))?;
                 if el.props.iter().any(|p| p.name == *name) {
-                    return Err(fmt(format!("element `{}` declares `{name}` twice", el.name)));
+                    return Err(fmt(format!(
+                        "element `{}` declares `{name}` twice",
+                        el.name
+                    )));
                 }
                 el.props.push(Property {
                     name: name.to_string(),
@@ -286,9 +300,13 @@ impl<R: BufRead + Seek> Body<R> {
             let mut l = String::new();
             let n = self.r.read_line(&mut l).map_err(SplatError::io(path))?;
             if n == 0 {
-                return Err(SplatError::format(path, format!("the file ends inside {what}")));
+                return Err(SplatError::format(
+                    path,
+                    format!("the file ends inside {what}"),
+                ));
             }
-            self.pending.extend(l.split_whitespace().map(str::to_string));
+            self.pending
+                .extend(l.split_whitespace().map(str::to_string));
         }
     }
 
@@ -331,7 +349,10 @@ impl<R: BufRead + Seek> Body<R> {
                     if e.kind() == std::io::ErrorKind::UnexpectedEof {
                         SplatError::format(path, format!("the file ends inside {}", what(start)))
                     } else {
-                        SplatError::Io { path: path.into(), source: e }
+                        SplatError::Io {
+                            path: path.into(),
+                            source: e,
+                        }
                     }
                 })?;
                 for (c, &pi) in cols.iter_mut().zip(want) {
@@ -367,7 +388,9 @@ impl<R: BufRead + Seek> Body<R> {
             for (c, &pi) in cols.iter_mut().zip(want) {
                 c.push(row_vals[pi]);
             }
-            if cols.first().is_some_and(|c| c.len() == CHUNK) || (i + 1 == count && !want.is_empty()) {
+            if cols.first().is_some_and(|c| c.len() == CHUNK)
+                || (i + 1 == count && !want.is_empty())
+            {
                 sink(start, &cols)?;
                 start = i + 1;
                 cols.iter_mut().for_each(Vec::clear);
@@ -384,9 +407,9 @@ impl<R: BufRead + Seek> Body<R> {
             });
         }
         let mut b = [0u8; 8];
-        self.r.read_exact(&mut b[..ty.size()]).map_err(|_| {
-            SplatError::format(path, format!("the file ends inside {what}"))
-        })?;
+        self.r
+            .read_exact(&mut b[..ty.size()])
+            .map_err(|_| SplatError::format(path, format!("the file ends inside {what}")))?;
         Ok(ty.decode(&b, big))
     }
 }
@@ -404,7 +427,10 @@ pub fn read(path: &Path, max_sh: u8, max_count: u64) -> Result<(Header, Gaussian
     if vertex.count > max_count {
         return Err(SplatError::format(
             path,
-            format!("{} Gaussians exceed the limit of {max_count} ([splat] max_gaussians)", vertex.count),
+            format!(
+                "{} Gaussians exceed the limit of {max_count} ([splat] max_gaussians)",
+                vertex.count
+            ),
         ));
     }
     let mut body = Body {
@@ -425,6 +451,8 @@ fn col(el: &Element, name: &str) -> Option<usize> {
     el.index(name).filter(|&i| el.props[i].list_count.is_none())
 }
 
+// Columns arrive column-major (`c[property][row]`): rows are walked by index.
+#[allow(clippy::needless_range_loop)]
 fn read_plain<R: BufRead + Seek>(
     path: &Path,
     header: &Header,
@@ -433,28 +461,50 @@ fn read_plain<R: BufRead + Seek>(
 ) -> Result<Gaussians, SplatError> {
     let v = header.element("vertex").unwrap();
     let need = |name: &str| {
-        col(v, name).ok_or_else(|| SplatError::format(path, format!("vertex has no scalar property `{name}`")))
+        col(v, name).ok_or_else(|| {
+            SplatError::format(path, format!("vertex has no scalar property `{name}`"))
+        })
     };
     let xyz = [need("x")?, need("y")?, need("z")?];
-    let gauss = ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3", "f_dc_0", "f_dc_1", "f_dc_2"];
+    let gauss = [
+        "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3", "f_dc_0",
+        "f_dc_1", "f_dc_2",
+    ];
     let present: Vec<Option<usize>> = gauss.iter().map(|n| col(v, n)).collect();
     let attributes = present.iter().all(Option::is_some);
     if !attributes && present.iter().any(Option::is_some) {
-        let missing: Vec<&str> = gauss.iter().zip(&present).filter(|(_, p)| p.is_none()).map(|(n, _)| *n).collect();
+        let missing: Vec<&str> = gauss
+            .iter()
+            .zip(&present)
+            .filter(|(_, p)| p.is_none())
+            .map(|(n, _)| *n)
+            .collect();
         return Err(SplatError::format(
             path,
-            format!("vertex has some 3DGS properties but not {}", missing.join(", ")),
+            format!(
+                "vertex has some 3DGS properties but not {}",
+                missing.join(", ")
+            ),
         ));
     }
     let rest: Vec<usize> = (0..)
         .map_while(|i| col(v, &format!("f_rest_{i}")))
         .collect();
     let file_deg = degree_of_rest(rest.len()).ok_or_else(|| {
-        SplatError::format(path, format!("{} f_rest_* properties is no SH degree (0, 9, 24 or 45)", rest.len()))
+        SplatError::format(
+            path,
+            format!(
+                "{} f_rest_* properties is no SH degree (0, 9, 24 or 45)",
+                rest.len()
+            ),
+        )
     })?;
     let deg = file_deg.min(max_sh);
     let (file_per, per) = (rest_per_channel(file_deg), rest_per_channel(deg));
-    let rest_keep: Vec<usize> = (0..3).flat_map(|c| (0..per).map(move |j| c * file_per + j)).map(|k| rest[k]).collect();
+    let rest_keep: Vec<usize> = (0..3)
+        .flat_map(|c| (0..per).map(move |j| c * file_per + j))
+        .map(|k| rest[k])
+        .collect();
     let rgb: Option<Vec<usize>> = ["red", "green", "blue"].iter().map(|n| col(v, n)).collect();
     let rgb = rgb.filter(|_| !attributes);
     let mapped: std::collections::HashSet<usize> = xyz
@@ -490,14 +540,18 @@ fn read_plain<R: BufRead + Seek>(
         dc.reserve(n);
         sh.reserve(n * 3 * per);
     }
-    let mut extra: Vec<(String, Vec<f32>)> = extra_idx.iter().map(|&i| (v.props[i].name.clone(), Vec::with_capacity(n))).collect();
+    let mut extra: Vec<(String, Vec<f32>)> = extra_idx
+        .iter()
+        .map(|&i| (v.props[i].name.clone(), Vec::with_capacity(n)))
+        .collect();
     for e in &header.elements {
         if e.name != "vertex" {
             body.element(path, e, &[], |_, _| Ok(()))?;
             continue;
         }
         body.element(path, e, &want, |start, c| {
-            for r in 0..c[0].len() {
+            let rows = c[0].len();
+            for r in 0..rows {
                 let g = |k: usize| c[k][r] as f32;
                 pos.push([g(0), g(1), g(2)]);
                 let mut k = 3;
@@ -507,7 +561,11 @@ fn read_plain<R: BufRead + Seek>(
                     let q = canonical_quat([g(7), g(8), g(9), g(10)]).ok_or_else(|| {
                         SplatError::format(
                             path,
-                            format!("Gaussian {}: rotation (rot_0..3) {:?} cannot be normalised", start + r, [g(7), g(8), g(9), g(10)]),
+                            format!(
+                                "Gaussian {}: rotation (rot_0..3) {:?} cannot be normalised",
+                                start + r,
+                                [g(7), g(8), g(9), g(10)]
+                            ),
                         )
                     })?;
                     rot.push(q);
@@ -543,8 +601,18 @@ fn read_plain<R: BufRead + Seek>(
     }
     let mut g = Gaussians::points(pos);
     if let Some(ci) = &rgb {
-        let full = if ci.iter().any(|&i| matches!(v.props[i].ty, Scalar::F32 | Scalar::F64)) { 1.0 } else { 255.0 };
-        g.dc = colours.iter().map(|c| c.map(|x| (x / full - 0.5) / SH_C0)).collect();
+        let full = if ci
+            .iter()
+            .any(|&i| matches!(v.props[i].ty, Scalar::F32 | Scalar::F64))
+        {
+            1.0
+        } else {
+            255.0
+        };
+        g.dc = colours
+            .iter()
+            .map(|c| c.map(|x| (x / full - 0.5) / SH_C0))
+            .collect();
     }
     g.extra = extra;
     Ok(g)
@@ -553,6 +621,7 @@ fn read_plain<R: BufRead + Seek>(
 /// PlayCanvas compressed PLY: 256 Gaussians per `chunk` row holding the position, log-scale
 /// (and optionally colour) ranges; per Gaussian four packed `u32`s; optional `sh` bytes.
 /// Decoded as PlayCanvas's splat-transform does (`decompress-ply.ts`).
+#[allow(clippy::needless_range_loop)]
 fn read_compressed<R: BufRead + Seek>(
     path: &Path,
     header: &Header,
@@ -561,14 +630,31 @@ fn read_compressed<R: BufRead + Seek>(
 ) -> Result<Gaussians, SplatError> {
     let fmt = |m: String| SplatError::format(path, m);
     let v = header.element("vertex").unwrap();
-    let chunk = header
-        .element("chunk")
-        .ok_or_else(|| fmt("compressed PLY (`packed_position`) without a `chunk` element".into()))?;
+    let chunk = header.element("chunk").ok_or_else(|| {
+        fmt("compressed PLY (`packed_position`) without a `chunk` element".into())
+    })?;
     let n = v.count as usize;
     if chunk.count as usize != n.div_ceil(256) {
-        return Err(fmt(format!("{} chunks for {n} Gaussians (256 per chunk: {} expected)", chunk.count, n.div_ceil(256))));
+        return Err(fmt(format!(
+            "{} chunks for {n} Gaussians (256 per chunk: {} expected)",
+            chunk.count,
+            n.div_ceil(256)
+        )));
     }
-    let names = ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z", "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z"];
+    let names = [
+        "min_x",
+        "min_y",
+        "min_z",
+        "max_x",
+        "max_y",
+        "max_z",
+        "min_scale_x",
+        "min_scale_y",
+        "min_scale_z",
+        "max_scale_x",
+        "max_scale_y",
+        "max_scale_z",
+    ];
     let colour_names = ["min_r", "min_g", "min_b", "max_r", "max_g", "max_b"];
     let mut cidx: Vec<usize> = names
         .iter()
@@ -578,10 +664,15 @@ fn read_compressed<R: BufRead + Seek>(
     if has_colour {
         cidx.extend(colour_names.iter().map(|nm| col(chunk, nm).unwrap()));
     }
-    let packed: Vec<usize> = ["packed_position", "packed_rotation", "packed_scale", "packed_color"]
-        .iter()
-        .map(|nm| col(v, nm).ok_or_else(|| fmt(format!("vertex has no property `{nm}`"))))
-        .collect::<Result<_, _>>()?;
+    let packed: Vec<usize> = [
+        "packed_position",
+        "packed_rotation",
+        "packed_scale",
+        "packed_color",
+    ]
+    .iter()
+    .map(|nm| col(v, nm).ok_or_else(|| fmt(format!("vertex has no property `{nm}`"))))
+    .collect::<Result<_, _>>()?;
     let mut chunks: Vec<Vec<f32>> = Vec::with_capacity(chunk.count as usize);
     let mut g = Gaussians {
         attributes: true,
@@ -591,23 +682,36 @@ fn read_compressed<R: BufRead + Seek>(
     for e in &header.elements {
         match e.name.as_str() {
             "chunk" => body.element(path, e, &cidx, |_, c| {
-                for r in 0..c[0].len() {
-                    chunks.push(c.iter().map(|col| col[r] as f32).collect());
-                }
+                let rows = c.first().map_or(0, Vec::len);
+                chunks.extend((0..rows).map(|r| c.iter().map(|col| col[r] as f32).collect()));
                 Ok(())
             })?,
             "vertex" => body.element(path, e, &packed, |start, c| {
-                for r in 0..c[0].len() {
+                let rows = c[0].len();
+                for r in 0..rows {
                     let i = start + r;
-                    let ch = &chunks.get(i / 256).ok_or_else(|| fmt("`vertex` precedes `chunk`".into()))?;
+                    let ch = &chunks
+                        .get(i / 256)
+                        .ok_or_else(|| fmt("`vertex` precedes `chunk`".into()))?;
                     let [p, q, s, col] = [0, 1, 2, 3].map(|k| c[k][r] as u32);
                     let lerp = |lo: f32, hi: f32, t: f32| lo * (1.0 - t) + hi * t;
                     let (px, py, pz) = unpack_111011(p);
-                    g.pos.push([lerp(ch[0], ch[3], px), lerp(ch[1], ch[4], py), lerp(ch[2], ch[5], pz)]);
+                    g.pos.push([
+                        lerp(ch[0], ch[3], px),
+                        lerp(ch[1], ch[4], py),
+                        lerp(ch[2], ch[5], pz),
+                    ]);
                     let (sx, sy, sz) = unpack_111011(s);
-                    g.log_scale.push([lerp(ch[6], ch[9], sx), lerp(ch[7], ch[10], sy), lerp(ch[8], ch[11], sz)]);
-                    let quat = canonical_quat(unpack_rot(q))
-                        .ok_or_else(|| fmt(format!("Gaussian {i}: packed rotation cannot be normalised")))?;
+                    g.log_scale.push([
+                        lerp(ch[6], ch[9], sx),
+                        lerp(ch[7], ch[10], sy),
+                        lerp(ch[8], ch[11], sz),
+                    ]);
+                    let quat = canonical_quat(unpack_rot(q)).ok_or_else(|| {
+                        fmt(format!(
+                            "Gaussian {i}: packed rotation cannot be normalised"
+                        ))
+                    })?;
                     g.rot.push(quat);
                     let u = |shift: u32| ((col >> shift) & 255) as f32 / 255.0;
                     let mut rgb = [u(24), u(16), u(8)];
@@ -622,15 +726,27 @@ fn read_compressed<R: BufRead + Seek>(
                 Ok(())
             })?,
             "sh" => {
-                let rest: Vec<usize> = (0..).map_while(|i| col(e, &format!("f_rest_{i}"))).collect();
-                let file_deg = degree_of_rest(rest.len())
-                    .ok_or_else(|| fmt(format!("sh element: {} f_rest_* is no SH degree", rest.len())))?;
+                let rest: Vec<usize> = (0..)
+                    .map_while(|i| col(e, &format!("f_rest_{i}")))
+                    .collect();
+                let file_deg = degree_of_rest(rest.len()).ok_or_else(|| {
+                    fmt(format!(
+                        "sh element: {} f_rest_* is no SH degree",
+                        rest.len()
+                    ))
+                })?;
                 if e.count != v.count {
-                    return Err(fmt(format!("sh element has {} rows for {} Gaussians", e.count, v.count)));
+                    return Err(fmt(format!(
+                        "sh element has {} rows for {} Gaussians",
+                        e.count, v.count
+                    )));
                 }
                 let deg = file_deg.min(max_sh);
                 let (fp, p) = (rest_per_channel(file_deg), rest_per_channel(deg));
-                let keep: Vec<usize> = (0..3).flat_map(|c| (0..p).map(move |j| c * fp + j)).map(|k| rest[k]).collect();
+                let keep: Vec<usize> = (0..3)
+                    .flat_map(|c| (0..p).map(move |j| c * fp + j))
+                    .map(|k| rest[k])
+                    .collect();
                 g.sh_degree = deg;
                 sh_per = keep.len();
                 g.sh_rest.reserve(n * sh_per);
@@ -638,7 +754,13 @@ fn read_compressed<R: BufRead + Seek>(
                     for r in 0..c.first().map_or(0, Vec::len) {
                         for colm in c {
                             let b = colm[r];
-                            let t = if b == 0.0 { 0.0 } else if b == 255.0 { 1.0 } else { (b as f32 + 0.5) / 256.0 };
+                            let t = if b == 0.0 {
+                                0.0
+                            } else if b == 255.0 {
+                                1.0
+                            } else {
+                                (b as f32 + 0.5) / 256.0
+                            };
                             g.sh_rest.push((t - 0.5) * 8.0);
                         }
                     }
@@ -686,10 +808,19 @@ pub fn write(path: &Path, g: &Gaussians, encoding: Encoding) -> Result<(), Splat
     if g.attributes {
         names.extend(["f_dc_0", "f_dc_1", "f_dc_2"].map(String::from));
         names.extend((0..g.rest_len()).map(|i| format!("f_rest_{i}")));
-        names.extend(["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"].map(String::from));
+        names.extend(
+            [
+                "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
+            ]
+            .map(String::from),
+        );
     }
     names.extend(g.extra.iter().map(|(n, _)| n.clone()));
-    let mut out = format!("ply\nformat {} 1.0\nelement vertex {}\n", encoding.name(), g.len());
+    let mut out = format!(
+        "ply\nformat {} 1.0\nelement vertex {}\n",
+        encoding.name(),
+        g.len()
+    );
     for n in &names {
         out += &format!("property float {n}\n");
     }

@@ -2,7 +2,7 @@
 //! every format the crate reads (binary and ASCII PLY of both byte orders, `.splat`, `.spz`,
 //! `.npy`, `.off`, `.xyz`), with a `path,label,split` manifest.
 
-use crate::formats::{write_npy, write_spz, write_splat};
+use crate::formats::{write_npy, write_splat, write_spz};
 use crate::gaussians::{canonical_quat, Gaussians};
 use crate::ply::{self, Encoding};
 use crate::SplatError;
@@ -26,7 +26,7 @@ pub fn shape(class: &str, n: usize, sh: bool, rng: &mut Rng) -> Gaussians {
             "cube" => {
                 let face = (u() * 6.0) as usize % 6;
                 let (a, b) = (2.0 * u() - 1.0, 2.0 * u() - 1.0);
-                let s = if face % 2 == 0 { 0.8 } else { -0.8 };
+                let s = if face.is_multiple_of(2) { 0.8 } else { -0.8 };
                 match face / 2 {
                     0 => [s, 0.8 * a, 0.8 * b],
                     1 => [0.8 * a, s, 0.8 * b],
@@ -54,7 +54,8 @@ pub fn shape(class: &str, n: usize, sh: bool, rng: &mut Rng) -> Gaussians {
     let base: [f32; 3] = std::array::from_fn(|_| rng.normal() as f32);
     for i in 0..n {
         g.log_scale[i] = std::array::from_fn(|_| (0.03 * size).ln() + 0.3 * rng.normal() as f32);
-        g.rot[i] = canonical_quat(std::array::from_fn(|_| rng.normal() as f32)).unwrap_or([1.0, 0.0, 0.0, 0.0]);
+        g.rot[i] = canonical_quat(std::array::from_fn(|_| rng.normal() as f32))
+            .unwrap_or([1.0, 0.0, 0.0, 0.0]);
         g.opacity[i] = 0.3 + 0.7 * rng.uniform() as f32;
         g.dc[i] = std::array::from_fn(|k| base[k] + 0.2 * rng.normal() as f32);
     }
@@ -97,12 +98,16 @@ pub fn write_dataset(dir: &Path, seed: u64) -> Result<PathBuf, SplatError> {
                 5 => write_npy(&p, &g.pos)?,
                 6 => {
                     let mut s = format!("OFF\n{} 0 0\n", g.len());
-                    g.pos.iter().for_each(|q| s += &format!("{} {} {}\n", q[0], q[1], q[2]));
+                    g.pos
+                        .iter()
+                        .for_each(|q| s += &format!("{} {} {}\n", q[0], q[1], q[2]));
                     std::fs::write(&p, s).map_err(SplatError::io(&p))?
                 }
                 _ => {
                     let mut s = String::from("x y z\n");
-                    g.pos.iter().for_each(|q| s += &format!("{} {} {}\n", q[0], q[1], q[2]));
+                    g.pos
+                        .iter()
+                        .for_each(|q| s += &format!("{} {} {}\n", q[0], q[1], q[2]));
                     std::fs::write(&p, s).map_err(SplatError::io(&p))?
                 }
             }

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-use tessera_splat::formats::{read_npy, read_spz, read_splat, write_npy, write_spz, write_splat};
+use tessera_splat::formats::{read_npy, read_splat, read_spz, write_npy, write_splat, write_spz};
 use tessera_splat::frontend::read_file;
 use tessera_splat::gaussians::{sigmoid, Gaussians, SH_C0};
 use tessera_splat::ply::{self, Encoding};
@@ -23,7 +23,10 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn close(a: f32, b: f64, tol: f64, what: &str) {
-    assert!((a as f64 - b).abs() <= tol * (1.0 + b.abs()), "{what}: {a} vs {b}");
+    assert!(
+        (a as f64 - b).abs() <= tol * (1.0 + b.abs()),
+        "{what}: {a} vs {b}"
+    );
 }
 
 fn err_of(r: Result<impl std::fmt::Debug, SplatError>) -> String {
@@ -34,11 +37,13 @@ fn err_of(r: Result<impl std::fmt::Debug, SplatError>) -> String {
 #[test]
 fn real_splats_match_plyfile() {
     let Some(root) = shared_data("splat") else {
-        assert!(!required("TESSERA_REQUIRE_DATA"), "../shared/data/splat missing");
+        assert!(
+            !required("TESSERA_REQUIRE_DATA"),
+            "../shared/data/splat missing"
+        );
         return;
     };
-    let golden: serde_json::Value =
-        serde_json::from_str(include_str!("golden.json")).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(include_str!("golden.json")).unwrap();
     for s in golden["splats"].as_array().unwrap() {
         let path = root.join(s["path"].as_str().unwrap());
         let (kind, g) = read_file(&path, 3, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
@@ -46,11 +51,23 @@ fn real_splats_match_plyfile() {
         assert_eq!(g.len() as u64, s["count"].as_u64().unwrap());
         assert_eq!(g.rest_len() as u64, s["sh_rest"].as_u64().unwrap());
         let extra: Vec<&str> = g.extra.iter().map(|(n, _)| n.as_str()).collect();
-        let want: Vec<&str> = s["extra"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let want: Vec<&str> = s["extra"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert_eq!(extra, want);
         for smp in s["samples"].as_array().unwrap() {
             let i = smp["index"].as_u64().unwrap() as usize;
-            let f = |k: &str| -> Vec<f64> { smp[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect() };
+            let f = |k: &str| -> Vec<f64> {
+                smp[k]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            };
             for a in 0..3 {
                 close(g.pos[i][a], f("pos")[a], 1e-12, "pos");
                 close(g.log_scale[i][a], f("log_scale")[a], 1e-12, "log_scale");
@@ -59,17 +76,32 @@ fn real_splats_match_plyfile() {
             for a in 0..4 {
                 close(g.rot[i][a], f("rot")[a], 1e-6, "rot");
             }
-            close(g.opacity[i], smp["opacity"].as_f64().unwrap(), 1e-6, "opacity");
+            close(
+                g.opacity[i],
+                smp["opacity"].as_f64().unwrap(),
+                1e-6,
+                "opacity",
+            );
             let rest = f("rest");
             for (k, v) in rest.iter().enumerate() {
                 close(g.sh_rest[i * rest.len() + k], *v, 1e-12, "f_rest");
             }
         }
         let sum: f64 = g.opacity.iter().map(|v| *v as f64).sum();
-        close(sum as f32, s["sum_opacity"].as_f64().unwrap(), 1e-5, "sum opacity");
+        close(
+            sum as f32,
+            s["sum_opacity"].as_f64().unwrap(),
+            1e-5,
+            "sum opacity",
+        );
         for a in 0..3 {
             let sp: f64 = g.pos.iter().map(|p| p[a] as f64).sum();
-            close(sp as f32, s["sum_pos"][a].as_f64().unwrap(), 1e-5, "sum pos");
+            close(
+                sp as f32,
+                s["sum_pos"][a].as_f64().unwrap(),
+                1e-5,
+                "sum pos",
+            );
         }
         // Fewer SH bands on request; the rest of the file is still checked.
         let (_, g0) = read_file(&path, 0, 1 << 30).unwrap();
@@ -84,7 +116,12 @@ fn real_splats_match_plyfile() {
     assert_eq!(g.len() as u64, m["shape"][1].as_u64().unwrap());
     for a in 0..3 {
         close(g.pos[0][a], m["first"][a].as_f64().unwrap(), 1e-12, "first");
-        close(g.pos[1023][a], m["last"][a].as_f64().unwrap(), 1e-12, "last");
+        close(
+            g.pos[1023][a],
+            m["last"][a].as_f64().unwrap(),
+            1e-12,
+            "last",
+        );
     }
     let tagged = PathBuf::from(format!("{}#index={i}", p.display()));
     assert_eq!(read_file(&tagged, 0, 1 << 20).unwrap().1.pos, g.pos);
@@ -110,7 +147,8 @@ fn same(a: &Gaussians, b: &Gaussians) {
 fn ply_round_trips_in_every_encoding() {
     let d = tmp("ply");
     let mut g = shape("torus", 300, true, &mut Rng::new(3));
-    g.extra.push(("segment".into(), (0..300).map(|i| (i % 7) as f32).collect()));
+    g.extra
+        .push(("segment".into(), (0..300).map(|i| (i % 7) as f32).collect()));
     for enc in [Encoding::BinaryLe, Encoding::BinaryBe, Encoding::Ascii] {
         let p = d.join(format!("{}.ply", enc.name()));
         ply::write(&p, &g, enc).unwrap();
@@ -164,11 +202,29 @@ fn write_compressed(path: &Path, g: &Gaussians) {
     let n = g.len();
     let chunks = n.div_ceil(256);
     let mut head = format!("ply\nformat binary_little_endian 1.0\nelement chunk {chunks}\n");
-    for p in ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z", "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z"] {
+    for p in [
+        "min_x",
+        "min_y",
+        "min_z",
+        "max_x",
+        "max_y",
+        "max_z",
+        "min_scale_x",
+        "min_scale_y",
+        "min_scale_z",
+        "max_scale_x",
+        "max_scale_y",
+        "max_scale_z",
+    ] {
         head += &format!("property float {p}\n");
     }
     head += &format!("element vertex {n}\n");
-    for p in ["packed_position", "packed_rotation", "packed_scale", "packed_color"] {
+    for p in [
+        "packed_position",
+        "packed_rotation",
+        "packed_scale",
+        "packed_color",
+    ] {
         head += &format!("property uint {p}\n");
     }
     head += &format!("element sh {n}\n");
@@ -177,7 +233,9 @@ fn write_compressed(path: &Path, g: &Gaussians) {
     }
     head += "end_header\n";
     let mut out = head.into_bytes();
-    let pack = |v: f32, bits: u32| ((v * ((1u32 << bits) - 1) as f32 + 0.5).floor() as u32).min((1 << bits) - 1);
+    let pack = |v: f32, bits: u32| {
+        ((v * ((1u32 << bits) - 1) as f32 + 0.5).floor() as u32).min((1 << bits) - 1)
+    };
     let mut ranges = Vec::new();
     for c in 0..chunks {
         let idx: Vec<usize> = (c * 256..((c + 1) * 256).min(n)).collect();
@@ -188,7 +246,13 @@ fn write_compressed(path: &Path, g: &Gaussians) {
         };
         let p: Vec<(f32, f32)> = (0..3).map(|a| mm(&|i| g.pos[i][a])).collect();
         let s: Vec<(f32, f32)> = (0..3).map(|a| mm(&|i| g.log_scale[i][a])).collect();
-        for v in p.iter().map(|x| x.0).chain(p.iter().map(|x| x.1)).chain(s.iter().map(|x| x.0)).chain(s.iter().map(|x| x.1)) {
+        for v in p
+            .iter()
+            .map(|x| x.0)
+            .chain(p.iter().map(|x| x.1))
+            .chain(s.iter().map(|x| x.0))
+            .chain(s.iter().map(|x| x.1))
+        {
             out.extend(v.to_le_bytes());
         }
         ranges.push((p, s));
@@ -196,9 +260,15 @@ fn write_compressed(path: &Path, g: &Gaussians) {
     let norm = |v: f32, (lo, hi): (f32, f32)| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 };
     for i in 0..n {
         let (p, s) = &ranges[i / 256];
-        let t = |v: [f32; 3], r: &Vec<(f32, f32)>| (pack(norm(v[0], r[0]), 11) << 21) | (pack(norm(v[1], r[1]), 10) << 11) | pack(norm(v[2], r[2]), 11);
+        let t = |v: [f32; 3], r: &Vec<(f32, f32)>| {
+            (pack(norm(v[0], r[0]), 11) << 21)
+                | (pack(norm(v[1], r[1]), 10) << 11)
+                | pack(norm(v[2], r[2]), 11)
+        };
         let mut q = g.rot[i];
-        let largest = (0..4).max_by(|&a, &b| q[a].abs().total_cmp(&q[b].abs())).unwrap();
+        let largest = (0..4)
+            .max_by(|&a, &b| q[a].abs().total_cmp(&q[b].abs()))
+            .unwrap();
         if q[largest] < 0.0 {
             q = q.map(|v| -v);
         }
@@ -221,6 +291,7 @@ fn write_compressed(path: &Path, g: &Gaussians) {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)]
 fn playcanvas_compressed_ply_decodes() {
     let d = tmp("compressed");
     let g = shape("sphere", 600, true, &mut Rng::new(5));
@@ -229,11 +300,22 @@ fn playcanvas_compressed_ply_decodes() {
     let (kind, c) = read_file(&p, 3, 1 << 20).unwrap();
     assert_eq!(kind, "ply-compressed");
     assert_eq!((c.len(), c.sh_degree), (600, 1));
-    let ext: Vec<f32> = (0..3).map(|a| g.pos.iter().map(|p| p[a]).fold(0.0f32, |m, v| m.max(v.abs()))).collect();
+    let ext: [f32; 3] = std::array::from_fn(|a| {
+        g.pos
+            .iter()
+            .map(|p| p[a])
+            .fold(0.0f32, |m, v| m.max(v.abs()))
+    });
     for i in 0..600 {
         for a in 0..3 {
-            assert!((c.pos[i][a] - g.pos[i][a]).abs() < 2.0 * ext[a] / 1023.0, "pos {i}");
-            assert!((c.log_scale[i][a] - g.log_scale[i][a]).abs() < 0.01, "scale {i}");
+            assert!(
+                (c.pos[i][a] - g.pos[i][a]).abs() < 2.0 * ext[a] / 1023.0,
+                "pos {i}"
+            );
+            assert!(
+                (c.log_scale[i][a] - g.log_scale[i][a]).abs() < 0.01,
+                "scale {i}"
+            );
             let rgb = (0.5 + SH_C0 * g.dc[i][a]).clamp(0.0, 1.0);
             assert!((c.rgb(i)[a] - rgb).abs() < 0.6 / 255.0, "colour {i}");
         }
@@ -253,11 +335,17 @@ fn point_sets_read_as_isotropic_gaussians() {
     // ModelNet's header glued to the counts.
     std::fs::write(&off, "OFF3 1 0\n0 0 0\n1 0 0\n0 1 0.5\n3 0 1 2\n").unwrap();
     let (_, g) = read_file(&off, 0, 100).unwrap();
-    assert_eq!(g.pos, vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]);
+    assert_eq!(
+        g.pos,
+        vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]
+    );
     assert!(!g.attributes && g.opacity == vec![1.0; 3]);
     let xyz = d.join("a.xyz");
     std::fs::write(&xyz, "x,y,z,intensity\n1,2,3,9\n# note\n4 5 6 9\n").unwrap();
-    assert_eq!(read_file(&xyz, 0, 100).unwrap().1.pos, vec![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+    assert_eq!(
+        read_file(&xyz, 0, 100).unwrap().1.pos,
+        vec![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    );
     let p = d.join("c.ply");
     std::fs::write(
         &p,
@@ -277,7 +365,10 @@ fn point_sets_read_as_isotropic_gaussians() {
         b.extend(i.to_le_bytes());
     }
     std::fs::write(&p, &b).unwrap();
-    assert_eq!(read_file(&p, 0, 100).unwrap().1.pos, vec![[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]);
+    assert_eq!(
+        read_file(&p, 0, 100).unwrap().1.pos,
+        vec![[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    );
 }
 
 #[test]
@@ -295,11 +386,29 @@ fn bad_files_are_refused_with_the_file_and_the_property() {
     small.extend([0u8; 36]);
     let e = err_of(read_file(&w("limit.ply", &small), 0, 2));
     assert!(e.contains("max_gaussians"), "{e}");
-    let e = err_of(read_file(&w("noend.ply", b"ply\nformat ascii 1.0\nelement vertex 1\n"), 0, 10));
+    let e = err_of(read_file(
+        &w("noend.ply", b"ply\nformat ascii 1.0\nelement vertex 1\n"),
+        0,
+        10,
+    ));
     assert!(e.contains("end_header"), "{e}");
-    let e = err_of(read_file(&w("fmt.ply", b"ply\nformat binary_middle_endian 1.0\nend_header\n"), 0, 10));
+    let e = err_of(read_file(
+        &w(
+            "fmt.ply",
+            b"ply\nformat binary_middle_endian 1.0\nend_header\n",
+        ),
+        0,
+        10,
+    ));
     assert!(e.contains("binary_middle_endian"), "{e}");
-    let e = err_of(read_file(&w("type.ply", b"ply\nformat ascii 1.0\nelement vertex 1\nproperty quad x\nend_header\n"), 0, 10));
+    let e = err_of(read_file(
+        &w(
+            "type.ply",
+            b"ply\nformat ascii 1.0\nelement vertex 1\nproperty quad x\nend_header\n",
+        ),
+        0,
+        10,
+    ));
     assert!(e.contains("quad"), "{e}");
     // the ASCII row that is not a number, and one that is short
     let e = err_of(read_file(&w("a.ply", b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\nend_header\n1 2 3\n4 five 6\n"), 0, 10));
@@ -316,7 +425,10 @@ fn bad_files_are_refused_with_the_file_and_the_property() {
     let p = d.join("nan.ply");
     ply::write(&p, &g, Encoding::BinaryLe).unwrap();
     let e = err_of(read_file(&p, 0, 10));
-    assert!(e.contains("nan.ply") && e.contains("Gaussian 2") && e.contains("position"), "{e}");
+    assert!(
+        e.contains("nan.ply") && e.contains("Gaussian 2") && e.contains("position"),
+        "{e}"
+    );
     let mut g = shape("sphere", 4, false, &mut Rng::new(1));
     g.rot[1] = [0.0; 4];
     let p = d.join("rot.ply");
@@ -416,7 +528,11 @@ fn views_group_the_whole_shape_deterministically() {
     let fe = SplatFrontend::new(&cfg).unwrap();
     let s = Modality::decode(&fe, &p).unwrap();
     // unit sphere: the farthest Gaussian at distance 1
-    let r = s.g.pos.iter().map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt()).fold(0.0, f32::max);
+    let r =
+        s.g.pos
+            .iter()
+            .map(|p| (p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt())
+            .fold(0.0, f32::max);
     assert!((r - 1.0).abs() < 1e-5);
     let a = fe.eval_view(&s).unwrap();
     let b = fe.eval_view(&s).unwrap();

@@ -31,17 +31,27 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let name = a.out.file_name().context("--out names no file")?.to_string_lossy().to_string();
+    let name = a
+        .out
+        .file_name()
+        .context("--out names no file")?
+        .to_string_lossy()
+        .to_string();
     let tmp = a.out.with_file_name(format!(".{name}.tmp"));
     let lossy = match ext.as_str() {
         "ply" => {
-            let enc = if a.ascii { ply::Encoding::Ascii } else { ply::Encoding::BinaryLe };
+            let enc = if a.ascii {
+                ply::Encoding::Ascii
+            } else {
+                ply::Encoding::BinaryLe
+            };
             ply::write(&tmp, &g, enc)?;
             None
         }
         "splat" => {
             formats::write_splat(&tmp, &g)?;
-            (g.sh_degree > 0 || !g.extra.is_empty()).then_some("SH bands beyond 0 and extra properties")
+            (g.sh_degree > 0 || !g.extra.is_empty())
+                .then_some("SH bands beyond 0 and extra properties")
         }
         "spz" => {
             formats::write_spz(&tmp, &g)?;
@@ -53,13 +63,19 @@ pub fn run(a: &ConvertArgs) -> Result<()> {
         }
         "xyz" => {
             let mut s = String::new();
-            g.pos.iter().for_each(|p| s += &format!("{} {} {}\n", p[0], p[1], p[2]));
+            g.pos
+                .iter()
+                .for_each(|p| s += &format!("{} {} {}\n", p[0], p[1], p[2]));
             std::fs::write(&tmp, s).with_context(|| format!("{}", tmp.display()))?;
             g.attributes.then_some("every attribute but positions")
         }
-        other => bail!("{}: unknown output format `{other}` (ply, splat, spz, npy, xyz)", a.out.display()),
+        other => bail!(
+            "{}: unknown output format `{other}` (ply, splat, spz, npy, xyz)",
+            a.out.display()
+        ),
     };
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("{}: rename into place", a.out.display()))?;
+    std::fs::rename(&tmp, &a.out)
+        .with_context(|| format!("{}: rename into place", a.out.display()))?;
     eprintln!(
         "{} ({format}, {} Gaussians, SH degree {}) → {}",
         a.data.display(),

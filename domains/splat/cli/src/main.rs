@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     #[command(flatten)]
-    Shared(Shared),
+    Shared(Box<Shared>),
     /// Convert splats and point sets between formats (PLY binary/ASCII, .splat, .spz,
     /// .npy, .xyz), by the output's extension.
     #[command(
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let app = app();
     let cli: Cli = app.parse();
     tessera_cli::report(match cli.cmd {
-        Cmd::Shared(s) => app.run(s),
+        Cmd::Shared(s) => app.run(*s),
         Cmd::Convert(args) => convert::run(&args),
     })
 }

@@ -22,14 +22,30 @@ fn converts_between_formats() {
         ascii,
         max_gaussians: 1 << 20,
     };
-    for (out, ascii) in [("a.ply", true), ("b.ply", false), ("c.splat", false), ("d.spz", false), ("e.npy", false), ("f.xyz", false)] {
+    for (out, ascii) in [
+        ("a.ply", true),
+        ("b.ply", false),
+        ("c.splat", false),
+        ("d.spz", false),
+        ("e.npy", false),
+        ("f.xyz", false),
+    ] {
         run(&args(&src, out, ascii)).unwrap();
         let (_, back) = read_file(&d.join(out), 3, 1 << 20).unwrap();
         assert_eq!(back.len(), 200, "{out}");
-        let tol = if out.ends_with(".spz") { 1.0 / 4096.0 } else if out.ends_with(".xyz") { 1e-5 } else { 0.0 };
+        let tol = if out.ends_with(".spz") {
+            1.0 / 4096.0
+        } else if out.ends_with(".xyz") {
+            1e-5
+        } else {
+            0.0
+        };
         for (a, b) in back.pos.iter().zip(&g.pos) {
             for k in 0..3 {
-                assert!((a[k] - b[k]).abs() <= tol * (1.0 + b[k].abs()), "{out}: {a:?} vs {b:?}");
+                assert!(
+                    (a[k] - b[k]).abs() <= tol * (1.0 + b[k].abs()),
+                    "{out}: {a:?} vs {b:?}"
+                );
             }
         }
         if out.ends_with(".ply") {
@@ -40,11 +56,17 @@ fn converts_between_formats() {
     }
     // .spz back to PLY keeps its SH band
     run(&args(&d.join("d.spz"), "g.ply", false)).unwrap();
-    assert_eq!(read_file(&d.join("g.ply"), 3, 1 << 20).unwrap().1.sh_degree, 1);
+    assert_eq!(
+        read_file(&d.join("g.ply"), 3, 1 << 20).unwrap().1.sh_degree,
+        1
+    );
     let e = run(&args(&src, "x.obj", false)).unwrap_err().to_string();
     assert!(e.contains("x.obj") && e.contains("obj"), "{e}");
     std::fs::write(d.join("bad.ply"), "ply\nformat ascii 1.0\n").unwrap();
-    let e = format!("{:#}", run(&args(&d.join("bad.ply"), "y.ply", false)).unwrap_err());
+    let e = format!(
+        "{:#}",
+        run(&args(&d.join("bad.ply"), "y.ply", false)).unwrap_err()
+    );
     assert!(e.contains("bad.ply"), "{e}");
     assert!(!d.join("y.ply").exists());
 }
