@@ -242,8 +242,11 @@ pub fn average_precision(y_true: &[bool], scores: &[f64]) -> f64 {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let (mut tp, mut fp) = (0usize, 0usize);
+    // Σ (new true positives × precision) / positives: whole counts times precisions, one
+    // division at the end, so an all-positive ranking gives exactly 1 (summing recall steps
+    // of 1/pos could round above 1).
     let mut ap = 0.0;
-    let mut prev_recall = 0.0;
+    let mut prev_tp = 0usize;
     let mut k = 0;
     while k < order.len() {
         let s = scores[order[k]];
@@ -255,13 +258,12 @@ pub fn average_precision(y_true: &[bool], scores: &[f64]) -> f64 {
             }
             k += 1;
         }
-        let recall = tp as f64 / pos as f64;
-        if recall > prev_recall {
-            ap += (recall - prev_recall) * tp as f64 / (tp + fp) as f64;
-            prev_recall = recall;
+        if tp > prev_tp {
+            ap += (tp - prev_tp) as f64 * tp as f64 / (tp + fp) as f64;
+            prev_tp = tp;
         }
     }
-    ap
+    (ap / pos as f64).min(1.0)
 }
 
 /// Area under the ROC curve of `scores [n]` for the binary truth `y_true [n]`, in
