@@ -4,7 +4,7 @@
 //! a time with `#index=i`). Every declared count is checked before it is allocated.
 
 use crate::gaussians::{canonical_quat, rest_per_channel, Gaussians, SH_C0};
-use crate::SplatError;
+use crate::{ply, SplatError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -528,34 +528,37 @@ fn npy_item(d: &str) -> Option<(char, usize, bool)> {
         .then_some((kind, size, big))
 }
 
+/// One `.npy` value: the eight types PLY shares through [`ply::Scalar`], plus float16 and
+/// 64-bit integers.
 fn npy_value(kind: char, size: usize, big: bool, b: &[u8]) -> f32 {
-    macro_rules! g {
-        ($t:ty, $n:expr) => {{
-            let a: [u8; $n] = b[..$n].try_into().unwrap();
-            (if big {
-                <$t>::from_be_bytes(a)
-            } else {
-                <$t>::from_le_bytes(a)
-            }) as f32
-        }};
-    }
-    match (kind, size) {
-        ('f', 2) => half_to_f32(if big {
-            u16::from_be_bytes([b[0], b[1]])
+    use ply::Scalar::*;
+    let word = |n: usize| -> [u8; 8] {
+        let mut a = [0u8; 8];
+        if big {
+            a[8 - n..].copy_from_slice(&b[..n]);
+            a.reverse();
         } else {
-            u16::from_le_bytes([b[0], b[1]])
-        }),
-        ('f', 4) => g!(f32, 4),
-        ('f', 8) => g!(f64, 8),
-        ('i', 1) => b[0] as i8 as f32,
-        ('u', 1) => b[0] as f32,
-        ('i', 2) => g!(i16, 2),
-        ('u', 2) => g!(u16, 2),
-        ('i', 4) => g!(i32, 4),
-        ('u', 4) => g!(u32, 4),
-        ('i', 8) => g!(i64, 8),
-        _ => g!(u64, 8),
-    }
+            a[..n].copy_from_slice(&b[..n]);
+        }
+        a
+    };
+    let scalar = match (kind, size) {
+        ('f', 2) => {
+            let w = word(2);
+            return half_to_f32(u16::from_le_bytes([w[0], w[1]]));
+        }
+        ('i', 8) => return i64::from_le_bytes(word(8)) as f32,
+        ('u', 8) => return u64::from_le_bytes(word(8)) as f32,
+        ('f', 4) => F32,
+        ('f', 8) => F64,
+        ('i', 1) => I8,
+        ('u', 1) => U8,
+        ('i', 2) => I16,
+        ('u', 2) => U16,
+        ('i', 4) => I32,
+        _ => U32,
+    };
+    scalar.decode(b, big) as f32
 }
 
 /// A NumPy point set `[N, C ≥ 3]`, or cloud `index` of a stack `[M, N, C ≥ 3]` (only that

@@ -120,6 +120,8 @@ pub struct SplatSample {
 /// The splat front end.
 pub struct SplatFrontend {
     cfg: SplatConfig,
+    /// Values per member (`feature_names(cfg).len()`), fixed by the configuration.
+    width: usize,
 }
 
 /// File formats by extension, or by the first bytes for PLY/.spz written under other names.
@@ -278,7 +280,10 @@ impl SplatFrontend {
                 ));
             }
         }
-        Ok(Self { cfg: cfg.clone() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            width: feature_names(cfg).len(),
+        })
     }
 
     pub fn config(&self) -> &SplatConfig {
@@ -287,7 +292,7 @@ impl SplatFrontend {
 
     /// Values per member.
     pub fn width(&self) -> usize {
-        feature_names(&self.cfg).len()
+        self.width
     }
 
     pub fn token_spec(&self) -> TokenSpec {

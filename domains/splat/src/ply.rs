@@ -63,7 +63,7 @@ impl Scalar {
     }
     /// Decodes one value from the front of `b` (at least `size()` bytes).
     #[inline]
-    fn decode(self, b: &[u8], big: bool) -> f64 {
+    pub(crate) fn decode(self, b: &[u8], big: bool) -> f64 {
         macro_rules! get {
             ($t:ty, $n:expr) => {{
                 let a: [u8; $n] = b[..$n].try_into().unwrap();
@@ -439,9 +439,9 @@ pub fn read(path: &Path, max_sh: u8, max_count: u64) -> Result<(Header, Gaussian
         pending: Default::default(),
     };
     let g = if vertex.index("packed_position").is_some() {
-        read_compressed(path, &header, &mut body, max_sh)?
+        read_compressed(path, &header, vertex, &mut body, max_sh)?
     } else {
-        read_plain(path, &header, &mut body, max_sh)?
+        read_plain(path, &header, vertex, &mut body, max_sh)?
     };
     g.validate(path)?;
     Ok((header, g))
@@ -456,10 +456,10 @@ fn col(el: &Element, name: &str) -> Option<usize> {
 fn read_plain<R: BufRead + Seek>(
     path: &Path,
     header: &Header,
+    v: &Element,
     body: &mut Body<R>,
     max_sh: u8,
 ) -> Result<Gaussians, SplatError> {
-    let v = header.element("vertex").unwrap();
     let need = |name: &str| {
         col(v, name).ok_or_else(|| {
             SplatError::format(path, format!("vertex has no scalar property `{name}`"))
@@ -625,11 +625,11 @@ fn read_plain<R: BufRead + Seek>(
 fn read_compressed<R: BufRead + Seek>(
     path: &Path,
     header: &Header,
+    v: &Element,
     body: &mut Body<R>,
     max_sh: u8,
 ) -> Result<Gaussians, SplatError> {
     let fmt = |m: String| SplatError::format(path, m);
-    let v = header.element("vertex").unwrap();
     let chunk = header.element("chunk").ok_or_else(|| {
         fmt("compressed PLY (`packed_position`) without a `chunk` element".into())
     })?;
