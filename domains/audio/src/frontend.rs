@@ -4,10 +4,10 @@
 //! ort-only runtime, so normalisation cannot silently differ between them.
 
 use crate::augment::AugmentConfig;
+use crate::codec::read_audio;
 use crate::features::{FeatureConfig, Featurizer, Spectrogram};
 use crate::resample::Resampler;
 use crate::tokenizer::{PatchConfig, SpectrogramTokenizer};
-use crate::wav::read_wav;
 use crate::AudioError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -88,9 +88,9 @@ impl AudioFrontend {
             .grid(self.cfg.features.n_bins(), self.target_frames()?))
     }
 
-    /// Decodes a WAV file to mono at the model's sample rate.
+    /// Decodes an audio file (WAV, FLAC, MP3, ...) to mono at the model's sample rate.
     pub fn load(&self, path: &Path) -> Result<Vec<f32>, AudioError> {
-        let audio = read_wav(path)?;
+        let audio = read_audio(path)?;
         let mono = audio.to_mono();
         if audio.sample_rate_hz == self.sample_rate_hz() {
             return Ok(mono);

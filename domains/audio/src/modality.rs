@@ -20,7 +20,11 @@ fn row(fields: &[(&str, String)]) -> InfoRow {
 
 impl Modality for AudioFrontend {
     const NAME: &'static str = "audio";
-    const EXTENSIONS: &'static [&'static str] = &["wav", "wave"];
+    /// WAV (own reader) and the formats symphonia decodes (see [`crate::codec`]).
+    const EXTENSIONS: &'static [&'static str] = &[
+        "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "alac", "aif", "aiff",
+        "aifc", "caf", "mka", "webm",
+    ];
     type Config = AudioFrontendConfig;
     type Sample = Spectrogram;
     type Stats = RunningStats;
@@ -98,7 +102,7 @@ impl Modality for AudioFrontend {
     }
 
     fn inspect(&self, path: &Path) -> Result<InfoRow, AudioError> {
-        let info = crate::wav::inspect_wav(path)?;
+        let info = crate::codec::inspect_audio(path)?;
         let resampled = (info.frames as f64 * self.sample_rate_hz() as f64
             / info.sample_rate_hz.max(1) as f64)
             .ceil() as usize;

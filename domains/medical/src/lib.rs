@@ -11,18 +11,23 @@
 //! (still empty) `cli` feature is reserved for the `tessera-medical` binary.
 
 pub mod error;
+pub mod formats;
 pub mod frontend;
 pub mod inspect;
+pub mod metaimage;
 pub mod modality;
 pub mod nifti;
 pub mod normalize;
+pub mod nrrd;
 pub mod orient;
 pub mod resample;
 pub mod synth;
 pub mod tokenizer;
 pub mod volume;
+pub mod write;
 
 pub use error::MedicalError;
+pub use formats::{read_labels, read_volume, Format};
 pub use frontend::{Intensity, MedicalFrontend, MedicalFrontendConfig};
-pub use nifti::{read_header, read_labels, read_volume};
-pub use volume::{check_same_grid, LabelMap, Volume, Warning};
+pub use nifti::read_header;
+pub use volume::{check_same_grid, LabelMap, Provenance, Volume, Warning};

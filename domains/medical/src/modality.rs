@@ -9,7 +9,9 @@ use crate::nifti::read_header;
 use crate::orient::{axcodes, voxel_sizes, world_from_voxel};
 use crate::synth::write_dataset;
 use crate::tokenizer::{crop_block, Block};
-use crate::{read_labels, MedicalError, MedicalFrontend, MedicalFrontendConfig};
+use crate::{
+    read_labels, read_volume, Format, MedicalError, MedicalFrontend, MedicalFrontendConfig, Volume,
+};
 use std::path::{Path, PathBuf};
 use tessera_tokens::grid::{AxisCoords, GridAxis, GridFront};
 use tessera_tokens::{GridInput, InfoRow, Modality, Rng, SampleTokens, TokenSpec};
@@ -26,6 +28,40 @@ pub fn random_origin(dims: [usize; 3], crop: [usize; 3], rng: &mut Rng) -> [isiz
     })
 }
 
+fn affine_text(affine: &[[f64; 4]; 4]) -> String {
+    let rows: Vec<String> = affine
+        .iter()
+        .take(3)
+        .map(|r| format!("[{:.4} {:.4} {:.4} {:.4}]", r[0], r[1], r[2], r[3]))
+        .collect();
+    rows.join(" ")
+}
+
+/// The `inspect` row of a read volume (formats other than NIfTI, whose row comes from the
+/// header alone).
+fn volume_row(v: &Volume) -> Result<InfoRow, MedicalError> {
+    let s = v.spacing_mm;
+    let mut row: InfoRow = vec![
+        ("file".into(), v.path().display().to_string()),
+        ("format".into(), v.source.format.clone()),
+        ("dims".into(), v.dims.map(|d| d.to_string()).join("x")),
+        ("channels".into(), v.channels.to_string()),
+        ("datatype".into(), v.source.datatype.name().to_string()),
+        ("sx_mm".into(), format!("{:.4}", s[0])),
+        ("sy_mm".into(), format!("{:.4}", s[1])),
+        ("sz_mm".into(), format!("{:.4}", s[2])),
+        (
+            "orientation".into(),
+            axcodes(&v.world_from_voxel).unwrap_or_else(|e| format!("undefined ({e})")),
+        ),
+        ("affine".into(), affine_text(&v.world_from_voxel)),
+    ];
+    for w in &v.warnings {
+        row.push(("warning".into(), w.to_string()));
+    }
+    Ok(row)
+}
+
 fn sub_block(b: &Block, origin: [isize; 3], size: [usize; 3]) -> Block {
     crop_block(&b.data, b.channels, b.dims, b.spacing_mm, origin, size, 0.0)
 }
@@ -40,8 +76,11 @@ impl MedicalFrontend {
 
 impl Modality for MedicalFrontend {
     const NAME: &'static str = "medical";
-    /// NIfTI: single files, gzipped or not, and `.hdr` of a pair (its `.img` is found from it).
-    const EXTENSIONS: &'static [&'static str] = &["nii", "nii.gz", "hdr", "hdr.gz"];
+    /// NIfTI (single files, gzipped or not, and `.hdr` of a pair: its `.img` is found from
+    /// it), NRRD (`.nrrd`, detached `.nhdr`) and MetaImage (`.mha`, `.mhd`).
+    const EXTENSIONS: &'static [&'static str] = &[
+        "nii", "nii.gz", "hdr", "hdr.gz", "nrrd", "nhdr", "mha", "mhd",
+    ];
     type Config = MedicalFrontendConfig;
     /// The prepared volume (RAS+, the card's spacing, normalised).
     type Sample = Block;
@@ -105,6 +144,9 @@ impl Modality for MedicalFrontend {
     }
 
     fn inspect(&self, path: &Path) -> Result<InfoRow, MedicalError> {
+        if Format::detect(path)? != Format::Nifti {
+            return volume_row(&read_volume(path)?);
+        }
         // The header summary checks the whole file (declared data against the file, gzip
         // integrity) before anything is printed.
         inspect(path)?;
@@ -118,11 +160,6 @@ impl Modality for MedicalFrontend {
             (false, true) => "qform",
             _ => "pixdim",
         };
-        let affine_text: Vec<String> = affine
-            .iter()
-            .take(3)
-            .map(|r| format!("[{:.4} {:.4} {:.4} {:.4}]", r[0], r[1], r[2], r[3]))
-            .collect();
         let mut row: InfoRow = vec![
             ("file".into(), path.display().to_string()),
             ("format".into(), h.format.to_string()),
@@ -150,7 +187,7 @@ impl Modality for MedicalFrontend {
                 axcodes(&affine).unwrap_or_else(|e| format!("undefined ({e})")),
             ),
             ("affine_from".into(), source.into()),
-            ("affine".into(), affine_text.join(" ")),
+            ("affine".into(), affine_text(&affine)),
         ];
         if let Some(w) = warning {
             row.push(("warning".into(), w.to_string()));

@@ -38,7 +38,7 @@
 //! decoded straight into the f32 output on all cores (see ARCHITECTURE.md).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -46,7 +46,7 @@ use rayon::prelude::*;
 
 use crate::error::MedicalError;
 use crate::orient;
-use crate::volume::{LabelMap, Volume, Warning};
+use crate::volume::{LabelMap, Provenance, Volume, Warning};
 
 /// Deflate cannot compress better than about 1032:1.
 const MAX_DEFLATE_RATIO: u64 = 1032;
@@ -284,6 +284,68 @@ impl NiftiHeader {
             .then_some((self.scl_slope, self.scl_inter))
             .filter(|&(s, i)| !(s == 1.0 && i == 0.0))
     }
+
+    /// What the voxel decoder needs from this header.
+    pub(crate) fn layout(&self) -> RawLayout {
+        RawLayout {
+            path: self.data_path.clone(),
+            offset: self.vox_offset,
+            shape: self.dim[1..=self.dim[0] as usize]
+                .iter()
+                .map(|&d| d as usize)
+                .collect(),
+            datatype: self.datatype,
+            big_endian: self.format.big_endian,
+            scale: self.scaling(),
+        }
+    }
+}
+
+/// Where raw voxels lie and how they are stored: all the shared decoder needs from a
+/// header of any format (NIfTI, NRRD, MetaImage).
+#[derive(Debug, Clone)]
+pub(crate) struct RawLayout {
+    /// The file holding the voxels.
+    pub path: PathBuf,
+    /// Bytes before the voxels: in the file, or in the inflated stream.
+    pub offset: u64,
+    /// The declared shape, fastest axis first (messages only).
+    pub shape: Vec<usize>,
+    pub datatype: Datatype,
+    pub big_endian: bool,
+    /// `(slope, intercept)` applied in f64.
+    pub scale: Option<(f64, f64)>,
+}
+
+impl RawLayout {
+    pub fn n_voxels(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn data_bytes(&self) -> u64 {
+        self.n_voxels() as u64 * self.datatype.size() as u64
+    }
+}
+
+/// How a data stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    None,
+    Gzip,
+    Zlib,
+}
+
+/// Read the voxels `layout` describes. Uncompressed voxels lie at `layout.offset` in the
+/// file; a compressed stream starts at byte `stream_start` of the file and `layout.offset`
+/// bytes of its inflated data are skipped. The size checks and the parallel conversion are
+/// those of the NIfTI reader.
+pub(crate) fn read_layout(
+    layout: &RawLayout,
+    stream_start: u64,
+    compression: Compression,
+) -> Result<(Vec<f32>, usize), MedicalError> {
+    let mut src = Source::open_as(&layout.path, stream_start, compression)?;
+    read_data(&mut src, 0, layout)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -370,7 +432,7 @@ fn check_data(
     consumed: u64,
     header: NiftiHeader,
 ) -> Result<FileCheck, MedicalError> {
-    let h = &header;
+    let h = &header.layout();
     let (present_bytes, file_bytes) = match src {
         Source::Plain(access) => {
             if !fits(h, access.len()) {
@@ -381,43 +443,44 @@ fn check_data(
         Source::Gz {
             dec,
             compressed_len,
+            kind,
         } => {
             let total = match count_to_end(dec) {
                 Ok(n) => consumed + n,
                 Err((n, e)) => {
                     let at = consumed + n;
-                    let what = if at < h.vox_offset {
+                    let what = if at < h.offset {
                         "header extensions"
-                    } else if at - h.vox_offset < h.data_bytes() {
+                    } else if at - h.offset < h.data_bytes() {
                         "voxel data"
                     } else {
                         "end of the stream"
                     };
                     return Err(match e.kind() {
                         std::io::ErrorKind::UnexpectedEof => MedicalError::Truncated {
-                            path: h.data_path.clone(),
+                            path: h.path.clone(),
                             reason: format!(
-                                "the gzip stream ends early, inside the {what}, after {at} \
+                                "the {kind} stream ends early, inside the {what}, after {at} \
                                  inflated bytes; {} at offset {}",
                                 declared_text(h),
-                                h.vox_offset
+                                h.offset
                             ),
                         },
-                        _ => gz_err(&h.data_path, e, what),
+                        _ => gz_err(&h.path, e, what),
                     });
                 }
             };
-            if total < h.vox_offset {
-                return Err(stream_before_offset(h, total));
+            if total < h.offset {
+                return Err(stream_before_offset(h, total, kind));
             }
-            if total - h.vox_offset < h.data_bytes() {
-                return Err(short_stream(h, total - h.vox_offset));
+            if total - h.offset < h.data_bytes() {
+                return Err(short_stream(h, total - h.offset, kind));
             }
             (total, *compressed_len)
         }
     };
     Ok(FileCheck {
-        data_offset: h.vox_offset,
+        data_offset: h.offset,
         declared_bytes: h.data_bytes(),
         present_bytes,
         file_bytes,
@@ -449,11 +512,11 @@ pub fn read_volume(path: &Path) -> Result<Volume, MedicalError> {
     let mut src = Source::open(&loc.header)?;
     let (mut h, consumed) = read_header_from(&mut src, &loc)?;
     let (data, non_finite) = match &loc.data {
-        None => read_data(&mut src, consumed, &h)?,
+        None => read_data(&mut src, consumed, &h.layout())?,
         Some(img) => {
             let mut img = Source::open(img)?;
             h.format.data_gz = img.is_gz();
-            read_data(&mut img, 0, &h)?
+            read_data(&mut img, 0, &h.layout())?
         }
     };
     build_volume(h, data, non_finite)
@@ -468,7 +531,7 @@ pub fn read_volume_bytes(bytes: &[u8], path_for_errors: &Path) -> Result<Volume,
     };
     let mut src = Source::from_bytes(bytes);
     let (h, consumed) = read_header_from(&mut src, &loc)?;
-    let (data, non_finite) = read_data(&mut src, consumed, &h)?;
+    let (data, non_finite) = read_data(&mut src, consumed, &h.layout())?;
     build_volume(h, data, non_finite)
 }
 
@@ -485,7 +548,7 @@ pub fn read_pair_bytes(
     let (mut h, _) = read_header_from(&mut Source::from_bytes(hdr), &loc)?;
     let mut img = Source::from_bytes(img);
     h.format.data_gz = img.is_gz();
-    let (data, non_finite) = read_data(&mut img, 0, &h)?;
+    let (data, non_finite) = read_data(&mut img, 0, &h.layout())?;
     build_volume(h, data, non_finite)
 }
 
@@ -506,7 +569,7 @@ pub fn labels_from_volume(v: Volume) -> Result<LabelMap, MedicalError> {
         let [nx, ny, nz] = v.dims;
         let (x, y, z, c) = (i % nx, i / nx % ny, i / (nx * ny) % nz, i / (nx * ny * nz));
         return Err(MedicalError::NotLabels {
-            path: v.header.path.clone(),
+            path: v.source.path.clone(),
             reason: format!(
                 "voxel (x={x}, y={y}, z={z}, channel={c}) is {}, expected an integer in 0..=65535",
                 v.data[i]
@@ -520,7 +583,7 @@ pub fn labels_from_volume(v: Volume) -> Result<LabelMap, MedicalError> {
         channels: v.channels,
         spacing_mm: v.spacing_mm,
         world_from_voxel: v.world_from_voxel,
-        header: v.header,
+        source: v.source,
         warnings: v.warnings,
     })
 }
@@ -538,7 +601,12 @@ fn build_volume(h: NiftiHeader, data: Vec<f32>, non_finite: usize) -> Result<Vol
         channels: h.channels(),
         spacing_mm,
         world_from_voxel,
-        header: h,
+        source: Provenance {
+            path: h.path.clone(),
+            format: h.format.to_string(),
+            datatype: h.datatype,
+            scaling: h.scaling(),
+        },
         warnings,
     })
 }
@@ -663,8 +731,10 @@ impl RandomAccess for FileAccess {
 enum Source<'a> {
     Plain(Box<dyn RandomAccess + 'a>),
     Gz {
-        dec: Box<MultiGzDecoder<Box<dyn BufRead + Send + 'a>>>,
+        dec: Box<dyn Read + Send + 'a>,
         compressed_len: u64,
+        /// `"gzip"` or `"zlib"`, for messages.
+        kind: &'static str,
     },
 }
 
@@ -676,15 +746,28 @@ impl<'a> Source<'a> {
     fn from_bytes(bytes: &'a [u8]) -> Self {
         if is_gzip(bytes) {
             Source::Gz {
-                dec: Box::new(MultiGzDecoder::new(Box::new(bytes))),
+                dec: Box::new(MultiGzDecoder::new(bytes)),
                 compressed_len: bytes.len() as u64,
+                kind: "gzip",
             }
         } else {
             Source::Plain(Box::new(bytes))
         }
     }
 
+    /// Open a file, detecting gzip from its magic bytes.
     fn open(path: &Path) -> Result<Source<'static>, MedicalError> {
+        Self::open_as(path, 0, Compression::None)
+    }
+
+    /// Open a file whose data starts at byte `start`: a gzip stream there (found by its
+    /// magic bytes whatever `compression` says), a zlib stream when `compression` is
+    /// [`Compression::Zlib`], otherwise positioned reads of the whole file.
+    fn open_as(
+        path: &Path,
+        start: u64,
+        compression: Compression,
+    ) -> Result<Source<'static>, MedicalError> {
         let io = |source| MedicalError::Io {
             path: path.to_path_buf(),
             source,
@@ -693,16 +776,39 @@ impl<'a> Source<'a> {
         let len = file.metadata().map_err(io)?.len();
         let access = FileAccess { file, len };
         let mut magic = [0u8; 2];
-        if len >= 2 && access.read_at(0, &mut magic).is_ok() && is_gzip(&magic) {
-            // FileAccess reads are positioned, so the file cursor is still at 0.
-            let reader = BufReader::with_capacity(1 << 16, access.file);
-            Ok(Source::Gz {
-                dec: Box::new(MultiGzDecoder::new(Box::new(reader))),
-                compressed_len: len,
-            })
-        } else {
-            Ok(Source::Plain(Box::new(access)))
+        let gzip = len >= start.saturating_add(2)
+            && access.read_at(start, &mut magic).is_ok()
+            && is_gzip(&magic);
+        if !gzip && compression != Compression::Zlib {
+            if compression == Compression::Gzip {
+                return Err(MedicalError::Gzip {
+                    path: path.to_path_buf(),
+                    what: "voxel data",
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("no gzip magic bytes (1f 8b) at byte {start}"),
+                    ),
+                });
+            }
+            return Ok(Source::Plain(Box::new(access)));
         }
+        let mut file = access.file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start)).map_err(io)?;
+        let reader = BufReader::with_capacity(1 << 16, file);
+        let compressed_len = len.saturating_sub(start);
+        Ok(if gzip {
+            Source::Gz {
+                dec: Box::new(MultiGzDecoder::new(reader)),
+                compressed_len,
+                kind: "gzip",
+            }
+        } else {
+            Source::Gz {
+                dec: Box::new(flate2::bufread::ZlibDecoder::new(reader)),
+                compressed_len,
+                kind: "zlib",
+            }
+        })
     }
 
     fn is_gz(&self) -> bool {
@@ -1045,16 +1151,16 @@ fn parse_header(b: &[u8], loc: &Location, gz: bool) -> Result<NiftiHeader, Medic
 fn read_data(
     src: &mut Source,
     consumed: u64,
-    h: &NiftiHeader,
+    h: &RawLayout,
 ) -> Result<(Vec<f32>, usize), MedicalError> {
-    let path = &h.data_path;
+    let path = &h.path;
     let n = h.n_voxels();
     let size = h.datatype.size();
     let nbytes = h.data_bytes();
     let convert = Converter {
         dt: h.datatype,
-        be: h.format.big_endian,
-        scale: h.scaling(),
+        be: h.big_endian,
+        scale: h.scale,
     };
     match src {
         Source::Plain(access) => {
@@ -1067,7 +1173,7 @@ fn read_data(
                 .enumerate()
                 .map_init(Vec::new, |buf, (i, o)| {
                     buf.resize(o.len() * size, 0);
-                    let off = h.vox_offset + (i * BLOCK_VOXELS * size) as u64;
+                    let off = h.offset + (i * BLOCK_VOXELS * size) as u64;
                     access.read_at(off, buf)?;
                     Ok(convert.run(buf, o))
                 })
@@ -1081,14 +1187,16 @@ fn read_data(
         Source::Gz {
             dec,
             compressed_len,
+            kind,
         } => {
+            let kind = *kind;
             let what = "voxel data";
             // Skip extensions up to vox_offset.
-            let skip = h.vox_offset.saturating_sub(consumed);
+            let skip = h.offset.saturating_sub(consumed);
             let skipped = std::io::copy(&mut dec.by_ref().take(skip), &mut std::io::sink())
                 .map_err(|e| gz_err(path, e, "header extensions"))?;
             if skipped < skip {
-                return Err(stream_before_offset(h, consumed + skipped));
+                return Err(stream_before_offset(h, consumed + skipped, kind));
             }
             // Deflate cannot expand beyond ~1032:1, so a claim past that is refused before
             // anything is allocated or decoded.
@@ -1099,7 +1207,7 @@ fn read_data(
                 return Err(MedicalError::Truncated {
                     path: path.clone(),
                     reason: format!(
-                        "the header declares {} {} voxels ({nbytes} bytes), more than a {compressed_len}-byte gzip stream can hold",
+                        "the header declares {} {} voxels ({nbytes} bytes), more than a {compressed_len}-byte {kind} stream can hold",
                         shape_text(h),
                         h.datatype.name(),
                     ),
@@ -1116,7 +1224,7 @@ fn read_data(
             let mut non_finite = 0;
             for o in out.chunks_mut(GZ_CHUNK_VOXELS) {
                 if ready.len() < o.len() * size {
-                    return Err(short_stream(h, got));
+                    return Err(short_stream(h, got, kind));
                 }
                 let (count, next) = rayon::join(
                     || convert.run(&ready, o),
@@ -1133,7 +1241,7 @@ fn read_data(
                 match dec.read(&mut tail) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e) => return Err(gz_err(path, e, "gzip trailer")),
+                    Err(e) => return Err(gz_err(path, e, "stream trailer")),
                 }
             }
             Ok((out, non_finite))
@@ -1167,15 +1275,15 @@ fn fill(r: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> std::io::Result<u64
     r.take(len as u64).read_to_end(buf).map(|n| n as u64)
 }
 
-/// `vox_offset` plus the declared voxel bytes fit in `len` bytes.
-fn fits(h: &NiftiHeader, len: u64) -> bool {
-    h.vox_offset
+/// The voxel offset plus the declared voxel bytes fit in `len` bytes.
+fn fits(h: &RawLayout, len: u64) -> bool {
+    h.offset
         .checked_add(h.data_bytes())
         .is_some_and(|end| end <= len)
 }
 
 /// "the header declares 5x4x3 int16 voxels (120 bytes)".
-fn declared_text(h: &NiftiHeader) -> String {
+fn declared_text(h: &RawLayout) -> String {
     format!(
         "the header declares {} {} voxels ({} bytes)",
         shape_text(h),
@@ -1184,47 +1292,44 @@ fn declared_text(h: &NiftiHeader) -> String {
     )
 }
 
-/// An uncompressed data file shorter than `vox_offset` + the declared voxel bytes.
-fn short_file(h: &NiftiHeader, file_len: u64) -> MedicalError {
-    let needed = u128::from(h.vox_offset) + u128::from(h.data_bytes());
+/// An uncompressed data file shorter than the voxel offset + the declared voxel bytes.
+fn short_file(h: &RawLayout, file_len: u64) -> MedicalError {
+    let needed = u128::from(h.offset) + u128::from(h.data_bytes());
     MedicalError::Truncated {
-        path: h.data_path.clone(),
+        path: h.path.clone(),
         reason: format!(
             "{} at offset {}, but the file holds {file_len} bytes ({needed} needed)",
             declared_text(h),
-            h.vox_offset,
+            h.offset,
         ),
     }
 }
 
-/// A complete gzip stream that holds only `voxel_bytes` bytes after `vox_offset`.
-fn short_stream(h: &NiftiHeader, voxel_bytes: u64) -> MedicalError {
+/// A complete compressed stream that holds only `voxel_bytes` bytes after the offset.
+fn short_stream(h: &RawLayout, voxel_bytes: u64, kind: &str) -> MedicalError {
     MedicalError::Truncated {
-        path: h.data_path.clone(),
+        path: h.path.clone(),
         reason: format!(
-            "{} at offset {}, but the gzip stream holds only {voxel_bytes} bytes of voxel data",
+            "{} at offset {}, but the {kind} stream holds only {voxel_bytes} bytes of voxel data",
             declared_text(h),
-            h.vox_offset,
+            h.offset,
         ),
     }
 }
 
-/// A gzip stream that ends (after `at` inflated bytes) before `vox_offset`.
-fn stream_before_offset(h: &NiftiHeader, at: u64) -> MedicalError {
+/// A compressed stream that ends (after `at` inflated bytes) before the voxel offset.
+fn stream_before_offset(h: &RawLayout, at: u64, kind: &str) -> MedicalError {
     MedicalError::Truncated {
-        path: h.data_path.clone(),
+        path: h.path.clone(),
         reason: format!(
-            "gzip stream ends at byte {at} before vox_offset {}",
-            h.vox_offset
+            "{kind} stream ends at byte {at} before the voxel offset {}",
+            h.offset
         ),
     }
 }
 
-fn shape_text(h: &NiftiHeader) -> String {
-    let d: Vec<String> = h.dim[1..=h.dim[0] as usize]
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
+fn shape_text(h: &RawLayout) -> String {
+    let d: Vec<String> = h.shape.iter().map(|d| d.to_string()).collect();
     d.join("x")
 }
 

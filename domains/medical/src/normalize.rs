@@ -270,7 +270,7 @@ pub fn crop<T: Copy>(v: &Volume<T>, bx: &CropBox) -> Result<Volume<T>, MedicalEr
         channels: v.channels,
         spacing_mm: v.spacing_mm,
         world_from_voxel: a,
-        header: v.header.clone(),
+        source: v.source.clone(),
         warnings: v.warnings.clone(),
     })
 }

@@ -213,7 +213,7 @@ pub fn axcodes(a: &Affine) -> Result<String, String> {
 /// maps alike.
 pub fn to_ras<T: Copy + Send + Sync>(v: &Volume<T>) -> Result<Volume<T>, MedicalError> {
     let ornt = orientation(&v.world_from_voxel).map_err(|reason| MedicalError::SingularAffine {
-        path: v.header.path.clone(),
+        path: v.source.path.clone(),
         reason,
     })?;
     if ornt
@@ -278,7 +278,7 @@ pub fn to_ras<T: Copy + Send + Sync>(v: &Volume<T>) -> Result<Volume<T>, Medical
         channels: v.channels,
         spacing_mm,
         world_from_voxel: a,
-        header: v.header.clone(),
+        source: v.source.clone(),
         warnings: v.warnings.clone(),
     })
 }

@@ -140,7 +140,7 @@ fn resample_with<T: Copy + Send + Sync>(
         channels: v.channels,
         spacing_mm: target_mm,
         world_from_voxel: a,
-        header: v.header.clone(),
+        source: v.source.clone(),
         warnings: v.warnings.clone(),
     })
 }

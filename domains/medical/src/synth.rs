@@ -5,9 +5,9 @@
 //! (label 1 = head, label 2 = tail), at a random position, size and voxel spacing, so
 //! segmentation and the spacing-aware tokens have something real to learn.
 
+use crate::nifti::Datatype;
+use crate::write::write_nifti_bytes;
 use crate::MedicalError;
-use flate2::write::GzEncoder;
-use std::io::Write;
 use std::path::Path;
 use tessera_tokens::Rng;
 
@@ -25,57 +25,14 @@ pub fn write_nifti(
     affine: [[f64; 4]; 4],
     voxels: Voxels,
 ) -> Result<(), MedicalError> {
-    let mut h = vec![0u8; 352];
-    let put_i16 =
-        |h: &mut [u8], off: usize, v: i16| h[off..off + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 =
-        |h: &mut [u8], off: usize, v: f32| h[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    h[0..4].copy_from_slice(&348i32.to_le_bytes());
-    put_i16(&mut h, 40, 3);
-    for (i, d) in dims.iter().enumerate() {
-        put_i16(&mut h, 42 + 2 * i, *d as i16);
-    }
-    for i in 3..7 {
-        put_i16(&mut h, 42 + 2 * i, 1);
-    }
-    let (code, bits, data): (i16, i16, Vec<u8>) = match voxels {
-        Voxels::F32(v) => (16, 32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        Voxels::U8(v) => (2, 8, v.to_vec()),
+    let (dt, data): (Datatype, Vec<u8>) = match voxels {
+        Voxels::F32(v) => (
+            Datatype::F32,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        Voxels::U8(v) => (Datatype::U8, v.to_vec()),
     };
-    put_i16(&mut h, 70, code);
-    put_i16(&mut h, 72, bits);
-    put_f32(&mut h, 76, 1.0);
-    for a in 0..3 {
-        let s = affine[..3]
-            .iter()
-            .map(|row| row[a] * row[a])
-            .sum::<f64>()
-            .sqrt();
-        put_f32(&mut h, 80 + 4 * a, s as f32);
-    }
-    put_f32(&mut h, 108, 352.0);
-    put_f32(&mut h, 112, 1.0); // scl_slope
-    h[123] = 2 | 8; // xyzt_units: mm, s
-    put_i16(&mut h, 254, 2); // sform_code: aligned
-    for (r, row) in affine[..3].iter().enumerate() {
-        for (c, x) in row.iter().enumerate() {
-            put_f32(&mut h, 280 + 16 * r + 4 * c, *x as f32);
-        }
-    }
-    h[344..348].copy_from_slice(b"n+1\0");
-    h.extend_from_slice(&data);
-    let io = |source| MedicalError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(&h).map_err(io)?;
-        e.finish().map_err(io)?
-    } else {
-        h
-    };
-    std::fs::write(path, bytes).map_err(io)
+    write_nifti_bytes(path, dims, 1, affine, dt, &data)
 }
 
 /// Writes `n` phantoms to `dir/images/case_XXX.nii.gz` and their label maps to

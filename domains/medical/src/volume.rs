@@ -1,9 +1,9 @@
 //! The volume type every transform takes and returns, and grid comparison.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::MedicalError;
-use crate::nifti::NiftiHeader;
+use crate::nifti::Datatype;
 
 /// A volume on a voxel grid with its world coordinates.
 ///
@@ -23,11 +23,25 @@ pub struct Volume<T = f32> {
     pub spacing_mm: [f64; 3],
     /// Maps voxel indices `(i, j, k, 1)` to world mm (NIfTI RAS+ scanner/template space).
     pub world_from_voxel: [[f64; 4]; 4],
-    /// The header as read from the file. After reorientation, resampling or cropping, the
-    /// fields above are current and the header's `dim`/`pixdim`/`srow` are not.
-    pub header: NiftiHeader,
+    /// Where the voxels came from (file, format, stored datatype). The volume itself is
+    /// format-free: the fields above are all a transform needs.
+    pub source: Provenance,
     /// Things the reader noticed but did not refuse.
     pub warnings: Vec<Warning>,
+}
+
+/// The file a volume was read from and how it was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// The file the user named (the header of a detached pair or series).
+    pub path: PathBuf,
+    /// The format as read, e.g. `"NIfTI-1, single file, gzipped (.nii.gz), little-endian"`
+    /// or `"NRRD0004, gzip, detached data in brain.raw.gz, big-endian"`.
+    pub format: String,
+    /// The stored voxel type (before any scaling).
+    pub datatype: Datatype,
+    /// `(slope, intercept)` applied to the stored values, if any.
+    pub scaling: Option<(f64, f64)>,
 }
 
 /// An integer label map (segmentation) on a grid.
@@ -39,6 +53,13 @@ pub enum Warning {
     /// `qform_code` and `sform_code` are both 0: the affine is `diag(pixdim[1..=3])`
     /// (NIfTI method 1; nibabel instead centres an ANALYZE-style LAS affine).
     NoOrientation,
+    /// The header of a non-NIfTI format gives no directions (or no space): the affine is
+    /// diagonal from the spacings the header gives (1 mm where it gives none).
+    NoDirections { format: &'static str },
+    /// The header states lengths in units other than mm; `scale` converted them to mm.
+    Units { unit: String, scale: f64 },
+    /// Anything else a reader noticed (an unnamed world space, irregular slice gaps, ...).
+    Note(String),
     /// Voxels that are NaN or infinite after scaling (kept as read).
     NonFiniteVoxels { count: usize },
 }
@@ -51,6 +72,14 @@ impl std::fmt::Display for Warning {
                 "qform_code and sform_code are both 0: no orientation, using voxel sizes (pixdim) only"
             ),
             Warning::NonFiniteVoxels { count } => write!(f, "{count} voxels are NaN or infinite"),
+            Warning::NoDirections { format } => write!(
+                f,
+                "the {format} header gives no space directions: no orientation, using the spacings only"
+            ),
+            Warning::Note(s) => write!(f, "{s}"),
+            Warning::Units { unit, scale } => {
+                write!(f, "lengths are in {unit}, multiplied by {scale} to mm")
+            }
         }
     }
 }
@@ -72,7 +101,7 @@ impl<T> Volume<T> {
 
     /// The file this volume was read from.
     pub fn path(&self) -> &Path {
-        &self.header.path
+        &self.source.path
     }
 
     /// Same grid, header and warnings, other data (`data.len()` must be a whole number of
@@ -85,7 +114,7 @@ impl<T> Volume<T> {
             dims: self.dims,
             spacing_mm: self.spacing_mm,
             world_from_voxel: self.world_from_voxel,
-            header: self.header.clone(),
+            source: self.source.clone(),
             warnings: self.warnings.clone(),
         }
     }
@@ -114,8 +143,8 @@ pub const GRID_TOLERANCE_MM: f64 = 1e-3;
 /// [`GRID_TOLERANCE_MM`]). Channels may differ. The error names both files and the field.
 pub fn check_same_grid<A, B>(image: &Volume<A>, label: &Volume<B>) -> Result<(), MedicalError> {
     let mismatch = |field, a: String, b: String| MedicalError::GridMismatch {
-        image: image.header.path.clone(),
-        label: label.header.path.clone(),
+        image: image.source.path.clone(),
+        label: label.source.path.clone(),
         field,
         image_value: a,
         label_value: b,

@@ -43,8 +43,8 @@ fn reads_every_hippocampus_case() {
         // The whole-file check passes (gzip inflated to the end, checksum verified) and
         // sees exactly the data the reader decoded.
         for (file, voxels, bytes_per_voxel) in [
-            (f[ci], img.data.len(), img.header.datatype.size()),
-            (f[cl], lab.data.len(), lab.header.datatype.size()),
+            (f[ci], img.data.len(), img.source.datatype.size()),
+            (f[cl], lab.data.len(), lab.source.datatype.size()),
         ] {
             let c = check_file(&dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
@@ -69,7 +69,7 @@ fn reads_every_hippocampus_case() {
         } else {
             Datatype::F32
         };
-        assert_eq!(img.header.datatype, want, "{}", f[ci]);
+        assert_eq!(img.source.datatype, want, "{}", f[ci]);
         check_same_grid(&img, &lab).unwrap();
         assert!(lab.data.iter().all(|&x| x <= 2), "{}", f[cl]);
         let count = |k| lab.data.iter().filter(|&&x| x == k).count();

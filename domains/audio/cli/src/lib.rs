@@ -36,6 +36,10 @@ pub const PRESETS: Presets = Presets(&[
         include_str!("../../../../models/audio-tiny-hubert.toml"),
     ),
     (
+        "audio-music-mae",
+        include_str!("../../../../models/audio-music-mae.toml"),
+    ),
+    (
         "audio-nano-demo",
         include_str!("../../../../models/audio-nano-demo.toml"),
     ),

@@ -1,6 +1,7 @@
 //! The medical application: the shared subcommands over [`MedicalFrontend`] and the
 //! medical task head (`segment`), a library so that tests and other tools can call it.
 
+pub mod convert;
 pub mod segment;
 
 use tessera_app::{App, AppInfo};

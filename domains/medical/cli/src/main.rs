@@ -1,15 +1,16 @@
-//! `tessera-medical`: the shared subcommands over NIfTI volumes, plus `segment`.
+//! `tessera-medical`: the shared subcommands over NIfTI, NRRD and MetaImage volumes, plus
+//! `segment` and `convert`.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 use tessera_app::Shared;
-use tessera_medical_cli::{app, segment};
+use tessera_medical_cli::{app, convert, segment};
 
 #[derive(Parser)]
 #[command(
     name = "tessera-medical",
     version,
-    about = "Self-supervised 3-D encoders for NIfTI volumes: pretrain on your own scans, embed, segment"
+    about = "Self-supervised 3-D encoders for NIfTI, NRRD and MetaImage volumes: pretrain on your own scans, embed, segment"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,11 @@ enum Cmd {
         after_help = "Example:\n  tessera-medical segment --checkpoint runs/mae --data split.csv --train-split labelled --out runs/seg-mae\n  tessera-medical segment --random-init --data split.csv --train-split labelled --out runs/seg-random\n  tessera-medical segment --checkpoint runs/seg-mae --apply --data new_scans/ --out predictions/"
     )]
     Segment(segment::SegmentArgs),
+    /// Convert a volume (NIfTI, NRRD, MetaImage) to NIfTI-1 with its RAS+ affine as the sform.
+    #[command(
+        after_help = "Examples:\n  tessera-medical convert --data scan.nrrd --out scan.nii.gz\n  tessera-medical convert --data scan.mhd --out scan.nii"
+    )]
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +40,6 @@ fn main() -> ExitCode {
     tessera_cli::report(match cli.cmd {
         Cmd::Shared(s) => app.run(s),
         Cmd::Segment(args) => segment::run(&app, &args),
+        Cmd::Convert(args) => convert::run(&args),
     })
 }

@@ -383,3 +383,52 @@ fn real_msd_hippocampus_when_present() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `convert` turns every NRRD and MetaImage fixture into NIfTI with the same voxels and
+/// RAS+ affine (float32 sform precision), and `inspect` summarises every format.
+#[test]
+fn convert_and_inspect_any_format() {
+    let d = tmp("convert");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/formats");
+    let mut n = 0;
+    for e in std::fs::read_dir(&fixtures).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !["nrrd", "nhdr", "mha", "mhd"]
+            .iter()
+            .any(|x| name.ends_with(&format!(".{x}")))
+        {
+            continue;
+        }
+        let out = d.join(format!("{name}.nii.gz"));
+        ok(&["convert", "--data", &s(&p), "--out", &s(&out)]);
+        let a = tessera_medical::read_volume(&p).unwrap();
+        let b = tessera_medical::read_volume(&out).unwrap();
+        assert_eq!((a.dims, a.channels), (b.dims, b.channels), "{name}");
+        assert_eq!(a.data, b.data, "{name}");
+        for r in 0..3 {
+            for c in 0..4 {
+                let (x, y) = (a.world_from_voxel[r][c], b.world_from_voxel[r][c]);
+                assert!(
+                    (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                    "{name}: {x} vs {y}"
+                );
+            }
+        }
+        if !a.source.datatype.is_float() && a.source.datatype.size() <= 2 {
+            assert_eq!(b.source.datatype, a.source.datatype, "{name}");
+        }
+        let info = ok(&["inspect", &s(&p)]);
+        assert!(info.contains(&a.source.format), "{name}: {info}");
+        n += 1;
+    }
+    assert!(n >= 20, "{n} fixtures");
+    let e = fails(&[
+        "convert",
+        "--data",
+        &s(&fixtures.join("msb.mha")),
+        "--out",
+        &s(&d.join("x.nrrd")),
+    ]);
+    assert!(e.contains("x.nrrd") && e.contains("NIfTI"), "{e}");
+}

@@ -1,0 +1,150 @@
+//! Compressed audio against its writers' reference decoders, on the fixtures written by
+//! `scripts/golden_codecs.py`: lossless files (FLAC 16/24-bit, AIFF, CAF, ALAC) decode to
+//! exactly the samples they were written from; lossy ones (Vorbis, MP3 from LAME via
+//! libsndfile and FFmpeg, AAC) match libsndfile's or FFmpeg's decode to the codec's
+//! precision; Opus is refused with a message naming the codec.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tessera_audio::codec::{inspect_audio, is_wav, read_audio};
+use tessera_audio::AudioError;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/codecs")
+}
+
+fn reference(name: &str) -> Vec<f32> {
+    std::fs::read(dir().join(format!("{name}.f32")))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Best alignment of `got` against `want` within ±`max_lag` frames: (lag, SNR in dB over
+/// the overlap).
+fn snr_db(got: &[f32], want: &[f32], channels: usize, max_lag: isize) -> (isize, f64) {
+    let frames = (got.len() / channels) as isize;
+    let wf = (want.len() / channels) as isize;
+    let mut best = (0, f64::NEG_INFINITY);
+    for lag in -max_lag..=max_lag {
+        let (mut sig, mut err) = (0f64, 0f64);
+        for f in 0..wf {
+            let g = f + lag;
+            if g < 0 || g >= frames {
+                continue;
+            }
+            for c in 0..channels {
+                let w = f64::from(want[f as usize * channels + c]);
+                let x = f64::from(got[g as usize * channels + c]);
+                sig += w * w;
+                err += (w - x) * (w - x);
+            }
+        }
+        let snr = 10.0 * (sig / err.max(1e-30)).log10();
+        if snr > best.1 {
+            best = (lag, snr);
+        }
+    }
+    best
+}
+
+#[test]
+fn every_fixture_matches_its_reference_decoder() {
+    let text = std::fs::read_to_string(dir().join("expected.json")).unwrap();
+    let g: Value = serde_json::from_str(&text).unwrap();
+    let files = g["files"].as_object().unwrap();
+    assert!(files.len() >= 9);
+    for (name, e) in files {
+        let path = dir().join(name);
+        assert!(!is_wav(&path).unwrap(), "{name}");
+        let a = read_audio(&path).unwrap_or_else(|err| panic!("{name}: {err}"));
+        let rate = e["rate"].as_u64().unwrap() as u32;
+        let channels = e["channels"].as_u64().unwrap() as usize;
+        assert_eq!((a.sample_rate_hz, a.channels), (rate, channels), "{name}");
+        let want = reference(name);
+        if e["exact"].as_bool().unwrap() {
+            assert_eq!(a.samples.len(), want.len(), "{name}: length");
+            assert!(
+                a.samples == want,
+                "{name}: lossless decode differs from the source"
+            );
+        } else {
+            let (lag, snr) = snr_db(&a.samples, &want, channels, 2048);
+            let frames = a.frames() as i64;
+            let want_frames = e["frames"].as_i64().unwrap();
+            eprintln!(
+                "{name}: {frames} frames (reference {want_frames}), lag {lag}, SNR {snr:.1} dB"
+            );
+            // Float decoders differ in rounding only (measured 119-135 dB); a wrong delay,
+            // channel order or scaling would fall far below.
+            assert!(
+                snr > 80.0,
+                "{name}: SNR {snr:.1} dB against the reference decoder"
+            );
+            assert_eq!(lag, 0, "{name}: shifted against the reference decoder");
+            assert_eq!(frames, want_frames, "{name}: decoded length");
+        }
+        let info = inspect_audio(&path).unwrap();
+        assert_eq!(info.frames as usize, a.frames(), "{name}");
+        assert_eq!(info.sample_rate_hz, rate, "{name}");
+    }
+}
+
+#[test]
+fn opus_and_non_audio_files_are_refused_by_name() {
+    let e = read_audio(&dir().join("mono.opus")).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("mono.opus") && msg.contains("opus"), "{msg}");
+    assert!(matches!(e, AudioError::Unsupported { .. }), "{e:?}");
+    let e = read_audio(&dir().join("expected.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("expected.json") && e.contains("not an audio container"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_and_corrupt_streams_never_panic() {
+    let tmp = std::env::temp_dir().join(format!("tessera-codecs-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for name in [
+        "mono16.flac",
+        "stereo24.flac",
+        "mono_vorbis.ogg",
+        "stereo_sndfile.mp3",
+        "stereo_aac.m4a",
+        "stereo16_alac.m4a",
+        "stereo16.aiff",
+    ] {
+        let bytes = std::fs::read(dir().join(name)).unwrap();
+        for cut in [bytes.len() / 3, bytes.len() * 2 / 3, bytes.len() - 7] {
+            let p = tmp.join(name);
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            match read_audio(&p) {
+                Ok(a) => assert!(a.samples.iter().all(|x| x.is_finite()), "{name}@{cut}"),
+                Err(e) => assert!(e.to_string().contains(name), "{name}@{cut}: {e}"),
+            }
+        }
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        for _ in 0..8 {
+            let mut b = bytes.clone();
+            for _ in 0..6 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let i = (rng % b.len() as u64) as usize;
+                b[i] = (rng >> 32) as u8;
+            }
+            let p = tmp.join(name);
+            std::fs::write(&p, &b).unwrap();
+            if let Err(e) = read_audio(&p) {
+                assert!(e.to_string().contains(name), "{name}: {e}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
