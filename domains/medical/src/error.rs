@@ -47,6 +47,10 @@ pub enum MedicalError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// A DICOM file or series that cannot be read as one volume; `reason` names the
+    /// attribute (`ImagePositionPatient`, `Rows`, ...) or the transfer syntax.
+    #[error("{path}: DICOM: {reason}")]
+    Dicom { path: PathBuf, reason: String },
     /// A label map holds values that are not integers in 0..=65535.
     #[error("{path}: not a label map: {reason}")]
     NotLabels { path: PathBuf, reason: String },

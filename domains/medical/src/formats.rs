@@ -1,11 +1,11 @@
-//! One entry point for every volume format: [`read_volume`] picks NIfTI, NRRD or
-//! MetaImage from the file's magic bytes (the name only where the bytes cannot tell) and
+//! One entry point for every volume format: [`read_volume`] picks NIfTI, NRRD, MetaImage
+//! or DICOM (a file, a series folder, a DICOMDIR) from the file's magic bytes (the name only where the bytes cannot tell) and
 //! returns the same format-free [`Volume`]: voxels as f32, channel-major, an affine in
 //! RAS+ mm and the file's provenance.
 //!
 //! NRRD and MetaImage headers describe their grids in the same terms (sizes with the
 //! fastest axis first, per-axis direction vectors scaled by the spacing, an origin, a
-//! named world space), so both end in [`assemble`], which moves a leading (interleaved)
+//! named world space), so both end in `assemble`, which moves a leading (interleaved)
 //! channel axis behind the spatial ones, completes a 2-D grid to 3-D and converts LPS
 //! (ITK's and Slicer's world) to RAS by negating the first two rows of the affine, as
 //! nibabel and ITK's NIfTI writer do.
@@ -30,11 +30,16 @@ pub enum Format {
     Nifti,
     Nrrd,
     MetaImage,
+    /// A DICOM file, a folder of DICOM files (a series), or a DICOMDIR.
+    Dicom,
 }
 
 impl Format {
     /// From the first bytes (NRRD's `NRRD000x` magic, a MetaImage key), else the name.
     pub fn detect(path: &Path) -> Result<Format, MedicalError> {
+        if crate::dicom::is_dicom(path) {
+            return Ok(Format::Dicom);
+        }
         let name = path.to_string_lossy().to_ascii_lowercase();
         let mut head = [0u8; 64];
         let n = std::fs::File::open(path)
@@ -88,6 +93,7 @@ pub fn read_volume(path: &Path) -> Result<Volume, MedicalError> {
         Format::Nifti => nifti::read_volume(path),
         Format::Nrrd => crate::nrrd::read(path),
         Format::MetaImage => crate::metaimage::read(path),
+        Format::Dicom => crate::dicom::read(path),
     }
 }
 

@@ -1,15 +1,17 @@
-//! Medical-volume domain: NIfTI-1/2 reading, RAS+ orientation, resampling to a spacing in
+//! Medical-volume domain: NIfTI-1/2, NRRD, MetaImage and DICOM (series) reading into one
+//! format-free [`Volume`] ([`formats::read_volume`]), RAS+ orientation, resampling to a spacing in
 //! mm, CT/MRI intensity normalisation and foreground cropping.
 //!
 //! The pipeline a tokenizer builds on:
-//! [`nifti::read_volume`] → [`orient::to_ras`] → [`resample::resample_linear`] →
+//! [`read_volume`] → [`orient::to_ras`] → [`resample::resample_linear`] →
 //! [`normalize::mri_zscore`] / [`normalize::ct_window`]; label maps follow with
-//! [`nifti::read_labels`], [`volume::check_same_grid`], [`orient::to_ras`] and
+//! [`read_labels`], [`volume::check_same_grid`], [`orient::to_ras`] and
 //! [`resample::resample_nearest`].
 //!
 //! Everything here is free of candle, so an ONNX-runtime-only application can reuse it; the
 //! (still empty) `cli` feature is reserved for the `tessera-medical` binary.
 
+pub mod dicom;
 pub mod error;
 pub mod formats;
 pub mod frontend;

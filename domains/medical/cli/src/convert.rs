@@ -1,4 +1,5 @@
-//! `convert`: any volume the medical reader opens (NIfTI, NRRD, MetaImage) → NIfTI-1,
+//! `convert`: any volume the medical reader opens (NIfTI, NRRD, MetaImage, DICOM files,
+//! series folders and DICOMDIRs) → NIfTI-1,
 //! keeping the voxel grid, the RAS+ affine (as the sform) and, where every value allows it,
 //! the stored integer type. Written to a temporary name and renamed into place.
 
@@ -9,7 +10,8 @@ use tessera_medical::{read_volume, write::write_volume};
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// The input volume: `.nii[.gz]`, `.hdr`, `.nrrd`, `.nhdr`, `.mha` or `.mhd`.
+    /// The input volume: `.nii[.gz]`, `.hdr`, `.nrrd`, `.nhdr`, `.mha`, `.mhd`, a DICOM file,
+    /// a DICOM series folder or a DICOMDIR (`folder#series=N` picks one of several series).
     #[arg(long)]
     pub data: PathBuf,
     /// The output: `.nii` or `.nii.gz`.

@@ -1,4 +1,4 @@
-//! `tessera-medical`: the shared subcommands over NIfTI, NRRD and MetaImage volumes, plus
+//! `tessera-medical`: the shared subcommands over NIfTI, NRRD, MetaImage and DICOM volumes, plus
 //! `segment` and `convert`.
 
 use clap::{Parser, Subcommand};
@@ -10,7 +10,7 @@ use tessera_medical_cli::{app, convert, segment};
 #[command(
     name = "tessera-medical",
     version,
-    about = "Self-supervised 3-D encoders for NIfTI, NRRD and MetaImage volumes: pretrain on your own scans, embed, segment"
+    about = "Self-supervised 3-D encoders for NIfTI, NRRD, MetaImage and DICOM volumes: pretrain on your own scans, embed, segment"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,9 +27,10 @@ enum Cmd {
         after_help = "Example:\n  tessera-medical segment --checkpoint runs/mae --data split.csv --train-split labelled --out runs/seg-mae\n  tessera-medical segment --random-init --data split.csv --train-split labelled --out runs/seg-random\n  tessera-medical segment --checkpoint runs/seg-mae --apply --data new_scans/ --out predictions/"
     )]
     Segment(segment::SegmentArgs),
-    /// Convert a volume (NIfTI, NRRD, MetaImage) to NIfTI-1 with its RAS+ affine as the sform.
+    /// Convert a volume (NIfTI, NRRD, MetaImage, DICOM series) to NIfTI-1 with its RAS+ affine
+    /// as the sform.
     #[command(
-        after_help = "Examples:\n  tessera-medical convert --data scan.nrrd --out scan.nii.gz\n  tessera-medical convert --data scan.mhd --out scan.nii"
+        after_help = "Examples:\n  tessera-medical convert --data scan.nrrd --out scan.nii.gz\n  tessera-medical convert --data scan.mhd --out scan.nii\n  tessera-medical convert --data dicom/CT_series/ --out ct.nii.gz\n  tessera-medical convert --data dicom/study#series=2 --out t1.nii.gz"
     )]
     Convert(convert::ConvertArgs),
 }

@@ -423,6 +423,29 @@ fn convert_and_inspect_any_format() {
         n += 1;
     }
     assert!(n >= 20, "{n} fixtures");
+    // A DICOM series folder, and one series of a folder holding two.
+    let dicom = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/dicom");
+    for (src, name) in [
+        (s(&dicom.join("series_oblique")), "oblique.nii.gz"),
+        (
+            format!("{}#series=1", s(&dicom.join("series_mixed"))),
+            "mixed1.nii",
+        ),
+    ] {
+        let out = d.join(name);
+        ok(&["convert", "--data", &src, "--out", &s(&out)]);
+        let a = tessera_medical::read_volume(Path::new(&src)).unwrap();
+        let b = tessera_medical::read_volume(&out).unwrap();
+        assert_eq!((a.dims, &a.data), (b.dims, &b.data), "{src}");
+    }
+    let e = fails(&[
+        "convert",
+        "--data",
+        &s(&dicom.join("series_mixed")),
+        "--out",
+        &s(&d.join("m.nii")),
+    ]);
+    assert!(e.contains("#series=") && e.lines().count() <= 2, "{e}");
     let e = fails(&[
         "convert",
         "--data",
