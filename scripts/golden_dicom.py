@@ -231,6 +231,17 @@ def main():
     ref = pydicom_series(os.path.join(OUT, "dicomdir_set", "PT000000", "ST000000", "SE000000"))
     out[os.path.join("dicomdir_set", "DICOMDIR")] = ref
 
+    # 12 bits stored in 16, signed, with junk (an overlay) in the 4 unused high bits:
+    # values must be sign-extended from bit 11 and the junk ignored.
+    v = RNG.integers(-2048, 2048, (6, 5))
+    stored = (v & 0x0FFF) | (RNG.integers(0, 16, v.shape) << 12)
+    ds = slice_ds(generate_uid(), generate_uid(), 6, 5, (0, 0, 0), (1, 0, 0, 0, 1, 0), (1, 1), v)
+    ds.BitsStored, ds.HighBit = 12, 11
+    ds.PixelData = stored.astype("<u2").tobytes()
+    ds.save_as(os.path.join(OUT, "bits12_signed.dcm"), enforce_file_format=True)
+    out["bits12_signed.dcm"] = pydicom_single(os.path.join(OUT, "bits12_signed.dcm"))
+    assert np.allclose(np.array(out["bits12_signed.dcm"]["data"]), v.ravel()), "pydicom sign extension"
+
     # Broken series.
     d = os.path.join(OUT, "bad_sizes")
     uid = write_series(d, 3)

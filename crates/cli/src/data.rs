@@ -22,7 +22,9 @@ pub struct ManifestColumns {
 
 /// Lists a dataset given as
 /// - a data file that `accepts` (one item);
-/// - a folder: every file below it that `accepts`, sorted; when the folder has an `images/`
+/// - a folder the modality `accepts` as a whole (a DICOM series): that one sample;
+/// - a folder: every file below it that `accepts`, sorted, where a sub-folder the modality
+///   accepts as a whole is one sample and is not entered; when the folder has an `images/`
 ///   or `imagesTr/` sub-folder (the Medical Segmentation Decathlon layout), that one. The
 ///   label is the name of a file's parent folder when the file is not at the top level;
 /// - a CSV manifest (`.csv`, or `.tsv` with tabs) with a `path`, `file` or `image` column
@@ -35,6 +37,13 @@ pub fn list_data(
     accepts: &dyn Fn(&Path) -> bool,
     cols: &ManifestColumns,
 ) -> anyhow::Result<Vec<DataItem>> {
+    if spec.is_dir() && accepts(spec) {
+        return Ok(vec![DataItem {
+            path: spec.to_path_buf(),
+            label: None,
+            split: None,
+        }]);
+    }
     if spec.is_dir() {
         let spec = ["images", "imagesTr"]
             .iter()
@@ -43,7 +52,7 @@ pub fn list_data(
             .unwrap_or_else(|| spec.to_path_buf());
         let spec = spec.as_path();
         let mut files = Vec::new();
-        walk(spec, &mut files).with_context(|| format!("listing {}", spec.display()))?;
+        walk(spec, accepts, &mut files).with_context(|| format!("listing {}", spec.display()))?;
         files.sort();
         let items = files
             .into_iter()
@@ -108,11 +117,18 @@ fn read_list(path: &Path) -> anyhow::Result<Vec<DataItem>> {
         .collect())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Files below `dir`; a sub-folder that `accepts` takes as a whole is listed, not entered.
+fn walk(
+    dir: &Path,
+    accepts: &dyn Fn(&Path) -> bool,
+    out: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();
-        if p.is_dir() {
-            walk(&p, out)?;
+        if p.is_dir() && accepts(&p) {
+            out.push(p);
+        } else if p.is_dir() {
+            walk(&p, accepts, out)?;
         } else {
             out.push(p);
         }
@@ -222,7 +238,7 @@ fn read_manifest(path: &Path, cols: &ManifestColumns) -> anyhow::Result<Vec<Data
         if !p.exists() && rel.components().count() == 1 {
             let idx = index.get_or_insert_with(|| {
                 let mut files = Vec::new();
-                let _ = walk(root, &mut files);
+                let _ = walk(root, &|_| false, &mut files);
                 let mut m: HashMap<String, Vec<PathBuf>> = HashMap::new();
                 for f in files {
                     if let Some(n) = f.file_name() {
@@ -307,6 +323,22 @@ mod tests {
         std::fs::write(d.join("m.tsv"), "path\tlabel\nsub/cat/x.wav\tmeow\n").unwrap();
         let t = list_data(&d.join("m.tsv"), &wav, &ManifestColumns::default()).unwrap();
         assert_eq!(t[0].label.as_deref(), Some("meow"));
+        // Folders the modality takes as one sample (a DICOM series) are listed, not entered.
+        std::fs::create_dir_all(d.join("study/series_a")).unwrap();
+        std::fs::create_dir_all(d.join("study/other")).unwrap();
+        std::fs::write(d.join("study/series_a/1.dcm"), b"").unwrap();
+        std::fs::write(d.join("study/other/2.dcm"), b"").unwrap();
+        let series =
+            |p: &Path| p.ends_with("series_a") || p.extension().is_some_and(|e| e == "dcm");
+        let s = list_data(&d.join("study"), &series, &bad).unwrap();
+        let paths: Vec<_> = s.iter().map(|i| i.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [d.join("study/other/2.dcm"), d.join("study/series_a")]
+        );
+        let one = list_data(&d.join("study/series_a"), &series, &bad).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].path, d.join("study/series_a"));
         // A folder with an images/ sub-folder lists only that one.
         std::fs::create_dir_all(d.join("msd/images")).unwrap();
         std::fs::create_dir_all(d.join("msd/labels")).unwrap();

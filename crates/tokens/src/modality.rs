@@ -50,7 +50,9 @@ pub trait Modality: Sized + Send + Sync + 'static {
     /// P, K, units and layout of this front end's tokens.
     fn token_spec(&self) -> TokenSpec;
 
-    /// Whether `path` names a file of this modality (by its name only).
+    /// Whether `path` names a file of this modality (by its name only). A modality whose
+    /// samples can be folders (a DICOM series) may also accept a folder: data listing then
+    /// takes it as one sample and does not enter it.
     fn accepts(path: &Path) -> bool {
         has_extension(path, Self::EXTENSIONS)
     }

@@ -2,7 +2,8 @@
 //! into one [`Volume`], through dicom-rs (`dicom-object`, `dicom-pixeldata`).
 //!
 //! - **Which files**: a folder is searched recursively; files without the `DICM` marker
-//!   that do not parse as DICOM are skipped (README, thumbnails). A `DICOMDIR` names its
+//!   that do not parse as DICOM are skipped (README, thumbnails), and so are DICOM objects
+//!   without an image (DICOMDIR, reports, structure sets). A `DICOMDIR` names its
 //!   files in `ReferencedFileID`. Files are grouped by `SeriesInstanceUID`; a folder holding
 //!   more than one series is refused with the list of series, and `folder#series=N` (index
 //!   in that list) or `folder#series=<UID>` picks one. A single file is read alone.
@@ -12,8 +13,9 @@
 //!   and a step that is not along the normal (gantry tilt; the affine is then sheared so
 //!   voxels stay in place, as ITK does) are reported as warnings. Two frames at one
 //!   position are an error (a multi-echo or temporal series is not one volume).
-//! - **Values**: stored values × `RescaleSlope` + `RescaleIntercept`, per frame (so CT is
-//!   in HU), computed in f64.
+//! - **Values**: stored values (only the `BitsStored` bits under `HighBit`, sign-extended
+//!   when signed: junk or overlays in the unused bits are dropped) × `RescaleSlope` +
+//!   `RescaleIntercept`, per frame (so CT is in HU), computed in f64.
 //! - **Geometry**: the affine in RAS+ from `ImagePositionPatient`,
 //!   `ImageOrientationPatient` and `PixelSpacing` (DICOM's patient space is LPS).
 //! - **Multi-frame**: enhanced objects take position, orientation, spacing and rescale from
@@ -156,17 +158,25 @@ struct FileHeader {
     /// SpacingBetweenSlices, else SliceThickness.
     slice_gap: Option<f64>,
     datatype: Datatype,
+    /// Stored bits within the allocated container, when narrower:
+    /// `(bits allocated, bits stored, high bit, signed)`.
+    narrow: Option<(u32, u32, u32, bool)>,
     frames: Vec<Frame>,
     /// How positions of a legacy multi-frame object were found (for a warning).
     guessed_positions: bool,
 }
 
-fn read_header(path: &Path, file: usize) -> Result<FileHeader, MedicalError> {
+/// The header of an image object; `None` for a DICOM object without an image (a
+/// DICOMDIR, a structured report, an RT structure set, a presentation state).
+fn read_header(path: &Path, file: usize) -> Result<Option<FileHeader>, MedicalError> {
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| err(path, format!("cannot read the DICOM header: {e}")))?;
-    header_of(&obj, path, file)
+    if elem(&obj, tags::ROWS).is_none() && elem(&obj, tags::COLUMNS).is_none() {
+        return Ok(None);
+    }
+    header_of(&obj, path, file).map(Some)
 }
 
 fn header_of(o: &InMemDicomObject, path: &Path, file: usize) -> Result<FileHeader, MedicalError> {
@@ -198,6 +208,14 @@ fn header_of(o: &InMemDicomObject, path: &Path, file: usize) -> Result<FileHeade
         (32, true) => Datatype::I32,
         (64, _) => Datatype::F64,
         (b, _) => return Err(err(path, format!("BitsAllocated {b} is not supported"))),
+    };
+    let stored = int(o, tags::BITS_STORED).unwrap_or(bits);
+    let high = int(o, tags::HIGH_BIT).unwrap_or(stored - 1);
+    let narrow = if (1..bits).contains(&stored) && bits <= 32 && (stored - 1..bits).contains(&high)
+    {
+        Some((bits as u32, stored as u32, high as u32, signed))
+    } else {
+        None
     };
     let n_frames = int(o, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
     let per_frame = items(o, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
@@ -324,6 +342,7 @@ fn header_of(o: &InMemDicomObject, path: &Path, file: usize) -> Result<FileHeade
         pixel_spacing,
         slice_gap,
         datatype,
+        narrow,
         frames,
         guessed_positions,
     })
@@ -359,6 +378,31 @@ pub fn is_dicom(path: &Path) -> bool {
     let (p, _) = split_selector(path);
     let name = p.to_string_lossy().to_ascii_lowercase();
     p.is_dir() || name.ends_with(".dcm") || name.ends_with("dicomdir") || has_dicom_marker(&p)
+}
+
+/// Whether a folder directly holds DICOM files: among its first 64 entries, a file named
+/// `.dcm`/`.ima`, or without an extension, that carries the `DICM` marker (at most 8 are
+/// opened, so a folder of thousands of NIfTI files is decided from names alone).
+pub fn holds_dicom_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries
+        .take(64)
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            p.is_file()
+                && match ext.as_deref() {
+                    None | Some("dcm") | Some("ima") => true,
+                    // UID-style names (1.2.840.113619...) have numeric "extensions".
+                    Some(e) => e.bytes().all(|b| b.is_ascii_digit()),
+                }
+        })
+        .take(8)
+        .any(|p| has_dicom_marker(&p))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), MedicalError> {
@@ -410,16 +454,18 @@ fn dicomdir_files(path: &Path) -> Result<Vec<PathBuf>, MedicalError> {
 /// of first appearance (files sorted by name first, for a stable order).
 fn series_of(where_: &Path, mut files: Vec<PathBuf>) -> Result<Vec<Vec<FileHeader>>, MedicalError> {
     files.sort();
-    let headers: Vec<Result<FileHeader, MedicalError>> = files
+    let headers: Vec<Result<Option<FileHeader>, MedicalError>> = files
         .par_iter()
         .enumerate()
         .map(|(i, p)| read_header(p, i))
         .collect();
     let mut series: Vec<Vec<FileHeader>> = Vec::new();
     let mut first_error = None;
+    let mut non_image = 0;
     for (h, p) in headers.into_iter().zip(&files) {
         match h {
-            Ok(h) => match series.iter_mut().find(|s| s[0].series == h.series) {
+            Ok(None) => non_image += 1,
+            Ok(Some(h)) => match series.iter_mut().find(|s| s[0].series == h.series) {
                 Some(s) => s.push(h),
                 None => series.push(vec![h]),
             },
@@ -436,6 +482,10 @@ fn series_of(where_: &Path, mut files: Vec<PathBuf>) -> Result<Vec<Vec<FileHeade
             Some(e) => err(
                 where_,
                 format!("no DICOM images among {} files (first: {e})", files.len()),
+            ),
+            None if non_image > 0 => err(
+                where_,
+                format!("{non_image} DICOM object(s) without an image (DICOMDIR, report, structure set, ...) and no images"),
             ),
             None => err(where_, "no files"),
         });
@@ -676,7 +726,10 @@ fn assemble_series(path: &Path, files: Vec<FileHeader>) -> Result<Volume, Medica
         .par_iter()
         .enumerate()
         .map(|(i, h)| {
-            let raw = decode_file(&h.path, h.frames.len(), plane)?;
+            let mut raw = decode_file(&h.path, h.frames.len(), plane)?;
+            if let Some(n) = h.narrow {
+                raw.iter_mut().for_each(|v| *v = stored_bits(*v, n));
+            }
             Ok(raw
                 .chunks_exact(plane)
                 .enumerate()
@@ -730,6 +783,20 @@ fn assemble_series(path: &Path, files: Vec<FileHeader>) -> Result<Volume, Medica
         warnings,
     };
     formats::assemble(grid, data, non_finite, scaling)
+}
+
+/// The value held in the stored bits of a container (`BitsStored` < `BitsAllocated`):
+/// bits outside `HighBit - BitsStored + 1 ..= HighBit` (overlays, junk) are dropped and a
+/// signed value is sign-extended from its top stored bit. Idempotent, so decoders that
+/// already did it are unaffected.
+fn stored_bits(v: f64, (alloc, stored, high, signed): (u32, u32, u32, bool)) -> f64 {
+    let word = (v as i64) & ((1i64 << alloc) - 1);
+    let x = (word >> (high + 1 - stored)) & ((1i64 << stored) - 1);
+    if signed && x & (1i64 << (stored - 1)) != 0 {
+        (x - (1i64 << stored)) as f64
+    } else {
+        x as f64
+    }
 }
 
 /// The stored values of every frame of one file (no rescale), as f64.

@@ -82,6 +82,12 @@ impl Modality for MedicalFrontend {
         "nii", "nii.gz", "hdr", "hdr.gz", "nrrd", "nhdr", "mha", "mhd",
     ];
     type Config = MedicalFrontendConfig;
+
+    /// Files by extension, and a folder that directly holds DICOM files (one series).
+    fn accepts(path: &Path) -> bool {
+        tessera_tokens::modality::has_extension(path, Self::EXTENSIONS)
+            || (path.is_dir() && crate::dicom::holds_dicom_files(path))
+    }
     /// The prepared volume (RAS+, the card's spacing, normalised).
     type Sample = Block;
     type Stats = ();

@@ -66,6 +66,12 @@ fn files_and_series_match_pydicom_and_simpleitk() {
         }
     }
     assert!(n >= 11, "{n}");
+    // A folder holding a DICOMDIR (an object without an image) and the images below it
+    // reads like the DICOMDIR itself.
+    let via_dir = read_volume(&dir().join("dicomdir_set/DICOMDIR")).unwrap();
+    let via_folder = read_volume(&dir().join("dicomdir_set")).unwrap();
+    assert_eq!(via_dir.data, via_folder.data);
+    assert_eq!(via_dir.world_from_voxel, via_folder.world_from_voxel);
     // Two series in one folder: refused with the list, then picked by index or UID.
     let mixed = dir().join("series_mixed");
     let msg = read_volume(&mixed).unwrap_err().to_string();
