@@ -380,29 +380,35 @@ pub fn is_dicom(path: &Path) -> bool {
     p.is_dir() || name.ends_with(".dcm") || name.ends_with("dicomdir") || has_dicom_marker(&p)
 }
 
-/// Whether a folder directly holds DICOM files: among its first 64 entries, a file named
-/// `.dcm`/`.ima`, or without an extension, that carries the `DICM` marker (at most 8 are
-/// opened, so a folder of thousands of NIfTI files is decided from names alone).
+/// Whether a folder looks like one series: it has no sub-folders and, among its first 64
+/// entries, a file named `.dcm`/`.ima`, without an extension or with a numeric one, carries
+/// the `DICM` marker (at most 8 are opened, so a folder of thousands of NIfTI files is
+/// decided from names alone). A folder with sub-folders is a collection to walk into.
 pub fn holds_dicom_files(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
-    entries
+    let paths: Vec<PathBuf> = entries
         .take(64)
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    if paths.iter().any(|p| p.is_dir()) {
+        return false;
+    }
+    paths
+        .iter()
         .filter(|p| {
             let ext = p
                 .extension()
                 .map(|e| e.to_string_lossy().to_ascii_lowercase());
-            p.is_file()
-                && match ext.as_deref() {
-                    None | Some("dcm") | Some("ima") => true,
-                    // UID-style names (1.2.840.113619...) have numeric "extensions".
-                    Some(e) => e.bytes().all(|b| b.is_ascii_digit()),
-                }
+            match ext.as_deref() {
+                None | Some("dcm") | Some("ima") => true,
+                // UID-style names (1.2.840.113619...) have numeric "extensions".
+                Some(e) => e.bytes().all(|b| b.is_ascii_digit()),
+            }
         })
         .take(8)
-        .any(|p| has_dicom_marker(&p))
+        .any(|p| has_dicom_marker(p))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), MedicalError> {
@@ -565,7 +571,12 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
 }
 
 fn describe(all: &[Vec<FileHeader>]) -> String {
+    let more = match all.len() {
+        n if n > 8 => format!("; ... ({} more)", n - 8),
+        _ => String::new(),
+    };
     all.iter()
+        .take(8)
         .enumerate()
         .map(|(i, s)| {
             format!(
@@ -577,6 +588,7 @@ fn describe(all: &[Vec<FileHeader>]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+        + &more
 }
 
 fn assemble_series(path: &Path, files: Vec<FileHeader>) -> Result<Volume, MedicalError> {

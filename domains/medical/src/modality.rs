@@ -77,13 +77,15 @@ impl MedicalFrontend {
 impl Modality for MedicalFrontend {
     const NAME: &'static str = "medical";
     /// NIfTI (single files, gzipped or not, and `.hdr` of a pair: its `.img` is found from
-    /// it), NRRD (`.nrrd`, detached `.nhdr`) and MetaImage (`.mha`, `.mhd`).
+    /// it), NRRD (`.nrrd`, detached `.nhdr`), MetaImage (`.mha`, `.mhd`) and single DICOM
+    /// files (`.dcm`).
     const EXTENSIONS: &'static [&'static str] = &[
-        "nii", "nii.gz", "hdr", "hdr.gz", "nrrd", "nhdr", "mha", "mhd",
+        "nii", "nii.gz", "hdr", "hdr.gz", "nrrd", "nhdr", "mha", "mhd", "dcm",
     ];
     type Config = MedicalFrontendConfig;
 
-    /// Files by extension, and a folder that directly holds DICOM files (one series).
+    /// Files by extension, and a folder of DICOM files without sub-folders (one series,
+    /// see [`crate::dicom::holds_dicom_files`]).
     fn accepts(path: &Path) -> bool {
         tessera_tokens::modality::has_extension(path, Self::EXTENSIONS)
             || (path.is_dir() && crate::dicom::holds_dicom_files(path))
