@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::MedicalError;
-use crate::nifti::{self, labels_from_volume, Datatype};
+use crate::nifti::{self, labels_from_volume, Datatype, RawLayout};
 use crate::orient::voxel_sizes;
 use crate::volume::{LabelMap, Provenance, Volume, Warning};
 
@@ -129,6 +129,26 @@ pub(crate) fn check_data_file(
             reason: format!(
                 "names the data file {}, which cannot be opened: {e}",
                 data.display()
+            ),
+        })
+}
+
+/// The offset of voxels that end their file (NRRD `byte skip: -1`, MetaImage
+/// `HeaderSize = -1`); `what` names the field for the error.
+pub(crate) fn offset_of_trailing_data(layout: &RawLayout, what: &str) -> Result<u64, MedicalError> {
+    let path = &layout.path;
+    let len = std::fs::metadata(path)
+        .map_err(|source| MedicalError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    len.checked_sub(layout.data_bytes())
+        .ok_or_else(|| MedicalError::Truncated {
+            path: path.clone(),
+            reason: format!(
+                "{what} (data at the end) but the file holds {len} bytes, fewer than the {} declared",
+                layout.data_bytes()
             ),
         })
 }

@@ -236,19 +236,7 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
             read_layout(&layout, start + header_size as u64, Compression::Zlib)?
         } else {
             layout.offset = if header_size == -1 {
-                let len = std::fs::metadata(&data_path)
-                    .map_err(|source| MedicalError::Io {
-                        path: data_path.clone(),
-                        source,
-                    })?
-                    .len();
-                len.checked_sub(layout.data_bytes()).ok_or_else(|| MedicalError::Truncated {
-                    path: data_path.clone(),
-                    reason: format!(
-                        "HeaderSize -1 (data at the end) but the file holds {len} bytes, fewer than the {} declared",
-                        layout.data_bytes()
-                    ),
-                })?
+                formats::offset_of_trailing_data(&layout, "HeaderSize -1")?
             } else {
                 start + header_size as u64
             };

@@ -478,21 +478,7 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         };
         match (compression, byte_skip) {
             (Compression::None, -1) => {
-                let len = std::fs::metadata(&data_path)
-                    .map_err(|source| MedicalError::Io {
-                        path: data_path.clone(),
-                        source,
-                    })?
-                    .len();
-                layout.offset = len.checked_sub(layout.data_bytes()).ok_or_else(|| {
-                    MedicalError::Truncated {
-                        path: data_path.clone(),
-                        reason: format!(
-                            "byte skip -1 (data at the end) but the file holds {len} bytes, fewer than the {} declared",
-                            layout.data_bytes()
-                        ),
-                    }
-                })?;
+                layout.offset = formats::offset_of_trailing_data(&layout, "byte skip -1")?;
                 read_layout(&layout, 0, Compression::None)?
             }
             (Compression::None, s) => {
