@@ -20,10 +20,11 @@ fn row(fields: &[(&str, String)]) -> InfoRow {
 
 impl Modality for AudioFrontend {
     const NAME: &'static str = "audio";
-    /// WAV (own reader) and the formats symphonia decodes (see [`crate::codec`]).
+    /// WAV (own reader) and the formats symphonia decodes (see [`crate::codec`]); `.opus`
+    /// is listed so that its files are reported (no decoder) instead of silently ignored.
     const EXTENSIONS: &'static [&'static str] = &[
-        "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "alac", "aif", "aiff",
-        "aifc", "caf", "mka", "webm",
+        "wav", "wave", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "aac", "alac", "aif",
+        "aiff", "aifc", "caf", "mka", "webm",
     ];
     type Config = AudioFrontendConfig;
     type Sample = Spectrogram;

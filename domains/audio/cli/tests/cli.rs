@@ -230,3 +230,42 @@ fn fsdd_logmel_baseline_when_present() {
         "the official test split has 300 clips: {row}"
     );
 }
+
+/// Compressed files go through every subcommand like WAV: `embed` over the codec fixtures
+/// (FLAC, MP3, Ogg Vorbis, M4A, AIFF, CAF) writes one row per decodable file and skips the
+/// Opus file with its reason; `inspect` names the codec.
+#[test]
+fn compressed_audio_embeds_and_inspects() {
+    let d = tmp("codecs");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/codecs");
+    let o = bin()
+        .args([
+            "embed",
+            "--random-init",
+            "--preset",
+            "audio-nano-demo",
+            "--data",
+        ])
+        .arg(&fixtures)
+        .arg("--out")
+        .arg(d.join("emb"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let files = std::fs::read_to_string(d.join("emb/files.txt")).unwrap();
+    let n = files.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(n, 9, "{files}");
+    assert!(!files.contains("mono.opus"), "{files}");
+    assert!(t.contains("mono.opus") || t.contains("skipped"), "{t}");
+    let o = bin()
+        .arg("inspect")
+        .arg(fixtures.join("stereo_sndfile.mp3"))
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("mp3") && t.contains("44100"),
+        "{t}"
+    );
+}
