@@ -734,11 +734,11 @@ fn assemble_series(path: &Path, files: Vec<FileHeader>) -> Result<Volume, Medica
         .collect();
     // Per file: (slice index, rescaled values) of each frame.
     type Slices = Vec<(usize, Vec<f32>)>;
-    let decoded: Vec<Result<Slices, MedicalError>> = files
+    let decoded: Result<Vec<Slices>, MedicalError> = files
         .par_iter()
         .enumerate()
         .map(|(i, h)| {
-            let mut raw = decode_file(&h.path, h.frames.len(), plane)?;
+            let mut raw = decode_file(&h.path, h.frames.len(), plane, h.datatype.size())?;
             if let Some(n) = h.narrow {
                 raw.iter_mut().for_each(|v| *v = stored_bits(*v, n));
             }
@@ -755,10 +755,12 @@ fn assemble_series(path: &Path, files: Vec<FileHeader>) -> Result<Volume, Medica
                 .collect())
         })
         .collect();
+    // Every file decoded (its sizes checked against its bytes) before the volume exists.
+    let decoded = decoded?;
     let mut data = vec![0f32; n * plane];
     let mut non_finite = 0;
     for d in decoded {
-        for (z, px) in d? {
+        for (z, px) in d {
             non_finite += px.iter().filter(|x| !x.is_finite()).count();
             data[z * plane..(z + 1) * plane].copy_from_slice(&px);
         }
@@ -812,11 +814,39 @@ fn stored_bits(v: f64, (alloc, stored, high, signed): (u32, u32, u32, bool)) -> 
 }
 
 /// The stored values of every frame of one file (no rescale), as f64.
-fn decode_file(path: &Path, frames: usize, plane: usize) -> Result<Vec<f64>, MedicalError> {
+fn decode_file(
+    path: &Path,
+    frames: usize,
+    plane: usize,
+    bytes_per_value: usize,
+) -> Result<Vec<f64>, MedicalError> {
     let obj = dicom_object::open_file(path)
         .map_err(|e| err(path, format!("cannot read the file: {e}")))?;
     let ts = obj.meta().transfer_syntax().to_string();
     let name = transfer_syntax_name(&ts);
+    // Nothing is allocated from the header's sizes before they are checked against the
+    // file: uncompressed pixel data must hold them, compressed data may expand at most
+    // MAX_EXPANSION-fold (far beyond what RLE, deflate or JPEG reach on real images).
+    const MAX_EXPANSION: u128 = 4096;
+    let declared = frames as u128 * plane as u128 * bytes_per_value as u128;
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as u128;
+    let native = matches!(
+        ts.trim_end_matches('\0').trim(),
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
+    );
+    let most = if native {
+        file_len
+    } else {
+        file_len * MAX_EXPANSION
+    };
+    if declared > most {
+        return Err(MedicalError::Truncated {
+            path: path.to_path_buf(),
+            reason: format!(
+                "Rows x Columns x NumberOfFrames declare {declared} bytes of pixel data, more than a {file_len}-byte file can hold ({name})"
+            ),
+        });
+    }
     let decoded = obj.decode_pixel_data().map_err(|e| {
         err(
             path,

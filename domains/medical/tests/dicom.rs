@@ -193,6 +193,23 @@ fn broken_series_and_unsupported_syntaxes_name_the_file_and_attribute() {
             assert!(e.to_string().contains("cut.dcm"), "{e}");
         }
     }
+    // A header declaring far more pixels than the file holds: an error before any
+    // allocation (Rows and Columns patched to 65535 in the explicit VR little endian bytes).
+    let mut big = bytes.clone();
+    for tag in [
+        [0x28u8, 0, 0x10, 0, b'U', b'S', 2, 0],
+        [0x28, 0, 0x11, 0, b'U', b'S', 2, 0],
+    ] {
+        let at = big
+            .windows(8)
+            .position(|w| w == tag)
+            .expect("Rows/Columns element");
+        big[at + 8..at + 10].copy_from_slice(&[0xff, 0xff]);
+    }
+    let p = tmp.join("huge.dcm");
+    std::fs::write(&p, &big).unwrap();
+    let e = read_volume(&p).unwrap_err().to_string();
+    assert!(e.contains("huge.dcm") && e.contains("declare"), "{e}");
     let mut rng = 0x2545f4914f6cdd1du64;
     for _ in 0..40 {
         let mut b = bytes.clone();
