@@ -51,6 +51,10 @@ fn err(path: &Path, reason: impl Into<String>) -> MedicalError {
     }
 }
 
+/// Compressed pixel data may expand at most this much (far beyond what RLE, deflate or
+/// JPEG reach on real images); a header declaring more is refused before allocating.
+const MAX_EXPANSION: u128 = 4096;
+
 /// Does the file carry the `DICM` marker after its 128-byte preamble?
 pub fn has_dicom_marker(path: &Path) -> bool {
     use std::io::Read;
@@ -218,6 +222,17 @@ fn header_of(o: &InMemDicomObject, path: &Path, file: usize) -> Result<FileHeade
         None
     };
     let n_frames = int(o, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    // Frames are listed from NumberOfFrames: bound it by what the file can hold first.
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as u128;
+    let declared = n_frames as u128 * (rows * cols) as u128 * datatype.size() as u128;
+    if declared > file_len * MAX_EXPANSION {
+        return Err(MedicalError::Truncated {
+            path: path.to_path_buf(),
+            reason: format!(
+                "NumberOfFrames {n_frames} x Rows {rows} x Columns {cols} declare {declared} bytes of pixel data, more than a {file_len}-byte file can hold"
+            ),
+        });
+    }
     let per_frame = items(o, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
     if !per_frame.is_empty() && per_frame.len() as i64 != n_frames {
         return Err(err(
@@ -826,8 +841,7 @@ fn decode_file(
     let name = transfer_syntax_name(&ts);
     // Nothing is allocated from the header's sizes before they are checked against the
     // file: uncompressed pixel data must hold them, compressed data may expand at most
-    // MAX_EXPANSION-fold (far beyond what RLE, deflate or JPEG reach on real images).
-    const MAX_EXPANSION: u128 = 4096;
+    // MAX_EXPANSION-fold.
     let declared = frames as u128 * plane as u128 * bytes_per_value as u128;
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as u128;
     let native = matches!(
