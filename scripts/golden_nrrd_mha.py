@@ -216,6 +216,23 @@ def main():
         "ElementDataFile = LOCAL\n").encode() + z)
     out["zlib_local.mha"] = expected(os.path.join(OUT, "zlib_local.mha"), "uint16")
 
+    # Data in several files: one z slice per file, by LIST and by printf pattern.
+    a = values(np.int16, zyx)
+    for k in range(3):
+        put(f"slab{k}.raw", raw_bytes(a[k]))
+    head = ("NRRD0004\ntype: short\ndimension: 3\nspace: LPS\nsizes: 5 4 3\n"
+            "space directions: (1,0,0) (0,1,0) (0,0,2)\nendian: little\nencoding: raw\n")
+    put("list.nhdr", (head + "data file: LIST 2\nslab0.raw\nslab1.raw\nslab2.raw\n").encode())
+    out["list.nhdr"] = expected(os.path.join(OUT, "list.nhdr"), "int16")
+    put("pattern.nhdr", (head + "data file: slab%d.raw 0 2 1\n").encode())
+    out["pattern.nhdr"] = expected(os.path.join(OUT, "pattern.nhdr"), "int16")
+    mhead = "ObjectType = Image\nNDims = 3\nDimSize = 5 4 3\nElementSpacing = 1 1 2\nElementType = MET_SHORT\n"
+    put("list.mhd", (mhead + "ElementDataFile = LIST 2D\nslab0.raw\nslab1.raw\nslab2.raw\n").encode())
+    out["list.mhd"] = expected(os.path.join(OUT, "list.mhd"), "int16")
+    put("pattern.mhd", (mhead + "ElementDataFile = slab%d.raw 0 2 1\n").encode())
+    out["pattern.mhd"] = expected(os.path.join(OUT, "pattern.mhd"), "int16")
+    assert out["pattern.mhd"]["data"] == out["list.nhdr"]["data"]
+
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump({"reference": f"SimpleITK {sitk.Version_VersionString()}", "files": out}, f, indent=1)
     print(f"{len(out)} files")

@@ -133,6 +133,61 @@ pub(crate) fn check_data_file(
         })
 }
 
+/// The file names of a printf-style pattern (`slice%03d.raw` with `min max step`, step may
+/// be negative; `%d`, `%Nd`, `%0Nd` and `%%`), as NRRD and MetaImage multi-file data use.
+pub(crate) fn expand_pattern(
+    header: &Path,
+    field: &'static str,
+    format: &str,
+    range: &[&str],
+) -> Result<Vec<String>, MedicalError> {
+    let bad = |reason: String| MedicalError::BadHeader {
+        path: header.to_path_buf(),
+        field,
+        reason,
+    };
+    let nums = range
+        .iter()
+        .map(|t| t.parse::<i64>())
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(|_| bad(format!("{range:?} are not integers (min max step)")))?;
+    let (min, max, step) = (nums[0], nums[1], nums[2]);
+    if step == 0 || (max - min).signum() * step.signum() < 0 {
+        return Err(bad(format!(
+            "min {min}, max {max}, step {step} give no files"
+        )));
+    }
+    let count = (max - min) / step + 1;
+    if count > 1_000_000 {
+        return Err(bad(format!("{count} files")));
+    }
+    let (pre, rest) = format
+        .split_once('%')
+        .ok_or_else(|| bad(format!("{format:?} has no %d")))?;
+    let conv = rest
+        .find('d')
+        .ok_or_else(|| bad(format!("{format:?}: only %d conversions are read")))?;
+    let (spec, post) = (&rest[..conv], &rest[conv + 1..]);
+    let width: usize = if spec.is_empty() {
+        0
+    } else {
+        spec.parse()
+            .map_err(|_| bad(format!("{format:?}: width {spec:?} is not a number")))?
+    };
+    let zero = spec.starts_with('0');
+    Ok((0..count)
+        .map(|k| {
+            let i = min + k * step;
+            let n = if zero {
+                format!("{i:0width$}")
+            } else {
+                format!("{i:width$}")
+            };
+            format!("{pre}{n}{post}").replace("%%", "%")
+        })
+        .collect())
+}
+
 /// The offset of voxels that end their file (NRRD `byte skip: -1`, MetaImage
 /// `HeaderSize = -1`); `what` names the field for the error.
 pub(crate) fn offset_of_trailing_data(layout: &RawLayout, what: &str) -> Result<u64, MedicalError> {

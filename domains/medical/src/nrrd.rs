@@ -12,8 +12,12 @@
 //! A non-spatial axis (DWI gradients, RGB, vector components) before the spatial axes is
 //! interleaved data and becomes the volume's channels.
 //!
+//! Data in several files: `data file: LIST [subdim]` (names on the following lines) and
+//! `data file: <printf format> <min> <max> <step> [subdim]`, each file one slab of `subdim`
+//! axes (default: all but the slowest).
+//!
 //! Refused with a message naming the field: `bzip2`/`hex`/`zrl` encodings, `block` type,
-//! multi-file `data file` lists and patterns, 4-D (time) spaces.
+//! 4-D (time) spaces.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -397,21 +401,58 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
     // Data.
     let dir = path.parent().unwrap_or(Path::new("."));
     let data_file = h.get(&["data file", "datafile"]);
-    let (data_path, attached) = match data_file {
-        None => (path.to_path_buf(), true),
-        Some(f) if f.starts_with("LIST") || f.split_whitespace().count() > 1 || !h.list.is_empty() => {
-            return Err(bad(
-                "data file",
-                format!("{f:?}: data split over several files is not supported; join them, e.g. with `unu join`"),
-            ))
-        }
-        Some(f) => {
-            let p = PathBuf::from(f);
-            let p = if p.is_absolute() { p } else { dir.join(p) };
-            formats::check_data_file(path, "data file", &p)?;
-            (p, false)
-        }
+    // One file, or several (`LIST [subdim]` with names on the following lines, or
+    // `<printf format> <min> <max> <step> [subdim]`), each holding an equal slab.
+    let resolve = |f: &str| -> Result<PathBuf, MedicalError> {
+        let p = PathBuf::from(f);
+        let p = if p.is_absolute() { p } else { dir.join(p) };
+        formats::check_data_file(path, "data file", &p)?;
+        Ok(p)
     };
+    let (data_paths, attached, subdim): (Vec<PathBuf>, bool, Option<&str>) = match data_file {
+        None => (vec![path.to_path_buf()], true, None),
+        Some(f) if f.starts_with("LIST") => {
+            let names: Vec<PathBuf> = h
+                .list
+                .iter()
+                .map(|n| resolve(n))
+                .collect::<Result<_, _>>()?;
+            (names, false, f.split_whitespace().nth(1))
+        }
+        Some(f) if f.split_whitespace().count() >= 4 => {
+            let t: Vec<&str> = f.split_whitespace().collect();
+            let names = formats::expand_pattern(path, "data file", t[0], &t[1..4])?
+                .iter()
+                .map(|n| resolve(n))
+                .collect::<Result<_, _>>()?;
+            (names, false, t.get(4).copied())
+        }
+        Some(f) => (vec![resolve(f)?], false, None),
+    };
+    let subdim: usize = match subdim {
+        None => dimension - usize::from(data_paths.len() > 1),
+        Some(d) => d
+            .parse()
+            .ok()
+            .filter(|d| (1..=dimension).contains(d))
+            .ok_or_else(|| {
+                bad(
+                    "data file",
+                    format!("subdim {d:?}, expected 1..={dimension}"),
+                )
+            })?,
+    };
+    let files_needed: usize = sizes[subdim..].iter().product();
+    if data_paths.len() != files_needed {
+        return Err(bad(
+            "data file",
+            format!(
+                "{} data files for sizes {sizes:?} with {subdim} axes per file ({files_needed} needed)",
+                data_paths.len()
+            ),
+        ));
+    }
+    let data_path = data_paths[0].clone();
     let parse_skip = |keys: &[&str], field| -> Result<i64, MedicalError> {
         match h.get(keys) {
             None => Ok(0),
@@ -427,19 +468,16 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
     if line_skip < 0 {
         return Err(bad("line skip", "must be >= 0".into()));
     }
-    let mut start = if attached { h.data_start } else { 0 };
-    if line_skip > 0 {
-        start = skip_lines(&data_path, start, line_skip as u64)?;
-    }
+
     let grid = Grid {
         path: path.to_path_buf(),
         format: format!(
             "NRRD000{}, {encoding}{}{}",
             h.version,
-            if attached {
-                String::new()
-            } else {
-                format!(", detached data in {}", data_path.display())
+            match (attached, data_paths.len()) {
+                (true, _) => String::new(),
+                (false, 1) => format!(", detached data in {}", data_path.display()),
+                (false, n) => format!(", detached data in {n} files from {}", data_path.display()),
             },
             if dt.size() > 1 && !text {
                 if big_endian {
@@ -458,45 +496,50 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         space: sp,
         warnings,
     };
-    let n = grid.check_sizes("sizes")?;
-    let (data, non_finite) = if text {
-        if byte_skip < 0 {
-            return Err(bad(
-                "byte skip",
-                "-1 is only meaningful for raw data".into(),
-            ));
+    let n = grid.check_sizes("sizes")? / data_paths.len();
+    let mut data = Vec::new();
+    let mut non_finite = 0;
+    for data_path in &data_paths {
+        let mut start = if attached { h.data_start } else { 0 };
+        if line_skip > 0 {
+            start = skip_lines(data_path, start, line_skip as u64)?;
         }
-        formats::read_text_values(&data_path, start + byte_skip as u64, n)?
-    } else {
         let mut layout = RawLayout {
             path: data_path.clone(),
             offset: 0,
-            shape: grid.sizes.clone(),
+            shape: grid.sizes[..subdim].to_vec(),
             datatype: dt,
             big_endian,
             scale: None,
         };
-        match (compression, byte_skip) {
-            (Compression::None, -1) => {
-                layout.offset = formats::offset_of_trailing_data(&layout, "byte skip -1")?;
-                read_layout(&layout, 0, Compression::None)?
-            }
-            (Compression::None, s) => {
-                layout.offset = start + s as u64;
-                read_layout(&layout, 0, Compression::None)?
-            }
-            (_, -1) => {
+        let (d, nf) = match (text, compression, byte_skip) {
+            (_, _, -1) if text || compression != Compression::None => {
                 return Err(bad(
                     "byte skip",
                     "-1 is only meaningful for raw data".into(),
                 ))
             }
-            (c, s) => {
+            (true, _, s) => formats::read_text_values(data_path, start + s as u64, n)?,
+            (false, Compression::None, -1) => {
+                layout.offset = formats::offset_of_trailing_data(&layout, "byte skip -1")?;
+                read_layout(&layout, 0, Compression::None)?
+            }
+            (false, Compression::None, s) => {
+                layout.offset = start + s as u64;
+                read_layout(&layout, 0, Compression::None)?
+            }
+            (false, c, s) => {
                 layout.offset = s as u64;
                 read_layout(&layout, start, c)?
             }
+        };
+        if data_paths.len() == 1 {
+            data = d;
+        } else {
+            data.extend_from_slice(&d);
         }
-    };
+        non_finite += nf;
+    }
     formats::assemble(grid, data, non_finite, None)
 }
 
