@@ -6,7 +6,7 @@ Reference: SimpleITK (ITK's NrrdImageIO and MetaImageIO). Files come from two wr
 SimpleITK itself (oblique directions, compression, vector pixels, 2-D and 4-D images) and
 headers written here byte by byte for the variants ITK never writes (detached data, big
 endian, text data, line/byte skips, RAS/LAS/scanner spaces, DWI-style `none` axes, no
-space at all). Every file is read back with SimpleITK and the expected voxels and RAS+
+space at all, data in several files, bzip2). Every file is read back with SimpleITK and the expected voxels and RAS+
 affine come from that reading (ITK's world is LPS: RAS = diag(-1, -1, 1) · LPS). Made with
 SimpleITK 2.5, numpy 2.4:
 
@@ -232,6 +232,17 @@ def main():
     put("pattern.mhd", (mhead + "ElementDataFile = slab%d.raw 0 2 1\n").encode())
     out["pattern.mhd"] = expected(os.path.join(OUT, "pattern.mhd"), "int16")
     assert out["pattern.mhd"]["data"] == out["list.nhdr"]["data"]
+
+    # bzip2 (ITK's teem has no bzip2: the expected values are those of a raw twin).
+    import bz2
+
+    a = values(np.float32, zyx)
+    head = ("NRRD0004\ntype: float\ndimension: 3\nspace: RAS\nsizes: 5 4 3\n"
+            "space directions: (0.5,0,0) (0,0.5,0) (0,0,1)\nendian: big\n")
+    put("bzip2_twin.nrrd", (head + "encoding: raw\n\n").encode() + raw_bytes(a, big=True))
+    put("bzip2.nrrd", (head + "encoding: bzip2\n\n").encode() + bz2.compress(raw_bytes(a, big=True)))
+    out["bzip2.nrrd"] = expected(os.path.join(OUT, "bzip2_twin.nrrd"), "float32")
+    os.remove(os.path.join(OUT, "bzip2_twin.nrrd"))
 
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump({"reference": f"SimpleITK {sitk.Version_VersionString()}", "files": out}, f, indent=1)

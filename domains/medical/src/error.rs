@@ -41,9 +41,11 @@ pub enum MedicalError {
     /// The gzip stream is corrupt (bad deflate data, header or checksum); `source` is the
     /// decoder's error and `what` the part of the file being read (`"header"`,
     /// `"voxel data"`, `"gzip trailer"`, ...).
-    #[error("{path}: corrupt gzip stream (while reading the {what}): {source}")]
+    #[error("{path}: corrupt {kind} stream (while reading the {what}): {source}")]
     Gzip {
         path: PathBuf,
+        /// `"gzip"`, `"zlib"` or `"bzip2"`.
+        kind: &'static str,
         what: &'static str,
         source: std::io::Error,
     },

@@ -333,6 +333,8 @@ pub(crate) enum Compression {
     None,
     Gzip,
     Zlib,
+    /// NRRD's bzip2 encoding.
+    Bzip2,
 }
 
 /// Read the voxels `layout` describes. Uncompressed voxels lie at `layout.offset` in the
@@ -344,7 +346,54 @@ pub(crate) fn read_layout(
     stream_start: u64,
     compression: Compression,
 ) -> Result<(Vec<f32>, usize), MedicalError> {
+    if compression == Compression::Bzip2 {
+        return read_bzip2(layout, stream_start);
+    }
     let mut src = Source::open_as(&layout.path, stream_start, compression)?;
+    read_data(&mut src, 0, layout)
+}
+
+/// bzip2 can compress far beyond deflate's 1032:1, so its size cannot be bounded from the
+/// compressed length: the stream is inflated into a buffer that grows only with the data
+/// that arrives (at most the declared size), and the voxels are converted from it.
+fn read_bzip2(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize), MedicalError> {
+    use std::io::Seek;
+    let path = &layout.path;
+    let io = |source| MedicalError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(stream_start))
+        .map_err(io)?;
+    let mut magic = [0u8; 3];
+    if file.read_exact(&mut magic).is_err() || &magic != b"BZh" {
+        return Err(gz_err(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no bzip2 magic bytes (BZh) at byte {stream_start}"),
+            ),
+            "voxel data",
+            "bzip2",
+        ));
+    }
+    file.seek(std::io::SeekFrom::Start(stream_start))
+        .map_err(io)?;
+    let want = layout.offset.saturating_add(layout.data_bytes());
+    let mut buf = Vec::new();
+    bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(1 << 16, file))
+        .take(want)
+        .read_to_end(&mut buf)
+        .map_err(|e| gz_err(path, e, "voxel data", "bzip2"))?;
+    if (buf.len() as u64) < want {
+        return Err(short_stream(
+            layout,
+            (buf.len() as u64).saturating_sub(layout.offset),
+            "bzip2",
+        ));
+    }
+    let mut src = Source::Plain(Box::new(&buf[..]));
     read_data(&mut src, 0, layout)
 }
 
@@ -416,7 +465,8 @@ pub fn check_file(path: &Path) -> Result<FileCheck, MedicalError> {
         None => check_data(&mut src, consumed, h),
         Some(img) => {
             if let Source::Gz { dec, .. } = &mut src {
-                count_to_end(dec).map_err(|(_, e)| gz_err(&loc.header, e, "header file"))?;
+                count_to_end(dec)
+                    .map_err(|(_, e)| gz_err(&loc.header, e, "header file", "gzip"))?;
             }
             let mut img = Source::open(img)?;
             h.format.data_gz = img.is_gz();
@@ -466,7 +516,7 @@ fn check_data(
                                 h.offset
                             ),
                         },
-                        _ => gz_err(&h.path, e, what),
+                        _ => gz_err(&h.path, e, what, kind),
                     });
                 }
             };
@@ -783,6 +833,7 @@ impl<'a> Source<'a> {
             if compression == Compression::Gzip {
                 return Err(MedicalError::Gzip {
                     path: path.to_path_buf(),
+                    kind: "gzip",
                     what: "voxel data",
                     source: std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
@@ -817,7 +868,7 @@ impl<'a> Source<'a> {
 }
 
 /// Map a decoder error: early end is truncation, bad data is a corrupt stream.
-fn gz_err(path: &Path, e: std::io::Error, what: &'static str) -> MedicalError {
+fn gz_err(path: &Path, e: std::io::Error, what: &'static str, kind: &'static str) -> MedicalError {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => MedicalError::Truncated {
             path: path.to_path_buf(),
@@ -825,6 +876,7 @@ fn gz_err(path: &Path, e: std::io::Error, what: &'static str) -> MedicalError {
         },
         std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => MedicalError::Gzip {
             path: path.to_path_buf(),
+            kind,
             what,
             source: e,
         },
@@ -866,12 +918,12 @@ fn read_header_from(src: &mut Source, loc: &Location) -> Result<(NiftiHeader, u6
             n
         }
         Source::Gz { dec, .. } => {
-            let n = read_full(dec, &mut buf[..4]).map_err(|e| gz_err(path, e, "header"))?;
+            let n = read_full(dec, &mut buf[..4]).map_err(|e| gz_err(path, e, "header", "gzip"))?;
             match n {
                 4 => match header_len(&buf, path) {
                     Ok(len) => {
                         4 + read_full(dec, &mut buf[4..len])
-                            .map_err(|e| gz_err(path, e, "header"))?
+                            .map_err(|e| gz_err(path, e, "header", "gzip"))?
                     }
                     Err(e) => return Err(e),
                 },
@@ -1194,7 +1246,7 @@ fn read_data(
             // Skip extensions up to vox_offset.
             let skip = h.offset.saturating_sub(consumed);
             let skipped = std::io::copy(&mut dec.by_ref().take(skip), &mut std::io::sink())
-                .map_err(|e| gz_err(path, e, "header extensions"))?;
+                .map_err(|e| gz_err(path, e, "header extensions", kind))?;
             if skipped < skip {
                 return Err(stream_before_offset(h, consumed + skipped, kind));
             }
@@ -1220,7 +1272,7 @@ fn read_data(
             let mut ready = Vec::with_capacity(chunk.min(nbytes as usize));
             let mut spare = Vec::with_capacity(chunk.min(nbytes as usize));
             let mut got =
-                fill(&mut stream, &mut ready, chunk).map_err(|e| gz_err(path, e, what))?;
+                fill(&mut stream, &mut ready, chunk).map_err(|e| gz_err(path, e, what, kind))?;
             let mut non_finite = 0;
             for o in out.chunks_mut(GZ_CHUNK_VOXELS) {
                 if ready.len() < o.len() * size {
@@ -1231,7 +1283,7 @@ fn read_data(
                     || fill(&mut stream, &mut spare, chunk),
                 );
                 non_finite += count;
-                got += next.map_err(|e| gz_err(path, e, what))?;
+                got += next.map_err(|e| gz_err(path, e, what, kind))?;
                 std::mem::swap(&mut ready, &mut spare);
             }
             // Read on to the end of the stream (a little at most) so the gzip trailer's
@@ -1241,7 +1293,7 @@ fn read_data(
                 match dec.read(&mut tail) {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e) => return Err(gz_err(path, e, "stream trailer")),
+                    Err(e) => return Err(gz_err(path, e, "stream trailer", kind)),
                 }
             }
             Ok((out, non_finite))

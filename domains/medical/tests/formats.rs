@@ -153,6 +153,11 @@ fn bad_nrrd_files_name_the_file_and_the_field() {
         (
             "bz.nrrd",
             [format!("{NRRD_HEAD}encoding: bzip2\n\n").as_bytes(), &raw[..]].concat(),
+            "corrupt bzip2 stream",
+        ),
+        (
+            "hex.nrrd",
+            [format!("{NRRD_HEAD}encoding: hex\n\n").as_bytes(), &raw[..]].concat(),
             "`encoding`",
         ),
         (
@@ -327,11 +332,11 @@ proptest! {
     /// Any corruption of a header or its data gives a volume or an error, never a panic.
     #[test]
     fn corrupted_files_never_panic(
-        which in 0usize..4,
+        which in 0usize..5,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         cut in any::<usize>(),
     ) {
-        let name = ["itk_int16_oblique.nrrd", "itk_f64_gzip.nrrd", "itk_f32_zlib.mha", "msb.mha"][which];
+        let name = ["itk_int16_oblique.nrrd", "itk_f64_gzip.nrrd", "itk_f32_zlib.mha", "msb.mha", "bzip2.nrrd"][which];
         let mut b = std::fs::read(dir().join(name)).unwrap();
         for (i, v) in edits {
             let n = b.len();
