@@ -523,7 +523,8 @@ fn npy_item(d: &str) -> Option<(char, usize, bool)> {
     let big = d.starts_with('>');
     let d = d.trim_start_matches(['<', '>', '=', '|']);
     let kind = d.chars().next()?;
-    let size: usize = d[1..].parse().ok()?;
+    // `kind` may be any character of a corrupt header: slice after it, not after byte 1.
+    let size: usize = d[kind.len_utf8()..].parse().ok()?;
     matches!((kind, size), ('f', 2 | 4 | 8) | ('i' | 'u', 1 | 2 | 4 | 8))
         .then_some((kind, size, big))
 }

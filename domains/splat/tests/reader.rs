@@ -563,3 +563,20 @@ fn views_group_the_whole_shape_deterministically() {
     assert!(m.abs() < 1e-3, "{m}");
     assert!(sigmoid(0.0) == 0.5);
 }
+
+/// The case proptest found: a byte flipped into invalid UTF-8 just before the dtype of an
+/// `.npy` header (`'descr': '\xfff4'`) made the dtype parser slice inside a character.
+#[test]
+fn npy_dtype_with_a_non_ascii_byte_is_an_error() {
+    let d = std::env::temp_dir().join(format!("tessera-splat-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join("bent.npy");
+    let g = shape("torus", 8, true, &mut Rng::new(0));
+    write_npy(&p, &g.pos).unwrap();
+    let mut b = std::fs::read(&p).unwrap();
+    let at = b.windows(3).position(|w| w == b"<f4").expect("dtype");
+    b[at] = 0xff;
+    std::fs::write(&p, &b).unwrap();
+    let e = read_file(&p, 3, 1 << 16).unwrap_err().to_string();
+    assert!(e.contains("bent.npy"), "{e}");
+}
