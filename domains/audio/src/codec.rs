@@ -27,27 +27,17 @@ use symphonia::core::meta::MetadataOptions;
 use crate::error::AudioError;
 use crate::wav::{inspect_wav, read_wav, Audio};
 
-/// Is this a RIFF/WAVE (or RF64) file? Decided from the first 12 bytes.
+/// Is this a RIFF/WAVE file (or another RIFF-family WAV: RIFX, which the WAV reader then
+/// refuses by name)? Decided from the first 12 bytes.
 pub fn is_wav(path: &Path) -> Result<bool, AudioError> {
-    let mut head = [0u8; 12];
-    let mut f = File::open(path).map_err(|source| AudioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(source) => {
-                return Err(AudioError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    Ok(n == 12 && (&head[..4] == b"RIFF" || &head[..4] == b"RIFX") && &head[8..12] == b"WAVE")
+    let mut head = Vec::with_capacity(12);
+    File::open(path)
+        .and_then(|f| f.take(12).read_to_end(&mut head))
+        .map_err(|source| AudioError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(head.len() == 12 && matches!(&head[..4], b"RIFF" | b"RIFX") && &head[8..12] == b"WAVE")
 }
 
 /// Read and decode a whole audio file of any supported format.
@@ -55,7 +45,7 @@ pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
     if is_wav(path)? {
         return read_wav(path);
     }
-    decode(path, None)
+    decode(path).map(|(audio, _)| audio)
 }
 
 /// What a file holds, from its header (WAV) or the decoded stream (other formats).
@@ -85,9 +75,7 @@ pub fn inspect_audio(path: &Path) -> Result<AudioInfo, AudioError> {
             duration_s: w.duration_s,
         });
     }
-    let mut info = None;
-    let audio = decode(path, Some(&mut info))?;
-    let (format, bits) = info.unwrap_or_default();
+    let (audio, (format, bits)) = decode(path)?;
     Ok(AudioInfo {
         format,
         channels: audio.channels,
@@ -109,9 +97,9 @@ fn codec_name(id: symphonia::core::codecs::audio::AudioCodecId) -> String {
         .unwrap_or_else(|| format!("codec {id}"))
 }
 
-type Info<'a> = Option<&'a mut Option<(String, u32)>>;
-
-fn decode(path: &Path, info: Info) -> Result<Audio, AudioError> {
+/// Decode a whole file through symphonia; also returns `"<codec> in <container>"` and the
+/// codec's bits per sample (0 when it has none).
+fn decode(path: &Path) -> Result<(Audio, (String, u32)), AudioError> {
     let corrupt = |reason: String| AudioError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -159,14 +147,11 @@ fn decode(path: &Path, info: Info) -> Result<Audio, AudioError> {
                 path.display()
             ))
         })?;
-    if let Some(info) = info {
-        *info = Some((
-            format!("{name} in {container}"),
-            params.bits_per_sample.unwrap_or(0),
-        ));
-    }
+    let info = (
+        format!("{name} in {container}"),
+        params.bits_per_sample.unwrap_or(0),
+    );
     let mut samples: Vec<f32> = Vec::new();
-    let mut buf: Vec<f32> = Vec::new();
     let mut spec: Option<(u32, usize)> = None;
     loop {
         let packet = match format.next_packet() {
@@ -208,9 +193,10 @@ fn decode(path: &Path, info: Info) -> Result<Audio, AudioError> {
             }
             Some(_) => {}
         }
-        buf.resize(decoded.samples_interleaved(), 0.0);
-        decoded.copy_to_slice_interleaved(&mut buf);
-        samples.extend_from_slice(&buf);
+        // Straight into the output's tail, no intermediate buffer.
+        let at = samples.len();
+        samples.resize(at + decoded.samples_interleaved(), 0.0);
+        decoded.copy_to_slice_interleaved(&mut samples[at..]);
     }
     let Some((rate, channels)) = spec else {
         return Err(AudioError::Empty {
@@ -222,9 +208,10 @@ fn decode(path: &Path, info: Info) -> Result<Audio, AudioError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(Audio {
+    let audio = Audio {
         samples,
         channels,
         sample_rate_hz: rate,
-    })
+    };
+    Ok((audio, info))
 }

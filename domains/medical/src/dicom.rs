@@ -387,12 +387,13 @@ fn split_selector(path: &Path) -> (PathBuf, Option<String>) {
     }
 }
 
-/// Whether a path names DICOM data: a folder, a DICOMDIR, a `.dcm` file or a file with the
-/// `DICM` marker (a `#series=` selector allowed).
-pub fn is_dicom(path: &Path) -> bool {
-    let (p, _) = split_selector(path);
+/// Whether a path names DICOM data without reading it: a folder, a DICOMDIR or a `.dcm`
+/// file (a `#series=` selector allowed). Other DICOM files are found by their `DICM`
+/// marker ([`crate::Format::detect`]).
+pub fn is_dicom_name(path: &Path) -> bool {
+    let (p, selector) = split_selector(path);
     let name = p.to_string_lossy().to_ascii_lowercase();
-    p.is_dir() || name.ends_with(".dcm") || name.ends_with("dicomdir") || has_dicom_marker(&p)
+    selector.is_some() || p.is_dir() || name.ends_with(".dcm") || name.ends_with("dicomdir")
 }
 
 /// Whether a folder looks like one series: it has no sub-folders and, among its first 64

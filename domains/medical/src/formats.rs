@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::error::MedicalError;
-use crate::nifti::{self, labels_from_volume, Datatype, RawLayout};
+use crate::nifti::{self, labels_from_volume, read_layout, Compression, Datatype, RawLayout};
 use crate::orient::voxel_sizes;
 use crate::volume::{LabelMap, Provenance, Volume, Warning};
 
@@ -35,20 +35,24 @@ pub enum Format {
 }
 
 impl Format {
-    /// From the first bytes (NRRD's `NRRD000x` magic, a MetaImage key), else the name.
+    /// From the first bytes (DICOM's `DICM` marker, NRRD's `NRRD000x` magic, a MetaImage
+    /// key), else the name; a folder (or `folder#series=N`) is DICOM.
     pub fn detect(path: &Path) -> Result<Format, MedicalError> {
-        if crate::dicom::is_dicom(path) {
+        if crate::dicom::is_dicom_name(path) {
             return Ok(Format::Dicom);
         }
         let name = path.to_string_lossy().to_ascii_lowercase();
-        let mut head = [0u8; 64];
-        let n = std::fs::File::open(path)
-            .and_then(|mut f| read_up_to(&mut f, &mut head))
+        let mut head = Vec::with_capacity(132);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(132).read_to_end(&mut head))
             .map_err(|source| MedicalError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let head = &head[..n];
+        if head.get(128..132) == Some(b"DICM") {
+            return Ok(Format::Dicom);
+        }
+        let head = &head[..head.len().min(64)];
         if head.starts_with(b"NRRD000") {
             return Ok(Format::Nrrd);
         }
@@ -73,28 +77,22 @@ impl Format {
         }
         Ok(Format::Nifti)
     }
-}
 
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+    /// Read `path` as this format.
+    pub fn read(self, path: &Path) -> Result<Volume, MedicalError> {
+        match self {
+            Format::Nifti => nifti::read_volume(path),
+            Format::Nrrd => crate::nrrd::read(path),
+            Format::MetaImage => crate::metaimage::read(path),
+            Format::Dicom => crate::dicom::read(path),
         }
     }
-    Ok(n)
 }
 
 /// Read an image of any supported format as f32, oriented as stored (see the module
 /// documentation).
 pub fn read_volume(path: &Path) -> Result<Volume, MedicalError> {
-    match Format::detect(path)? {
-        Format::Nifti => nifti::read_volume(path),
-        Format::Nrrd => crate::nrrd::read(path),
-        Format::MetaImage => crate::metaimage::read(path),
-        Format::Dicom => crate::dicom::read(path),
-    }
+    Format::detect(path)?.read(path)
 }
 
 /// Read a label map of any supported format (integers in 0..=65535, see
@@ -115,22 +113,154 @@ pub(crate) fn header_bytes(path: &Path) -> Result<Vec<u8>, MedicalError> {
     Ok(buf)
 }
 
-/// A detached header's data file must be a readable file; the error names the header.
-pub(crate) fn check_data_file(
-    header: &Path,
-    field: &'static str,
-    data: &Path,
-) -> Result<(), MedicalError> {
-    std::fs::File::open(data)
-        .map(drop)
-        .map_err(|e| MedicalError::BadHeader {
+/// Where the voxels of an NRRD or MetaImage header lie: in the header file itself, in one
+/// data file, or in equal slabs over several files.
+pub(crate) struct DataFiles {
+    /// The files in order (the header file itself when `attached`).
+    pub files: Vec<PathBuf>,
+    /// The data follows the header in the header file.
+    pub attached: bool,
+    /// The `subdim` of a multi-file form as written (`2`, or MetaIO's `2D`).
+    subdim: Option<String>,
+}
+
+impl DataFiles {
+    /// Parse a data-file field (`field`, e.g. `data file`): `None` for attached data;
+    /// `LIST [subdim]` with the names in `list`; `<printf format> <min> <max> <step>
+    /// [subdim]`; or one file name. Names are relative to the header's folder and every
+    /// file must open (the error names the header and the field).
+    pub fn parse(
+        header: &Path,
+        field: &'static str,
+        value: Option<&str>,
+        list: &[String],
+    ) -> Result<DataFiles, MedicalError> {
+        let dir = header.parent().unwrap_or(Path::new("."));
+        let resolve = |name: &str| -> Result<PathBuf, MedicalError> {
+            let p = PathBuf::from(name);
+            let p = if p.is_absolute() { p } else { dir.join(p) };
+            std::fs::File::open(&p)
+                .map_err(|e| MedicalError::BadHeader {
+                    path: header.to_path_buf(),
+                    field,
+                    reason: format!(
+                        "names the data file {}, which cannot be opened: {e}",
+                        p.display()
+                    ),
+                })
+                .map(|_| p)
+        };
+        let Some(value) = value else {
+            return Ok(DataFiles {
+                files: vec![header.to_path_buf()],
+                attached: true,
+                subdim: None,
+            });
+        };
+        let words: Vec<&str> = value.split_whitespace().collect();
+        let (names, subdim) = if words.first() == Some(&"LIST") {
+            (list.to_vec(), words.get(1))
+        } else if words.len() >= 4 && words[0].contains('%') {
+            (
+                expand_pattern(header, field, words[0], &words[1..4])?,
+                words.get(4),
+            )
+        } else {
+            (vec![value.to_string()], None)
+        };
+        Ok(DataFiles {
+            files: names.iter().map(|n| resolve(n)).collect::<Result<_, _>>()?,
+            attached: false,
+            subdim: subdim.map(|s| s.to_string()),
+        })
+    }
+
+    /// How many of `sizes` (the axes a file may split, fastest first) each file holds:
+    /// `subdim`, by default all but the slowest when there are several files; the number
+    /// of files must be the product of the remaining sizes.
+    pub fn slab_axes(
+        &self,
+        header: &Path,
+        field: &'static str,
+        sizes: &[usize],
+    ) -> Result<usize, MedicalError> {
+        let bad = |reason: String| MedicalError::BadHeader {
             path: header.to_path_buf(),
             field,
-            reason: format!(
-                "names the data file {}, which cannot be opened: {e}",
-                data.display()
-            ),
-        })
+            reason,
+        };
+        let nd = sizes.len();
+        let axes = match &self.subdim {
+            None => nd - usize::from(self.files.len() > 1),
+            Some(d) => d
+                .trim_end_matches(['D', 'd'])
+                .parse()
+                .ok()
+                .filter(|d| (1..=nd).contains(d))
+                .ok_or_else(|| bad(format!("subdim {d:?}, expected 1..={nd}")))?,
+        };
+        let needed: usize = sizes[axes..].iter().product();
+        if self.files.len() != needed {
+            return Err(bad(format!(
+                "{} data files for sizes {sizes:?} with {axes} axes per file ({needed} needed)",
+                self.files.len()
+            )));
+        }
+        Ok(axes)
+    }
+
+    /// The format's description of where the data is, e.g. `detached data in 3 files from
+    /// a.raw`.
+    pub fn describe(&self, attached: &str) -> String {
+        match (self.attached, self.files.len()) {
+            (true, _) => attached.to_string(),
+            (false, 1) => format!("data in {}", self.files[0].display()),
+            (false, n) => format!("data in {n} files from {}", self.files[0].display()),
+        }
+    }
+
+    /// Read every file's slab of `layout.shape` voxels and concatenate them. A file's data
+    /// (or compressed stream) starts at `start(file)`; `skip` more bytes are skipped (in
+    /// the inflated data of a compressed stream; `-1`: uncompressed voxels ending the
+    /// file, named `skip_name` in errors). Text data holds whitespace-separated numbers.
+    pub fn read(
+        &self,
+        mut layout: RawLayout,
+        text: bool,
+        compression: Compression,
+        start: impl Fn(&Path) -> Result<u64, MedicalError>,
+        skip: i64,
+        skip_name: &str,
+    ) -> Result<(Vec<f32>, usize), MedicalError> {
+        let mut data = Vec::new();
+        let mut non_finite = 0;
+        for file in &self.files {
+            let start = start(file)?;
+            layout.path = file.clone();
+            let (d, nf) = match (text, compression, skip) {
+                (true, _, s) => read_text_values(file, start + s.max(0) as u64, layout.n_voxels())?,
+                (false, Compression::None, -1) => {
+                    layout.offset = offset_of_trailing_data(&layout, skip_name)?;
+                    read_layout(&layout, 0, Compression::None)?
+                }
+                (false, Compression::None, s) => {
+                    layout.offset = start + s.max(0) as u64;
+                    read_layout(&layout, 0, Compression::None)?
+                }
+                (false, c, s) => {
+                    layout.offset = s.max(0) as u64;
+                    read_layout(&layout, start, c)?
+                }
+            };
+            if self.files.len() == 1 {
+                data = d;
+            } else {
+                data.extend_from_slice(&d);
+            }
+            non_finite += nf;
+        }
+        Ok((data, non_finite))
+    }
 }
 
 /// The file names of a printf-style pattern (`slice%03d.raw` with `min max step`, step may

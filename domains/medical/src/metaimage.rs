@@ -16,11 +16,11 @@
 //!
 //! Refused with a message naming the key: a non-image `ObjectType`, array element types.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::MedicalError;
-use crate::formats::{self, header_bytes, numbers, Grid, Space, MAX_TEXT_HEADER};
-use crate::nifti::{read_layout, Compression, Datatype, RawLayout};
+use crate::formats::{self, header_bytes, numbers, DataFiles, Grid, Space, MAX_TEXT_HEADER};
+use crate::nifti::{Compression, Datatype, RawLayout};
 use crate::volume::Volume;
 
 fn datatype(name: &str) -> Option<Datatype> {
@@ -155,38 +155,19 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
             .ok_or_else(|| bad("HeaderSize", format!("{v:?} is not an integer >= -1")))?,
     };
     let file = need("ElementDataFile")?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let resolve = |f: &str| -> Result<PathBuf, MedicalError> {
-        let p = PathBuf::from(f);
-        let p = if p.is_absolute() { p } else { dir.join(p) };
-        formats::check_data_file(path, "ElementDataFile", &p)?;
-        Ok(p)
+    // `LOCAL`, one file, or equal slabs in several: `LIST [subdim]` with names on the
+    // following lines, or `<printf format> <min> <max> <step> [subdim]`.
+    let list: Vec<String> = match file.starts_with("LIST") {
+        true => String::from_utf8_lossy(&bytes[data_start as usize..])
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        false => Vec::new(),
     };
-    // One file, or slabs in several: `LIST [subdim]` with names on the following lines,
-    // or `<printf format> <min> <max> <step> [subdim]`.
-    let words: Vec<&str> = file.split_whitespace().collect();
-    let (data_paths, local, subdim): (Vec<PathBuf>, bool, Option<&str>) =
-        if file.eq_ignore_ascii_case("LOCAL") {
-            (vec![path.to_path_buf()], true, None)
-        } else if words.first() == Some(&"LIST") {
-            let rest = String::from_utf8_lossy(&bytes[data_start as usize..]).to_string();
-            let names = rest
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(resolve)
-                .collect::<Result<Vec<_>, _>>()?;
-            (names, false, words.get(1).copied())
-        } else if words.len() >= 4 && words[0].contains('%') {
-            let names = formats::expand_pattern(path, "ElementDataFile", words[0], &words[1..4])?
-                .iter()
-                .map(|n| resolve(n))
-                .collect::<Result<Vec<_>, _>>()?;
-            (names, false, words.get(4).copied())
-        } else {
-            (vec![resolve(file)?], false, None)
-        };
-    let data_path = data_paths[0].clone();
+    let local = file.eq_ignore_ascii_case("LOCAL");
+    let data = DataFiles::parse(path, "ElementDataFile", (!local).then_some(file), &list)?;
     // Axes in file order: interleaved channels first, then x, y, z, then a 4th axis.
     let mut sizes = Vec::new();
     let mut directions: Vec<Option<[f64; 3]>> = Vec::new();
@@ -210,11 +191,7 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         path: path.to_path_buf(),
         format: format!(
             "MetaImage ({}{}{}{})",
-            match (local, data_paths.len()) {
-                (true, _) => "data in the header file".to_string(),
-                (false, 1) => format!("data in {}", data_path.display()),
-                (false, k) => format!("data in {k} files from {}", data_path.display()),
-            },
+            data.describe("data in the header file"),
             if compressed { ", compressed" } else { "" },
             if binary { "" } else { ", text" },
             if dt.size() > 1 && binary {
@@ -234,71 +211,39 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         space: Space::LPS,
         warnings: Vec::new(),
     };
-    let n = grid.check_sizes("DimSize")?;
-    // Files hold slabs of the slowest axes: `subdim` spatial axes (interleaved channels
-    // stay with each voxel), by default all but the slowest when there are several files.
-    let subdim: usize = match subdim {
-        None => nd - usize::from(data_paths.len() > 1),
-        // MetaIO writes it as `2D`.
-        Some(d) => d
-            .trim_end_matches(['D', 'd'])
-            .parse()
-            .ok()
-            .filter(|d| (1..=nd).contains(d))
-            .ok_or_else(|| {
-                bad(
-                    "ElementDataFile",
-                    format!("subdim {d:?}, expected 1..={nd}"),
-                )
-            })?,
-    };
+    grid.check_sizes("DimSize")?;
+    // Files hold slabs of the slowest axes (interleaved channels stay with each voxel).
     let lead = usize::from(channels > 1);
-    let needed: usize = grid.sizes[lead + subdim..].iter().product();
-    if data_paths.len() != needed {
-        return Err(bad(
-            "ElementDataFile",
-            format!(
-                "{} data files for DimSize {dims:?} with {subdim} axes per file ({needed} needed)",
-                data_paths.len()
-            ),
-        ));
+    let subdim = data.slab_axes(path, "ElementDataFile", &grid.sizes[lead..])?;
+    if compressed && binary && header_size < 0 {
+        return Err(bad("HeaderSize", "-1 with compressed data".into()));
     }
-    let n = n / data_paths.len();
-    let mut data = Vec::new();
-    let mut non_finite = 0;
-    for data_path in &data_paths {
-        let start = if local { data_start } else { 0 };
-        let (d, nf) = if !binary {
-            formats::read_text_values(data_path, start + header_size.max(0) as u64, n)?
-        } else {
-            let mut layout = RawLayout {
-                path: data_path.clone(),
-                offset: 0,
-                shape: grid.sizes[..lead + subdim].to_vec(),
-                datatype: dt,
-                big_endian,
-                scale: None,
-            };
-            if compressed {
-                if header_size < 0 {
-                    return Err(bad("HeaderSize", "-1 with compressed data".into()));
-                }
-                read_layout(&layout, start + header_size as u64, Compression::Zlib)?
-            } else {
-                layout.offset = if header_size == -1 {
-                    formats::offset_of_trailing_data(&layout, "HeaderSize -1")?
-                } else {
-                    start + header_size as u64
-                };
-                read_layout(&layout, 0, Compression::None)?
-            }
-        };
-        if data_paths.len() == 1 {
-            data = d;
-        } else {
-            data.extend_from_slice(&d);
-        }
-        non_finite += nf;
-    }
-    formats::assemble(grid, data, non_finite, None)
+    let layout = RawLayout {
+        path: path.to_path_buf(),
+        offset: 0,
+        shape: grid.sizes[..lead + subdim].to_vec(),
+        datatype: dt,
+        big_endian,
+        scale: None,
+    };
+    // HeaderSize bytes precede the data, or the compressed stream, in each file.
+    let base = if data.attached { data_start } else { 0 };
+    let (stream_skip, skip) = match (compressed && binary, header_size) {
+        (true, h) => (h as u64, 0),
+        (false, h) => (0, h),
+    };
+    let compression = if compressed {
+        Compression::Zlib
+    } else {
+        Compression::None
+    };
+    let (voxels, non_finite) = data.read(
+        layout,
+        !binary,
+        compression,
+        |_| Ok(base + stream_skip),
+        skip,
+        "HeaderSize -1",
+    )?;
+    formats::assemble(grid, voxels, non_finite, None)
 }

@@ -9,9 +9,7 @@ use crate::nifti::read_header;
 use crate::orient::{axcodes, voxel_sizes, world_from_voxel};
 use crate::synth::write_dataset;
 use crate::tokenizer::{crop_block, Block};
-use crate::{
-    read_labels, read_volume, Format, MedicalError, MedicalFrontend, MedicalFrontendConfig, Volume,
-};
+use crate::{read_labels, Format, MedicalError, MedicalFrontend, MedicalFrontendConfig, Volume};
 use std::path::{Path, PathBuf};
 use tessera_tokens::grid::{AxisCoords, GridAxis, GridFront};
 use tessera_tokens::{GridInput, InfoRow, Modality, Rng, SampleTokens, TokenSpec};
@@ -152,8 +150,9 @@ impl Modality for MedicalFrontend {
     }
 
     fn inspect(&self, path: &Path) -> Result<InfoRow, MedicalError> {
-        if Format::detect(path)? != Format::Nifti {
-            return volume_row(&read_volume(path)?);
+        let format = Format::detect(path)?;
+        if format != Format::Nifti {
+            return volume_row(&format.read(path)?);
         }
         // The header summary checks the whole file (declared data against the file, gzip
         // integrity) before anything is printed.

@@ -20,11 +20,11 @@
 //! 4-D (time) spaces.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::MedicalError;
-use crate::formats::{self, header_bytes, numbers, Grid, Space, MAX_TEXT_HEADER};
-use crate::nifti::{read_layout, Compression, Datatype, RawLayout};
+use crate::formats::{self, header_bytes, numbers, DataFiles, Grid, Space, MAX_TEXT_HEADER};
+use crate::nifti::{Compression, Datatype, RawLayout};
 use crate::volume::{Volume, Warning};
 
 /// The scalar type names of the NRRD specification.
@@ -400,60 +400,15 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
     }
 
     // Data.
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let data_file = h.get(&["data file", "datafile"]);
-    // One file, or several (`LIST [subdim]` with names on the following lines, or
-    // `<printf format> <min> <max> <step> [subdim]`), each holding an equal slab.
-    let resolve = |f: &str| -> Result<PathBuf, MedicalError> {
-        let p = PathBuf::from(f);
-        let p = if p.is_absolute() { p } else { dir.join(p) };
-        formats::check_data_file(path, "data file", &p)?;
-        Ok(p)
-    };
-    let (data_paths, attached, subdim): (Vec<PathBuf>, bool, Option<&str>) = match data_file {
-        None => (vec![path.to_path_buf()], true, None),
-        Some(f) if f.starts_with("LIST") => {
-            let names: Vec<PathBuf> = h
-                .list
-                .iter()
-                .map(|n| resolve(n))
-                .collect::<Result<_, _>>()?;
-            (names, false, f.split_whitespace().nth(1))
-        }
-        Some(f) if f.split_whitespace().count() >= 4 => {
-            let t: Vec<&str> = f.split_whitespace().collect();
-            let names = formats::expand_pattern(path, "data file", t[0], &t[1..4])?
-                .iter()
-                .map(|n| resolve(n))
-                .collect::<Result<_, _>>()?;
-            (names, false, t.get(4).copied())
-        }
-        Some(f) => (vec![resolve(f)?], false, None),
-    };
-    let subdim: usize = match subdim {
-        None => dimension - usize::from(data_paths.len() > 1),
-        Some(d) => d
-            .parse()
-            .ok()
-            .filter(|d| (1..=dimension).contains(d))
-            .ok_or_else(|| {
-                bad(
-                    "data file",
-                    format!("subdim {d:?}, expected 1..={dimension}"),
-                )
-            })?,
-    };
-    let files_needed: usize = sizes[subdim..].iter().product();
-    if data_paths.len() != files_needed {
-        return Err(bad(
-            "data file",
-            format!(
-                "{} data files for sizes {sizes:?} with {subdim} axes per file ({files_needed} needed)",
-                data_paths.len()
-            ),
-        ));
-    }
-    let data_path = data_paths[0].clone();
+    // One file, or equal slabs in several (`LIST [subdim]` with names on the following
+    // lines, or `<printf format> <min> <max> <step> [subdim]`).
+    let data = DataFiles::parse(
+        path,
+        "data file",
+        h.get(&["data file", "datafile"]),
+        &h.list,
+    )?;
+    let subdim = data.slab_axes(path, "data file", &sizes)?;
     let parse_skip = |keys: &[&str], field| -> Result<i64, MedicalError> {
         match h.get(keys) {
             None => Ok(0),
@@ -475,10 +430,9 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         format: format!(
             "NRRD000{}, {encoding}{}{}",
             h.version,
-            match (attached, data_paths.len()) {
-                (true, _) => String::new(),
-                (false, 1) => format!(", detached data in {}", data_path.display()),
-                (false, n) => format!(", detached data in {n} files from {}", data_path.display()),
+            match data.attached {
+                true => String::new(),
+                false => format!(", detached {}", data.describe("")),
             },
             if dt.size() > 1 && !text {
                 if big_endian {
@@ -497,51 +451,32 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         space: sp,
         warnings,
     };
-    let n = grid.check_sizes("sizes")? / data_paths.len();
-    let mut data = Vec::new();
-    let mut non_finite = 0;
-    for data_path in &data_paths {
-        let mut start = if attached { h.data_start } else { 0 };
-        if line_skip > 0 {
-            start = skip_lines(data_path, start, line_skip as u64)?;
-        }
-        let mut layout = RawLayout {
-            path: data_path.clone(),
-            offset: 0,
-            shape: grid.sizes[..subdim].to_vec(),
-            datatype: dt,
-            big_endian,
-            scale: None,
-        };
-        let (d, nf) = match (text, compression, byte_skip) {
-            (_, _, -1) if text || compression != Compression::None => {
-                return Err(bad(
-                    "byte skip",
-                    "-1 is only meaningful for raw data".into(),
-                ))
-            }
-            (true, _, s) => formats::read_text_values(data_path, start + s as u64, n)?,
-            (false, Compression::None, -1) => {
-                layout.offset = formats::offset_of_trailing_data(&layout, "byte skip -1")?;
-                read_layout(&layout, 0, Compression::None)?
-            }
-            (false, Compression::None, s) => {
-                layout.offset = start + s as u64;
-                read_layout(&layout, 0, Compression::None)?
-            }
-            (false, c, s) => {
-                layout.offset = s as u64;
-                read_layout(&layout, start, c)?
-            }
-        };
-        if data_paths.len() == 1 {
-            data = d;
-        } else {
-            data.extend_from_slice(&d);
-        }
-        non_finite += nf;
+    grid.check_sizes("sizes")?;
+    if byte_skip == -1 && (text || compression != Compression::None) {
+        return Err(bad(
+            "byte skip",
+            "-1 is only meaningful for raw data".into(),
+        ));
     }
-    formats::assemble(grid, data, non_finite, None)
+    let layout = RawLayout {
+        path: path.to_path_buf(),
+        offset: 0,
+        shape: grid.sizes[..subdim].to_vec(),
+        datatype: dt,
+        big_endian,
+        scale: None,
+    };
+    // Line skip counts lines of each data file, before any decompression.
+    let start = |file: &Path| {
+        let start = if data.attached { h.data_start } else { 0 };
+        match line_skip {
+            0 => Ok(start),
+            n => skip_lines(file, start, n as u64),
+        }
+    };
+    let (voxels, non_finite) =
+        data.read(layout, text, compression, start, byte_skip, "byte skip -1")?;
+    formats::assemble(grid, voxels, non_finite, None)
 }
 
 /// The byte offset after `lines` more newlines from `start` in `path`.

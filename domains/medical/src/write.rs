@@ -99,7 +99,8 @@ pub fn write_nifti_bytes(
 }
 
 /// The datatype [`write_volume`] keeps: the stored one when every value (after any scaling)
-/// is an integer it can hold, else float32.
+/// is an integer it can hold (64-bit integers narrowed to 32), else float32; never a 64-bit
+/// type.
 pub fn lossless_datatype(v: &Volume) -> Datatype {
     use Datatype::*;
     let dt = v.source.datatype;
@@ -148,11 +149,6 @@ pub fn write_volume(path: &Path, v: &Volume) -> Result<Datatype, MedicalError> {
         Datatype::U32 => put!(u32),
         _ => put!(f32),
     }
-    let dt = if matches!(dt, Datatype::I64 | Datatype::U64 | Datatype::F64) {
-        Datatype::F32
-    } else {
-        dt
-    };
     write_nifti_bytes(path, v.dims, v.channels, v.world_from_voxel, dt, &bytes)?;
     Ok(dt)
 }
