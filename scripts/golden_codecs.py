@@ -3,7 +3,7 @@
 (domains/audio/tests/codecs/).
 
 Writers and references: soundfile (libsndfile 1.2: FLAC, AIFF, CAF, Ogg Vorbis, MP3 via
-LAME/mpg123) and PyAV (FFmpeg: AAC and ALAC in M4A, MP3 at 44.1 kHz stereo, Opus). Lossless
+LAME/mpg123) and PyAV (FFmpeg: AAC and ALAC in M4A, MP3 at 44.1 kHz stereo, Opus in Ogg and WebM). Lossless
 files must decode to exactly the int16/int24 samples they were written from; lossy files
 are compared with the reference decoder's output (soundfile for Vorbis/MP3, FFmpeg for
 AAC). Made with soundfile 0.13 (libsndfile 1.2.2), PyAV 18.1, numpy 2.4:
@@ -41,14 +41,17 @@ def ints(x, bits):
     return np.clip(np.round(x * scale), -scale, scale - 1).astype(np.int32)
 
 
+LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+
 def pyav_write(path, x_int16, rate, codec, fmt):
-    channels = x_int16.shape[1]
+    layout = LAYOUTS[x_int16.shape[1]]
     with av.open(path, "w", format=fmt) as out:
-        st = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
+        st = out.add_stream(codec, rate=rate, layout=layout)
         frame = av.AudioFrame.from_ndarray(
             x_int16.astype(np.int16).reshape(1, -1),  # packed: interleaved frames
             format="s16",
-            layout="mono" if channels == 1 else "stereo",
+            layout=layout,
         )
         frame.sample_rate = rate
         for p in st.encode(frame):
@@ -71,6 +74,20 @@ def pyav_read(path):
     if data.dtype.kind == "i":
         data = data / 32768.0
     return data.astype(np.float32), rate
+
+
+def libopus_read(path):
+    """Decode with FFmpeg's libopus wrapper (int16 out: the reference decoder's own
+    rounding), not FFmpeg's native Opus decoder, which differs from libopus by ~60 dB SNR
+    in stereo."""
+    with av.open(path) as f:
+        st = f.streams.audio[0]
+        ctx = av.codec.CodecContext.create("libopus", "r")
+        ctx.extradata = st.codec_context.extradata
+        chunks = [fr.to_ndarray() for p in f.demux(st) if p.size for fr in ctx.decode(p)]
+        channels = st.channels
+    data = np.concatenate(chunks, axis=1).reshape(-1, channels)
+    return (data / 32768.0).astype(np.float32), 48000
 
 
 def main():
@@ -131,8 +148,17 @@ def main():
     ref, rate = pyav_read(p("mono_lame.mp3"))
     lossy("mono_lame.mp3", ref, rate)
 
-    # No decoder here: Opus (refused with a message naming the codec).
-    pyav_write(p("mono.opus"), ints(signal(48000, 1, 0.1), 16), 48000, "libopus", "ogg")
+    # Opus (libopus through FFmpeg, both ways: the reference is libopus's int16 output):
+    # Ogg mono and stereo, 5.1 (mapping family 1, multistream), WebM.
+    for name, channels, fmt in [
+        ("mono.opus", 1, "ogg"),
+        ("stereo.opus", 2, "ogg"),
+        ("surround51.opus", 6, "ogg"),
+        ("stereo_opus.webm", 2, "webm"),
+    ]:
+        pyav_write(p(name), ints(signal(48000, channels, 0.1), 16), 48000, "libopus", fmt)
+        ref, rate = libopus_read(p(name))
+        lossy(name, ref, rate)
 
     with open(p("expected.json"), "w") as f:
         json.dump({"files": files}, f)

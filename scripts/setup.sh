@@ -12,6 +12,8 @@ ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 || need_apt+=
 command -v gdal-config >/dev/null 2>&1 || need_apt+=(libgdal-dev)
 # Poppler's pdfinfo/pdftoppm render PDF pages for the document domain (run as tools, not linked).
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
+# libopus decodes Opus audio (tessera-audio opens it at run time, never links it).
+{ /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libopus\.so\.0' || need_apt+=(libopus0)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   SUDO=""

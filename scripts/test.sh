@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-export TESSERA_REQUIRE_ORT=1
+export TESSERA_REQUIRE_ORT=1 TESSERA_REQUIRE_OPUS=1
 cargo test --workspace "$@"

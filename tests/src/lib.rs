@@ -321,6 +321,7 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
         common: e.clone(),
         random_init: false,
         onnx: None,
+        pool_windows: false,
     })
     .unwrap();
     assert!(d.join("emb/embeddings.npy").is_file());
@@ -462,6 +463,7 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
                 common: o,
                 random_init: false,
                 onnx: Some(d.join("export")),
+                pool_windows: false,
             })
             .unwrap();
             let a = std::fs::read(d.join("emb/embeddings.npy")).unwrap();

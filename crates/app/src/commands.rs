@@ -106,19 +106,88 @@ pub fn embed_samples(enc: &Encoder, tokens: &[SampleTokens]) -> Result<Features>
 }
 
 /// Writes `embeddings.npy` (`[n, d]`) and `files.txt` (one path per row) into `out`.
-pub fn write_embeddings(out: &Path, items: &[DataItem], data: &[f32], d: usize) -> Result<()> {
+/// Writes `embeddings.npy` (rows in `files.txt` order). Rows that are windows of
+/// recordings (`file#t=START,END`) also get `windows.csv` (file, start and end seconds,
+/// label, split); with `pool`, the windows of each recording are averaged into one row
+/// named by the recording.
+pub fn write_embeddings(
+    out: &Path,
+    items: &[DataItem],
+    data: &[f32],
+    d: usize,
+    pool: bool,
+) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_npy(&out.join("embeddings.npy"), data, items.len(), d)?;
-    let names: Vec<String> = items.iter().map(|i| i.path.display().to_string()).collect();
+    let windows: Vec<(PathBuf, Option<(f64, f64)>)> = items
+        .iter()
+        .map(|i| tessera_tokens::time_window(&i.path).unwrap_or((i.path.clone(), None)))
+        .collect();
+    let (names, data): (Vec<String>, Vec<f32>) = if pool {
+        pool_rows(&windows, data, d)
+    } else {
+        let names = items.iter().map(|i| i.path.display().to_string()).collect();
+        (names, data.to_vec())
+    };
+    write_npy(&out.join("embeddings.npy"), &data, names.len(), d)?;
     let files = out.join("files.txt");
     std::fs::write(&files, names.join("\n") + "\n")
         .with_context(|| format!("writing {}", files.display()))?;
+    if !pool && windows.iter().any(|w| w.1.is_some()) {
+        let mut csv = String::from("file,start_s,end_s,label,split\n");
+        for (item, (file, w)) in items.iter().zip(&windows) {
+            let (a, b) = w.map_or((String::new(), String::new()), |(a, b)| {
+                (a.to_string(), b.to_string())
+            });
+            let field = |s: &str| tessera_cli::csv_field(s);
+            csv.push_str(&format!(
+                "{},{a},{b},{},{}\n",
+                field(&file.display().to_string()),
+                field(item.label.as_deref().unwrap_or("")),
+                field(item.split.as_deref().unwrap_or(""))
+            ));
+        }
+        let p = out.join("windows.csv");
+        std::fs::write(&p, csv).with_context(|| format!("writing {}", p.display()))?;
+    }
     println!(
         "wrote {} embeddings of width {d} to {}",
-        items.len(),
+        names.len(),
         out.join("embeddings.npy").display()
     );
     Ok(())
+}
+
+/// The mean row of each recording's windows, recordings in order of first appearance.
+fn pool_rows(
+    windows: &[(PathBuf, Option<(f64, f64)>)],
+    data: &[f32],
+    d: usize,
+) -> (Vec<String>, Vec<f32>) {
+    let mut names: Vec<String> = Vec::new();
+    let mut index: std::collections::HashMap<&Path, usize> = Default::default();
+    let mut sums: Vec<f64> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    for (row, (file, _)) in windows.iter().enumerate() {
+        let k = *index.entry(file.as_path()).or_insert_with(|| {
+            names.push(file.display().to_string());
+            sums.resize(sums.len() + d, 0.0);
+            counts.push(0);
+            counts.len() - 1
+        });
+        counts[k] += 1;
+        for (s, x) in sums[k * d..(k + 1) * d]
+            .iter_mut()
+            .zip(&data[row * d..(row + 1) * d])
+        {
+            *s += f64::from(*x);
+        }
+    }
+    let pooled = sums
+        .chunks(d)
+        .zip(&counts)
+        .flat_map(|(s, &c)| s.iter().map(move |x| (x / c as f64) as f32))
+        .collect();
+    (names, pooled)
 }
 
 fn columns_of(f: &Features, from: usize, to: usize) -> Result<Features> {
@@ -443,7 +512,7 @@ impl<M: Modality> App<M> {
         Ok(())
     }
 
-    pub(crate) fn embed(&self, common: &CommonArgs, random_init: bool) -> Result<()> {
+    pub(crate) fn embed(&self, common: &CommonArgs, random_init: bool, pool: bool) -> Result<()> {
         tessera_cli::init_threads(common.threads)?;
         let out = common.out()?;
         let run = encoder_for(self, common, random_init)?;
@@ -456,7 +525,7 @@ impl<M: Modality> App<M> {
         )?;
         tokens.report_skipped();
         let f = embed_samples(&run.encoder, &tokens.values)?;
-        write_embeddings(out, &tokens.items, &f.data, f.d)
+        write_embeddings(out, &tokens.items, &f.data, f.d, pool)
     }
 
     /// The front end for probing: the card's, with statistics fitted on the training rows

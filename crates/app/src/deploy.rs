@@ -125,7 +125,7 @@ impl<M: Modality> App<M> {
     }
 
     /// `embed --onnx DIR`: the same embeddings as the candle path, through ONNX Runtime only.
-    pub(crate) fn embed_onnx(&self, common: &CommonArgs, dir: &Path) -> Result<()> {
+    pub(crate) fn embed_onnx(&self, common: &CommonArgs, dir: &Path, pool: bool) -> Result<()> {
         let opts = tessera_runtime::Options {
             threads: common.threads.unwrap_or(0),
             ..Default::default()
@@ -168,7 +168,7 @@ impl<M: Modality> App<M> {
         }
         bar.finish_and_clear();
         let d = data.len() / tokens.values.len();
-        write_embeddings(out, &tokens.items, &data, d)
+        write_embeddings(out, &tokens.items, &data, d, pool)
     }
 
     /// One training step (forward, backward, AdamW) on random samples of the card's size:

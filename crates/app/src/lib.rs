@@ -78,6 +78,10 @@ pub enum Shared {
         /// Run an exported model folder (from `export`) with ONNX Runtime instead of candle.
         #[arg(long, value_name = "DIR")]
         onnx: Option<PathBuf>,
+        /// With --window: one row per recording, the mean of its windows' embeddings
+        /// (default: one row per window, its start and end in windows.csv).
+        #[arg(long, requires = "window")]
+        pool_windows: bool,
     },
     /// Linear and kNN probes on frozen features; writes results.csv, results.parquet, results.md.
     Probe {
@@ -249,17 +253,19 @@ impl<M: Modality> App<M> {
                 common,
                 random_init,
                 onnx: Some(dir),
+                pool_windows,
             } => {
                 if random_init {
                     anyhow::bail!("--onnx runs an exported model; --random-init does not apply");
                 }
-                self.embed_onnx(&common, &dir)
+                self.embed_onnx(&common, &dir, pool_windows)
             }
             Shared::Embed {
                 common,
                 random_init,
                 onnx: None,
-            } => self.embed(&common, random_init),
+                pool_windows,
+            } => self.embed(&common, random_init, pool_windows),
             Shared::Finetune {
                 common,
                 random_init,

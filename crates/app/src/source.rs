@@ -43,7 +43,70 @@ pub fn list_from<M: Modality>(
             M::EXTENSIONS.join(", .")
         );
     }
-    Ok(items)
+    match common.window {
+        Some(w) => windowed::<M>(items, w, common.hop.unwrap_or(w), common.strict),
+        None => Ok(items),
+    }
+}
+
+/// `--window`/`--hop`: every recording becomes its `file#t=START,END` windows (label and
+/// split carried over); a row that already names a window stays as it is. Durations come
+/// from [`Modality::duration_s`], in parallel; an unreadable file is skipped (reported)
+/// unless `strict`.
+fn windowed<M: Modality>(
+    items: Vec<DataItem>,
+    window_s: f64,
+    hop_s: f64,
+    strict: bool,
+) -> Result<Vec<DataItem>> {
+    if !(window_s > 0.0 && window_s.is_finite() && hop_s > 0.0 && hop_s.is_finite()) {
+        bail!("--window and --hop must be positive seconds, got {window_s} and {hop_s}");
+    }
+    let bar = progress(items.len() as u64, "measuring recordings");
+    let lengths: Vec<Result<Option<f64>, String>> = items
+        .par_iter()
+        .map(|i| {
+            let r = match tessera_tokens::time_window(&i.path) {
+                Ok((_, Some(_))) => Ok(None),
+                _ => match M::duration_s(&i.path) {
+                    Ok(None) => Err(format!(
+                        "--window: {} files have no time axis to cut",
+                        M::NAME
+                    )),
+                    Ok(Some(d)) => Ok(Some(d)),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for (item, len) in items.into_iter().zip(lengths) {
+        match len {
+            Ok(None) => out.push(item),
+            Ok(Some(d)) => out.extend(tessera_tokens::windows(d, window_s, hop_s).into_iter().map(
+                |(a, b)| DataItem {
+                    path: tessera_tokens::with_time_window(&item.path, a, b),
+                    ..item.clone()
+                },
+            )),
+            Err(e) if strict || e.starts_with("--window") => bail!(e),
+            Err(e) => skipped.push(e),
+        }
+    }
+    if let Some(first) = skipped.first() {
+        eprintln!(
+            "skipped {} unreadable recording(s); first: {first}",
+            skipped.len()
+        );
+    }
+    if out.is_empty() {
+        bail!("--window: no readable recordings to cut");
+    }
+    Ok(out)
 }
 
 /// What [`map_files`] kept.

@@ -30,6 +30,7 @@ pub struct ManifestColumns {
 /// - a CSV manifest (`.csv`, or `.tsv` with tabs) with a `path`, `file` or `image` column
 ///   and optional label and split columns; paths are relative to the manifest's folder, and
 ///   a bare file name not found there is looked up (uniquely) in its sub-folders;
+/// - one file with per-file settings after a `#` (`talk.flac#t=60,70`): that one item;
 /// - any other file: a text list of paths, one per line (blank lines and lines starting
 ///   with `#` skipped), relative to the list's folder.
 pub fn list_data(
@@ -88,6 +89,16 @@ pub fn list_data(
             "csv" | "tsv" => read_manifest(spec, cols),
             _ => read_list(spec),
         };
+    }
+    // One file with per-file settings (`talk.flac#t=60,70`, `scene.tif#window=...`).
+    if let Some((file, _)) = spec.to_string_lossy().rsplit_once('#') {
+        if Path::new(file).is_file() && accepts(Path::new(file)) {
+            return Ok(vec![DataItem {
+                path: spec.to_path_buf(),
+                label: None,
+                split: None,
+            }]);
+        }
     }
     anyhow::bail!("{}: no such file, folder, manifest or list", spec.display())
 }

@@ -57,6 +57,14 @@ pub struct CommonArgs {
     /// Fail on the first unreadable file instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+    /// Cut every recording into windows of this many seconds (`file#t=START,END` items,
+    /// each read on its own, so hours-long files stream in bounded memory); modalities
+    /// with a time axis only (audio, EEG).
+    #[arg(long, value_name = "SECONDS")]
+    pub window: Option<f64>,
+    /// Step between windows in seconds (default: --window, no overlap).
+    #[arg(long, value_name = "SECONDS", requires = "window")]
+    pub hop: Option<f64>,
 }
 
 impl Default for CommonArgs {
@@ -73,6 +81,8 @@ impl Default for CommonArgs {
             steps: None,
             batch_size: None,
             seed: None,
+            window: None,
+            hop: None,
             threads: None,
             strict: false,
         }

@@ -24,7 +24,10 @@ pub use mask::{
     block_mask, group_mask, mask_batch, random_mask, span_mask, BlockMaskConfig, GroupMaskConfig,
     MaskConfig, MaskStrategy, MaskedBatch, SpanMaskConfig,
 };
-pub use modality::{BoxError, GridInput, InfoRow, Modality, Reader, Registry};
+pub use modality::{
+    time_window, windows, with_time_window, BoxError, GridInput, InfoRow, Modality, Reader,
+    Registry,
+};
 pub use rng::Rng;
 pub use spec::{CoordAxis, TokenLayout, TokenSpec};
 pub use stats::NormStats;

@@ -57,6 +57,13 @@ pub trait Modality: Sized + Send + Sync + 'static {
         has_extension(path, Self::EXTENSIONS)
     }
 
+    /// Seconds of recording in a file, for modalities whose files are recordings that
+    /// `--window` cuts into `file#t=START,END` items (see [`time_window`]); `None` (the
+    /// default) for modalities without a time axis. Should read no more than it must.
+    fn duration_s(_path: &Path) -> Result<Option<f64>, Self::Error> {
+        Ok(None)
+    }
+
     /// Decodes and prepares one file.
     fn decode(&self, path: &Path) -> Result<Self::Sample, Self::Error>;
     /// Bytes a sample holds in memory (for the size-bounded sample cache).
@@ -134,6 +141,63 @@ pub fn file_settings(path: &Path) -> Result<(PathBuf, Vec<(String, String)>), St
         })
         .collect::<Result<_, _>>()?;
     Ok((PathBuf::from(file), settings))
+}
+
+/// Splits `file#t=START,END` (a window of a recording in seconds, the W3C media-fragment
+/// form) into the file and the window; no `#t=` gives no window. The error says what a
+/// window must look like, for the domain to report with the path.
+pub fn time_window(path: &Path) -> Result<(PathBuf, Option<(f64, f64)>), String> {
+    let s = path.to_string_lossy();
+    let Some((file, frag)) = s.rsplit_once("#t=") else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let parsed = frag
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)));
+    match parsed {
+        Some((a, b)) if a.is_finite() && b.is_finite() && b > a && a >= 0.0 => {
+            Ok((PathBuf::from(file), Some((a, b))))
+        }
+        _ => Err(format!(
+            "window `#t={frag}` is not `#t=START,END` with 0 <= START < END seconds"
+        )),
+    }
+}
+
+/// `file#t=START,END`, the item [`time_window`] reads back (times to the microsecond).
+pub fn with_time_window(file: &Path, start_s: f64, end_s: f64) -> PathBuf {
+    PathBuf::from(format!(
+        "{}#t={},{}",
+        file.display(),
+        trim_time(start_s),
+        trim_time(end_s)
+    ))
+}
+
+fn trim_time(t: f64) -> String {
+    let s = format!("{t:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Windows of `window_s` every `hop_s` over a recording of `duration_s` seconds: as many
+/// whole windows as fit, plus one ending at the recording's end when the last whole window
+/// leaves at least half a hop uncovered; a recording shorter than a window is one window.
+pub fn windows(duration_s: f64, window_s: f64, hop_s: f64) -> Vec<(f64, f64)> {
+    if !(duration_s > 0.0 && window_s > 0.0 && hop_s > 0.0) {
+        return Vec::new();
+    }
+    if duration_s <= window_s {
+        return vec![(0.0, duration_s)];
+    }
+    let n = ((duration_s - window_s) / hop_s + 1e-9).floor() as usize + 1;
+    let mut w: Vec<(f64, f64)> = (0..n)
+        .map(|k| (k as f64 * hop_s, k as f64 * hop_s + window_s))
+        .collect();
+    let last_end = w.last().map_or(0.0, |l| l.1);
+    if duration_s - last_end >= hop_s / 2.0 {
+        w.push((duration_s - window_s, duration_s));
+    }
+    w
 }
 
 /// Whether the file name of `path` ends with `.EXT` for one of `extensions` (ASCII case
@@ -232,6 +296,28 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_windows_round_trip_and_tile() {
+        let p = with_time_window(Path::new("a/b.flac"), 12.5, 17.25);
+        assert_eq!(p, PathBuf::from("a/b.flac#t=12.5,17.25"));
+        assert_eq!(
+            time_window(&p).unwrap(),
+            (PathBuf::from("a/b.flac"), Some((12.5, 17.25)))
+        );
+        assert_eq!(time_window(Path::new("x.wav")).unwrap().1, None);
+        for bad in ["x.wav#t=3,2", "x.wav#t=-1,2", "x.wav#t=1", "x.wav#t=a,b"] {
+            assert!(time_window(Path::new(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            windows(25.0, 10.0, 10.0),
+            vec![(0.0, 10.0), (10.0, 20.0), (15.0, 25.0)]
+        );
+        assert_eq!(windows(21.0, 10.0, 10.0), vec![(0.0, 10.0), (10.0, 20.0)]);
+        assert_eq!(windows(4.0, 10.0, 5.0), vec![(0.0, 4.0)]);
+        assert_eq!(windows(20.0, 10.0, 5.0).len(), 3);
+        assert!(windows(0.0, 10.0, 5.0).is_empty());
+    }
 
     #[test]
     fn extensions_match_whole_suffixes() {

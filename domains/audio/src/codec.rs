@@ -4,9 +4,14 @@
 //! PCM, and Matroska/WebM audio with those codecs. Encoder delay and padding are trimmed
 //! (gapless decoding), so an MP3 or AAC file has the length of the audio that was encoded.
 //!
+//! Opus (in Ogg or Matroska/WebM) is demuxed by symphonia and decoded by libopus, opened at
+//! run time ([`crate::opus`]): 48 kHz, pre-skip dropped, output gain applied, the last Ogg
+//! page's end trimmed. Matroska's `DiscardPadding` is not exposed by the demuxer, so a
+//! WebM/MKA Opus file keeps the encoder's padding of its last frame (under 20 ms at the
+//! usual frame size; the declared segment duration is too coarse to cut it).
+//!
 //! The container is found from the file's first bytes (symphonia's probe, with the file
-//! extension as a hint). Opus is demuxed but has no decoder here: it is refused with a
-//! message naming the codec, as is any other codec without a decoder.
+//! extension as a hint). A codec without a decoder is refused with a message naming it.
 //!
 //! Errors name the file: an unknown container, no audio track, an unsupported codec, a
 //! malformed packet (with its time in the stream), a stream that changes its sample rate or
@@ -25,7 +30,8 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
 use crate::error::AudioError;
-use crate::wav::{inspect_wav, read_wav, Audio};
+use crate::opus::{self, OpusHead};
+use crate::wav::{inspect_wav, read_wav, read_wav_frames, Audio};
 
 /// Is this a RIFF/WAVE file (or another RIFF-family WAV: RIFX, which the WAV reader then
 /// refuses by name)? Decided from the first 12 bytes.
@@ -45,7 +51,65 @@ pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
     if is_wav(path)? {
         return read_wav(path);
     }
-    decode(path).map(|(audio, _)| audio)
+    decode(path, Span::ALL, false)?
+        .audio(path)
+        .map(|(audio, _)| audio)
+}
+
+/// Seconds `[start, end)` of a recording; `end` may be infinite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+impl Span {
+    pub const ALL: Span = Span {
+        start_s: 0.0,
+        end_s: f64::INFINITY,
+    };
+
+    /// Frames `[first, end)` at `rate` (the nearest frame to each time).
+    fn frames(&self, rate: u32) -> (u64, u64) {
+        let at = |t: f64| (t * f64::from(rate)).round().clamp(0.0, u64::MAX as f64) as u64;
+        (at(self.start_s), at(self.end_s))
+    }
+}
+
+/// Read seconds `[start, end)` of a recording with memory bounded by the window: WAV reads
+/// only the window's bytes; other formats decode from the start (there is no sample-exact
+/// seek in every codec) but keep only the window, and stop at its end. A window past the
+/// end of the file is [`AudioError::Empty`]; one that runs past the end is cut there.
+pub fn read_audio_span(path: &Path, span: Span) -> Result<Audio, AudioError> {
+    if is_wav(path)? {
+        let rate = inspect_wav(path)?.sample_rate_hz;
+        let (first, end) = span.frames(rate);
+        let a = read_wav_frames(path, first, end.saturating_sub(first))?;
+        if a.samples.is_empty() {
+            return Err(AudioError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        return Ok(a);
+    }
+    decode(path, span, false)?
+        .audio(path)
+        .map(|(audio, _)| audio)
+}
+
+/// The length of a recording in seconds: from the WAV header, the container's frame count
+/// (FLAC, MP4, Ogg, CAF, AIFF declare it), or else by decoding to the end without keeping
+/// the samples.
+pub fn audio_duration_s(path: &Path) -> Result<f64, AudioError> {
+    if is_wav(path)? {
+        return Ok(inspect_wav(path)?.duration_s);
+    }
+    let all = Span {
+        start_s: f64::INFINITY,
+        end_s: f64::INFINITY,
+    };
+    let d = decode(path, all, true)?;
+    Ok(d.frames_total as f64 / f64::from(d.rate.max(1)))
 }
 
 /// What a file holds, from its header (WAV) or the decoded stream (other formats).
@@ -75,7 +139,7 @@ pub fn inspect_audio(path: &Path) -> Result<AudioInfo, AudioError> {
             duration_s: w.duration_s,
         });
     }
-    let (audio, (format, bits)) = decode(path)?;
+    let (audio, (format, bits)) = decode(path, Span::ALL, false)?.audio(path)?;
     Ok(AudioInfo {
         format,
         channels: audio.channels,
@@ -97,9 +161,65 @@ fn codec_name(id: symphonia::core::codecs::audio::AudioCodecId) -> String {
         .unwrap_or_else(|| format!("codec {id}"))
 }
 
-/// Decode a whole file through symphonia; also returns `"<codec> in <container>"` and the
-/// codec's bits per sample (0 when it has none).
-fn decode(path: &Path) -> Result<(Audio, (String, u32)), AudioError> {
+/// A symphonia decoder, or libopus with the frames of pre-skip still to drop.
+enum Dec {
+    Sym(Box<dyn symphonia::core::codecs::audio::AudioDecoder>),
+    Opus(opus::Decoder, usize),
+}
+
+/// Every packet must decode to the first packet's rate and channel count.
+fn check_spec(
+    spec: &mut Option<(u32, usize)>,
+    s: (u32, usize),
+    at: &dyn Fn() -> String,
+) -> Result<(), String> {
+    match *spec {
+        None => *spec = Some(s),
+        Some(prev) if prev != s => {
+            return Err(format!(
+                "the stream changes from {} Hz × {} channels to {} Hz × {} channels{}",
+                prev.0,
+                prev.1,
+                s.0,
+                s.1,
+                at()
+            ))
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// What [`decode`] found: the kept samples (interleaved), the stream's rate and channels,
+/// `"<codec> in <container>"` with the codec's bits per sample (0 when it has none), and
+/// the frames of the whole stream that were decoded (up to the window's end).
+struct Decoded {
+    samples: Vec<f32>,
+    rate: u32,
+    channels: usize,
+    info: (String, u32),
+    frames_total: u64,
+}
+
+impl Decoded {
+    fn audio(self, path: &Path) -> Result<(Audio, (String, u32)), AudioError> {
+        if self.samples.is_empty() || self.channels == 0 {
+            return Err(AudioError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
+        let audio = Audio {
+            samples: self.samples,
+            channels: self.channels,
+            sample_rate_hz: self.rate,
+        };
+        Ok((audio, self.info))
+    }
+}
+
+/// Decode a file through symphonia (Opus: its packets through libopus), keeping the frames
+/// of `span`; with `duration_only`, the container's frame count may answer without decoding.
+fn decode(path: &Path, span: Span, duration_only: bool) -> Result<Decoded, AudioError> {
     let corrupt = |reason: String| AudioError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -137,21 +257,48 @@ fn decode(path: &Path) -> Result<(Audio, (String, u32)), AudioError> {
         .ok_or_else(|| unsupported("the audio track has no codec parameters".into()))?
         .clone();
     let track_id = track.id;
+    if duration_only {
+        // The container's count of playable frames, when it has one.
+        if let (Some(n), Some(rate)) = (track.num_frames, params.sample_rate) {
+            return Ok(Decoded {
+                samples: Vec::new(),
+                rate,
+                channels: params.channels.as_ref().map_or(1, |c| c.count()),
+                info: (String::new(), 0),
+                frames_total: n,
+            });
+        }
+    }
     let time_base = track.time_base;
     let name = codec_name(params.codec);
-    let mut decoder = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .map_err(|_| {
-            unsupported(format!(
-                "no decoder for {name} audio (in {container}); convert it, e.g. `ffmpeg -i {} out.flac`",
-                path.display()
-            ))
-        })?;
+    let mut decoder = if params.codec == CODEC_ID_OPUS {
+        let head = params
+            .extra_data
+            .as_deref()
+            .ok_or_else(|| corrupt("the Opus track has no identification header".into()))
+            .and_then(|h| OpusHead::parse(h).map_err(corrupt))?;
+        let skip = head.pre_skip;
+        Dec::Opus(opus::Decoder::new(&head).map_err(unsupported)?, skip)
+    } else {
+        Dec::Sym(
+            symphonia::default::get_codecs()
+                .make_audio_decoder(&params, &AudioDecoderOptions::default())
+                .map_err(|_| {
+                    unsupported(format!(
+                        "no decoder for {name} audio (in {container}); convert it, e.g. `ffmpeg -i {} out.flac`",
+                        path.display()
+                    ))
+                })?,
+        )
+    };
     let info = (
         format!("{name} in {container}"),
         params.bits_per_sample.unwrap_or(0),
     );
+    // The window is kept as it passes: `base` is the stream frame of `samples[0]`.
     let mut samples: Vec<f32> = Vec::new();
+    let mut base = 0u64;
+    let mut window: Option<(u64, u64)> = None;
     let mut spec: Option<(u32, usize)> = None;
     loop {
         let packet = match format.next_packet() {
@@ -173,45 +320,64 @@ fn decode(path: &Path) -> Result<(Audio, (String, u32)), AudioError> {
             Some(t) => format!(" at {:.3} s", t.as_secs_f64()),
             None => String::new(),
         };
-        let decoded = match decoder.decode(&packet) {
-            Ok(d) => d,
-            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(corrupt(format!("decoding {name}{}: {e}", at()))),
-        };
-        let s = (decoded.spec().rate(), decoded.spec().channels().count());
-        match spec {
-            None => spec = Some(s),
-            Some(prev) if prev != s => {
-                return Err(unsupported(format!(
-                    "the stream changes from {} Hz × {} channels to {} Hz × {} channels{}",
-                    prev.0,
-                    prev.1,
-                    s.0,
-                    s.1,
-                    at()
-                )))
+        match &mut decoder {
+            Dec::Sym(decoder) => {
+                let decoded = match decoder.decode(&packet) {
+                    Ok(d) => d,
+                    Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        break
+                    }
+                    Err(e) => return Err(corrupt(format!("decoding {name}{}: {e}", at()))),
+                };
+                let s = (decoded.spec().rate(), decoded.spec().channels().count());
+                check_spec(&mut spec, s, &at).map_err(unsupported)?;
+                // Straight into the output's tail, no intermediate buffer.
+                let at = samples.len();
+                samples.resize(at + decoded.samples_interleaved(), 0.0);
+                decoded.copy_to_slice_interleaved(&mut samples[at..]);
             }
-            Some(_) => {}
+            Dec::Opus(decoder, skip) => {
+                let channels = decoder.channels();
+                let pcm = decoder
+                    .decode(&packet.data)
+                    .map_err(|e| corrupt(format!("decoding opus{}: {e}", at())))?;
+                check_spec(&mut spec, (opus::RATE_HZ, channels), &at).map_err(unsupported)?;
+                // The container's trims (the last page's end), then the stream's pre-skip.
+                let frames = pcm.len() / channels;
+                let lo = (packet.trim_start.get() as usize).min(frames);
+                let hi = frames
+                    .saturating_sub(packet.trim_end.get() as usize)
+                    .max(lo);
+                let dropped = (*skip).min(hi - lo);
+                *skip -= dropped;
+                samples.extend_from_slice(&pcm[(lo + dropped) * channels..hi * channels]);
+            }
         }
-        // Straight into the output's tail, no intermediate buffer.
-        let at = samples.len();
-        samples.resize(at + decoded.samples_interleaved(), 0.0);
-        decoded.copy_to_slice_interleaved(&mut samples[at..]);
+        let (rate, channels) = spec.unwrap_or((1, 1));
+        let (first, end) = *window.get_or_insert_with(|| span.frames(rate));
+        let held = (samples.len() / channels.max(1)) as u64;
+        if base < first {
+            let drop = (first - base).min(held);
+            samples.drain(..drop as usize * channels);
+            base += drop;
+        }
+        if base + (samples.len() / channels.max(1)) as u64 >= end {
+            break;
+        }
     }
     let Some((rate, channels)) = spec else {
         return Err(AudioError::Empty {
             path: path.to_path_buf(),
         });
     };
-    if samples.is_empty() || channels == 0 {
-        return Err(AudioError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
-    let audio = Audio {
+    let kept = (samples.len() / channels.max(1)) as u64;
+    let (_, end) = span.frames(rate);
+    samples.truncate(end.saturating_sub(base).min(kept) as usize * channels);
+    Ok(Decoded {
+        frames_total: base + kept,
         samples,
+        rate,
         channels,
-        sample_rate_hz: rate,
-    };
-    Ok((audio, info))
+        info,
+    })
 }

@@ -15,12 +15,18 @@ pub enum AudioError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a WAV file: {reason}")]
+    /// Not a WAV file (the WAV reader) or no container the decoders know.
+    #[error("{path}: not an audio file: {reason}")]
     NotWav { path: PathBuf, reason: String },
-    #[error("{path}: unsupported WAV encoding: {reason}")]
+    /// A valid file in an encoding or codec the readers do not decode.
+    #[error("{path}: unsupported audio: {reason}")]
     Unsupported { path: PathBuf, reason: String },
-    #[error("{path}: corrupt WAV: {reason}")]
+    /// A file that breaks its format's rules (the reason names the field or the packet).
+    #[error("{path}: corrupt audio: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A path whose `#` fragment is not a window this reader takes.
+    #[error("{path}: {reason}")]
+    BadPath { path: PathBuf, reason: String },
     #[error("{path}: empty audio (no samples)")]
     Empty { path: PathBuf },
     /// Writing a WAV file failed (hound's error, which wraps I/O errors).

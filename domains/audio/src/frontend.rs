@@ -4,7 +4,7 @@
 //! ort-only runtime, so normalisation cannot silently differ between them.
 
 use crate::augment::AugmentConfig;
-use crate::codec::read_audio;
+use crate::codec::{read_audio, read_audio_span, Span};
 use crate::features::{FeatureConfig, Featurizer, Spectrogram};
 use crate::resample::Resampler;
 use crate::tokenizer::{PatchConfig, SpectrogramTokenizer};
@@ -88,9 +88,18 @@ impl AudioFrontend {
             .grid(self.cfg.features.n_bins(), self.target_frames()?))
     }
 
-    /// Decodes an audio file (WAV, FLAC, MP3, ...) to mono at the model's sample rate.
+    /// Decodes an audio file (WAV, FLAC, MP3, ...) to mono at the model's sample rate; a
+    /// window `file#t=START,END` (seconds) reads only that part of a long recording.
     pub fn load(&self, path: &Path) -> Result<Vec<f32>, AudioError> {
-        let audio = read_audio(path)?;
+        let (file, window) =
+            tessera_tokens::time_window(path).map_err(|reason| AudioError::BadPath {
+                path: path.into(),
+                reason,
+            })?;
+        let audio = match window {
+            None => read_audio(&file)?,
+            Some((start_s, end_s)) => read_audio_span(&file, Span { start_s, end_s })?,
+        };
         let mono = audio.to_mono();
         if audio.sample_rate_hz == self.sample_rate_hz() {
             return Ok(mono);

@@ -11,6 +11,7 @@ pub mod error;
 pub mod features;
 pub mod frontend;
 pub mod modality;
+pub mod opus;
 pub mod synth;
 pub mod tokenizer;
 pub mod wav;

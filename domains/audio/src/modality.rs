@@ -20,8 +20,8 @@ fn row(fields: &[(&str, String)]) -> InfoRow {
 
 impl Modality for AudioFrontend {
     const NAME: &'static str = "audio";
-    /// WAV (own reader) and the formats symphonia decodes (see [`crate::codec`]); `.opus`
-    /// is listed so that its files are reported (no decoder) instead of silently ignored.
+    /// WAV (own reader), the formats symphonia decodes, and Opus through libopus (see
+    /// [`crate::codec`]).
     const EXTENSIONS: &'static [&'static str] = &[
         "wav", "wave", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "aac", "alac", "aif",
         "aiff", "aifc", "caf", "mka", "webm",
@@ -41,6 +41,10 @@ impl Modality for AudioFrontend {
 
     fn token_spec(&self) -> TokenSpec {
         AudioFrontend::token_spec(self)
+    }
+
+    fn duration_s(path: &Path) -> Result<Option<f64>, AudioError> {
+        crate::codec::audio_duration_s(path).map(Some)
     }
 
     fn decode(&self, path: &Path) -> Result<Spectrogram, AudioError> {
@@ -103,7 +107,8 @@ impl Modality for AudioFrontend {
     }
 
     fn inspect(&self, path: &Path) -> Result<InfoRow, AudioError> {
-        let info = crate::codec::inspect_audio(path)?;
+        let file = tessera_tokens::time_window(path).map_or(path.to_path_buf(), |(f, _)| f);
+        let info = crate::codec::inspect_audio(&file)?;
         let resampled = (info.frames as f64 * self.sample_rate_hz() as f64
             / info.sample_rate_hz.max(1) as f64)
             .ceil() as usize;

@@ -113,14 +113,24 @@ pub struct WavInfo {
 /// The data chunk is streamed in blocks, so peak memory is the decoded samples plus a
 /// small buffer.
 pub fn read_wav(path: &Path) -> Result<Audio, AudioError> {
+    read_wav_frames(path, 0, u64::MAX)
+}
+
+/// Read and decode frames `[first, first + count)` of a WAV file (clamped to the data
+/// chunk): the window of a long recording, read without touching the rest of the file.
+pub fn read_wav_frames(path: &Path, first: u64, count: u64) -> Result<Audio, AudioError> {
     let mut src = open(path)?;
     let header = parse_header(&mut src, path)?;
-    let mut samples = Vec::with_capacity(header.n_samples());
+    let align = header.fmt.block_align as u64;
+    let total = header.data_len / align;
+    let first = first.min(total);
+    let count = count.min(total - first);
+    let mut samples = Vec::with_capacity(count as usize * header.fmt.channels);
     // Blocks of about 256 KiB holding whole frames.
     let block = header.fmt.block_align * (262_144 / header.fmt.block_align).max(1);
-    let mut buf = vec![0u8; block.min(header.data_len as usize)];
-    let mut offset = header.data_offset;
-    let end = header.data_offset + header.data_len;
+    let mut buf = vec![0u8; block.min((count * align) as usize)];
+    let mut offset = header.data_offset + first * align;
+    let end = offset + count * align;
     while offset < end {
         let n = (end - offset).min(buf.len() as u64) as usize;
         src.read_at(offset, &mut buf[..n])

@@ -154,24 +154,10 @@ pub struct EegFrontend {
 
 /// `path#t=a,b` → (`path`, `Some((a, b))`).
 pub fn split_window(path: &Path) -> Result<(PathBuf, Option<(f64, f64)>), EegError> {
-    let s = path.to_string_lossy();
-    if let Some((file, frag)) = s.rsplit_once("#t=") {
-        let parsed = frag.split_once(',').and_then(|(a, b)| {
-            Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?))
-        });
-        return match parsed {
-            Some((a, b)) if a.is_finite() && b.is_finite() && b > a && a >= 0.0 => {
-                Ok((PathBuf::from(file), Some((a, b))))
-            }
-            _ => Err(EegError::Unusable {
-                path: path.into(),
-                reason: format!(
-                    "window `#t={frag}` is not `#t=START,END` with 0 <= START < END seconds"
-                ),
-            }),
-        };
-    }
-    Ok((path.to_path_buf(), None))
+    tessera_tokens::time_window(path).map_err(|reason| EegError::Unusable {
+        path: path.into(),
+        reason,
+    })
 }
 
 /// Signals chosen for tokens: `(index, name, mm)`.

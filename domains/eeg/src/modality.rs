@@ -201,6 +201,12 @@ impl Modality for EegFrontend {
         Ok(cfg)
     }
 
+    /// From the header alone: records × record duration (an EDF+D file's gaps not counted).
+    fn duration_s(path: &Path) -> Result<Option<f64>, EegError> {
+        let (file, _) = split_window(path)?;
+        Ok(Some(Edf::open(&file)?.header.recorded_s()))
+    }
+
     /// The header, every signal's type and matched position, annotations, and bad
     /// channels from a full read of the data (so a damaged data section is found too).
     fn inspect(&self, path: &Path) -> Result<InfoRow, EegError> {

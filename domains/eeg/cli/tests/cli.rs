@@ -94,6 +94,31 @@ fn epochs_from_windows_and_events_feed_every_subcommand() {
         common: common.clone(),
     })
     .unwrap();
+    // `--window 2` on the recordings themselves gives the same 2 s windows as `epochs`.
+    let windowed = CommonArgs {
+        data: Some(manifest.clone()),
+        out: Some(d.join("emb")),
+        window: Some(2.0),
+        ..common.clone()
+    };
+    app.run(Shared::Embed {
+        common: windowed,
+        random_init: true,
+        onnx: None,
+        pool_windows: false,
+    })
+    .unwrap();
+    let w = rows(&d.join("emb/windows.csv"));
+    assert_eq!(w.len(), 24 * 6);
+    let mut from_epochs: Vec<String> = r.iter().map(|f| f[0].clone()).collect();
+    let mut from_windows: Vec<String> = std::fs::read_to_string(d.join("emb/files.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    from_epochs.sort();
+    from_windows.sort();
+    assert_eq!(from_epochs, from_windows);
     let _ = std::fs::remove_dir_all(&d);
 }
 
