@@ -1,6 +1,7 @@
 //! Spectrogram features: log-mel (as `torchaudio.transforms.MelSpectrogram` followed by
 //! `log(mel + offset)`) and Kaldi filterbanks (as `torchaudio.compliance.kaldi.fbank`, the
-//! input of AST, SSAST and Audio-MAE).
+//! input of AST, SSAST and Audio-MAE); the music front ends (constant-Q transform and
+//! chroma, as librosa) live in [`crate::music`] and are dispatched from here.
 //!
 //! A [`Featurizer`] plans the FFT and builds the window and the (sparse) mel filterbank once,
 //! then turns any number of signals into [`Spectrogram`]s with no allocation per frame.
@@ -18,6 +19,7 @@ use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AudioError;
+use crate::music::{ChromaConfig, CqtConfig, MusicPlan};
 
 /// Mel scale used to place the filters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,13 +139,19 @@ impl Default for FbankConfig {
     }
 }
 
-/// Which features to compute. Serialised with a `kind` tag: `kind = "log_mel"` or
-/// `kind = "fbank"` next to the fields of the chosen config.
+/// Which features to compute. Serialised with a `kind` tag (`kind = "log_mel"`, `"fbank"`,
+/// `"cqt"` or `"chroma"`) next to the fields of the chosen config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeatureConfig {
+    /// `ln(mel + log_offset)`, torchaudio's `MelSpectrogram`.
     LogMel(MelConfig),
+    /// Kaldi filterbanks, torchaudio's `compliance.kaldi.fbank`.
     Fbank(FbankConfig),
+    /// `ln(|CQT|^power + log_offset)`, librosa's `cqt` (see [`crate::music`]).
+    Cqt(CqtConfig),
+    /// Frame-max-normalised chroma in [0, 1], librosa's `chroma_stft` or `chroma_cqt`.
+    Chroma(ChromaConfig),
 }
 
 impl FeatureConfig {
@@ -152,14 +160,18 @@ impl FeatureConfig {
         match self {
             Self::LogMel(c) => c.sample_rate_hz,
             Self::Fbank(c) => c.sample_rate_hz,
+            Self::Cqt(c) => c.sample_rate_hz,
+            Self::Chroma(c) => c.sample_rate_hz,
         }
     }
 
-    /// Number of frequency bins of the output (mel filters).
+    /// Number of frequency bins of the output (mel filters, CQT bins or pitch classes).
     pub fn n_bins(&self) -> usize {
         match self {
             Self::LogMel(c) => c.n_mels,
             Self::Fbank(c) => c.n_mels,
+            Self::Cqt(c) => c.n_bins,
+            Self::Chroma(c) => c.n_chroma,
         }
     }
 
@@ -171,6 +183,8 @@ impl FeatureConfig {
         let hop = match self {
             Self::LogMel(c) => c.hop_length,
             Self::Fbank(c) => kaldi_samples(c.sample_rate_hz, c.frame_shift_ms),
+            Self::Cqt(c) => c.hop_length,
+            Self::Chroma(c) => c.hop_length,
         };
         hop as f64 / f64::from(self.sample_rate_hz())
     }
@@ -180,6 +194,8 @@ impl FeatureConfig {
         match self {
             Self::LogMel(c) => validate_mel(c),
             Self::Fbank(c) => validate_fbank(c).map(|_| ()),
+            Self::Cqt(c) => crate::music::validate_cqt(c),
+            Self::Chroma(c) => crate::music::validate_chroma(c),
         }
     }
 }
@@ -552,6 +568,21 @@ pub fn compute(x: &[f32], cfg: &FeatureConfig) -> Result<Spectrogram, AudioError
 #[derive(Clone)]
 pub struct Featurizer {
     cfg: FeatureConfig,
+    engine: Engine,
+    hop_s: f64,
+}
+
+/// What a [`Featurizer`] runs: the STFT-and-filterbank path of log-mel and fbank, or a music
+/// front end.
+#[derive(Clone)]
+enum Engine {
+    Spectral(SpectralPlan),
+    Music(Box<MusicPlan>),
+}
+
+/// Log-mel / fbank: one FFT per frame, a window and a sparse filterbank.
+#[derive(Clone)]
+struct SpectralPlan {
     fft: Arc<dyn RealToComplex<f64>>,
     /// FFT-length window (log-mel: the Hann window centred and zero-padded to `n_fft`;
     /// fbank: the Kaldi window of `window_size` samples).
@@ -560,7 +591,6 @@ pub struct Featurizer {
     hop: usize,
     /// Samples per analysis frame before zero padding.
     frame_len: usize,
-    hop_s: f64,
 }
 
 impl std::fmt::Debug for Featurizer {
@@ -588,15 +618,16 @@ impl Featurizer {
                 }
                 let n_freqs = c.n_fft / 2 + 1;
                 let filters = SparseRows::from_dense(&mel_filterbank_f64(c), c.n_mels, n_freqs);
-                Ok(Self {
-                    cfg: cfg.clone(),
-                    fft: planner.plan_fft_forward(c.n_fft),
-                    window,
-                    filters,
-                    hop: c.hop_length,
-                    frame_len: c.n_fft,
-                    hop_s: cfg.hop_s(),
-                })
+                Ok(Self::spectral(
+                    cfg,
+                    SpectralPlan {
+                        fft: planner.plan_fft_forward(c.n_fft),
+                        window,
+                        filters,
+                        hop: c.hop_length,
+                        frame_len: c.n_fft,
+                    },
+                ))
             }
             FeatureConfig::Fbank(c) => {
                 let g = validate_fbank(c)?;
@@ -608,16 +639,35 @@ impl Featurizer {
                     g.high_freq,
                 );
                 let filters = SparseRows::from_dense(&banks, c.n_mels, g.padded_size / 2 + 1);
-                Ok(Self {
-                    cfg: cfg.clone(),
-                    fft: planner.plan_fft_forward(g.padded_size),
-                    window: kaldi_window(&c.window, g.window_size)?,
-                    filters,
-                    hop: g.window_shift,
-                    frame_len: g.window_size,
-                    hop_s: cfg.hop_s(),
-                })
+                Ok(Self::spectral(
+                    cfg,
+                    SpectralPlan {
+                        fft: planner.plan_fft_forward(g.padded_size),
+                        window: kaldi_window(&c.window, g.window_size)?,
+                        filters,
+                        hop: g.window_shift,
+                        frame_len: g.window_size,
+                    },
+                ))
             }
+            FeatureConfig::Cqt(c) => Ok(Self::music(cfg, MusicPlan::cqt(c)?)),
+            FeatureConfig::Chroma(c) => Ok(Self::music(cfg, MusicPlan::chroma(c)?)),
+        }
+    }
+
+    fn spectral(cfg: &FeatureConfig, plan: SpectralPlan) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            engine: Engine::Spectral(plan),
+            hop_s: cfg.hop_s(),
+        }
+    }
+
+    fn music(cfg: &FeatureConfig, plan: MusicPlan) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            engine: Engine::Music(Box::new(plan)),
+            hop_s: cfg.hop_s(),
         }
     }
 
@@ -629,12 +679,41 @@ impl Featurizer {
     /// Number of frames for a signal of `len` samples, or `TooShort` if it holds less than
     /// one frame.
     pub fn n_frames(&self, len: usize) -> Result<usize, AudioError> {
+        match &self.engine {
+            Engine::Spectral(p) => p.n_frames(&self.cfg, len),
+            Engine::Music(m) => m.n_frames(len),
+        }
+    }
+
+    /// Features of one mono signal sampled at `config().sample_rate_hz()`.
+    ///
+    /// # Shapes
+    /// `[len]` → `[n_bins, n_frames(len)]`.
+    pub fn compute(&self, x: &[f32]) -> Result<Spectrogram, AudioError> {
+        let (data, bins, frames) = match &self.engine {
+            Engine::Spectral(p) => p.compute(&self.cfg, x)?,
+            Engine::Music(m) => {
+                let (data, frames) = m.compute(x)?;
+                (data, m.n_bins(), frames)
+            }
+        };
+        Ok(Spectrogram {
+            data,
+            bins,
+            frames,
+            hop_s: self.hop_s,
+        })
+    }
+}
+
+impl SpectralPlan {
+    fn n_frames(&self, cfg: &FeatureConfig, len: usize) -> Result<usize, AudioError> {
         let too_short = |what: &str, needed: usize| AudioError::TooShort {
             what: what.to_string(),
             samples: len,
             needed,
         };
-        match &self.cfg {
+        match cfg {
             FeatureConfig::LogMel(c) if c.center => {
                 // Reflect padding by n_fft / 2 needs more samples than the pad.
                 let pad = c.n_fft / 2;
@@ -670,15 +749,17 @@ impl Featurizer {
                 }
                 Ok(m)
             }
+            FeatureConfig::Cqt(_) | FeatureConfig::Chroma(_) => Err(not_spectral(cfg)),
         }
     }
 
-    /// Features of one mono signal sampled at `config().sample_rate_hz()`.
-    ///
-    /// # Shapes
-    /// `[len]` → `[n_bins, n_frames(len)]`.
-    pub fn compute(&self, x: &[f32]) -> Result<Spectrogram, AudioError> {
-        let frames = self.n_frames(x.len())?;
+    /// Log-mel or fbank values `[bins, frames]`, with `bins` and `frames`.
+    fn compute(
+        &self,
+        cfg: &FeatureConfig,
+        x: &[f32],
+    ) -> Result<(Vec<f32>, usize, usize), AudioError> {
+        let frames = self.n_frames(cfg, x.len())?;
         let bins = self.filters.rows();
         let mut data = vec![0.0f32; bins * frames];
         let mut input = self.fft.make_input_vec();
@@ -689,10 +770,10 @@ impl Featurizer {
             self.fft
                 .process_with_scratch(input, &mut spectrum, &mut scratch)
                 .map_err(AudioError::Fft)?;
-            fill_power(&spectrum, power, self.power_exponent());
+            fill_power(&spectrum, power, power_exponent(cfg));
             Ok(())
         };
-        match &self.cfg {
+        match cfg {
             FeatureConfig::LogMel(c) => {
                 let n_fft = c.n_fft;
                 let padded = if c.center {
@@ -752,21 +833,25 @@ impl Featurizer {
                     }
                 }
             }
+            FeatureConfig::Cqt(_) | FeatureConfig::Chroma(_) => return Err(not_spectral(cfg)),
         }
-        Ok(Spectrogram {
-            data,
-            bins,
-            frames,
-            hop_s: self.hop_s,
-        })
+        Ok((data, bins, frames))
     }
+}
 
-    fn power_exponent(&self) -> f64 {
-        match &self.cfg {
-            FeatureConfig::LogMel(c) => f64::from(c.power),
-            FeatureConfig::Fbank(_) => 2.0,
-        }
+/// Exponent of the magnitude spectrum the filterbank sees.
+fn power_exponent(cfg: &FeatureConfig) -> f64 {
+    match cfg {
+        FeatureConfig::LogMel(c) => f64::from(c.power),
+        _ => 2.0,
     }
+}
+
+/// A music config reached the log-mel / fbank path (an internal mix-up, not bad input).
+fn not_spectral(cfg: &FeatureConfig) -> AudioError {
+    AudioError::Config(format!(
+        "internal: {cfg:?} was planned as a log-mel / fbank feature"
+    ))
 }
 
 fn fill_power(spectrum: &[Complex<f64>], out: &mut [f64], power: f64) {

@@ -1,6 +1,7 @@
 //! Audio domain: WAV reading (and FLAC, MP3, Ogg Vorbis, AAC/M4A, ALAC, AIFF through
-//! symphonia, see [`codec`]), band-limited resampling, log-mel / Kaldi fbank features and
-//! the spectrogram patch tokenizer (frequency and time coordinates).
+//! symphonia, see [`codec`]), band-limited resampling, log-mel / Kaldi fbank features, the
+//! music front ends (constant-Q transform and chroma, see [`music`]) and the spectrogram
+//! patch tokenizer (frequency and time coordinates).
 //!
 //! Everything here is free of candle so an ONNX-runtime-only application can reuse it;
 //! the `tessera-audio` binary lives in `domains/audio/cli` (package `tessera-audio-cli`).
@@ -11,6 +12,7 @@ pub mod error;
 pub mod features;
 pub mod frontend;
 pub mod modality;
+pub mod music;
 pub mod opus;
 pub mod synth;
 pub mod tokenizer;

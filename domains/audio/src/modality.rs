@@ -3,7 +3,7 @@
 //! view is the centre crop, and the dataset statistics of the log-mel values live in the
 //! card (`[audio] norm`).
 
-use crate::features::Spectrogram;
+use crate::features::{FeatureConfig, Spectrogram};
 use crate::tokenizer::{bin_centres_hz, first_frame_s};
 use crate::{AudioError, AudioFrontend, AudioFrontendConfig};
 use std::path::{Path, PathBuf};
@@ -148,7 +148,12 @@ impl Modality for AudioFrontend {
             axes: vec![
                 GridAxis {
                     coord_index: 0,
-                    name: "mel".into(),
+                    name: match &self.cfg.features {
+                        FeatureConfig::Cqt(_) => "cqt",
+                        FeatureConfig::Chroma(_) => "chroma",
+                        _ => "mel",
+                    }
+                    .into(),
                     patch: pf,
                     coords: AxisCoords::Table { values: table },
                 },

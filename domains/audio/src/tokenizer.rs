@@ -4,6 +4,7 @@
 //! Audio-MAE/AST convention; SSAST found frame-shaped patches (e.g. 128×2) better for speech.
 
 use crate::features::{hz_to_mel, mel_to_hz, FeatureConfig, MelScale, Spectrogram};
+use crate::music::{chroma_frequencies, cqt_frequencies, ChromaSource};
 use crate::AudioError;
 use serde::{Deserialize, Serialize};
 use tessera_tokens::{CoordAxis, SampleTokens, TokenLayout, TokenSpec};
@@ -24,9 +25,15 @@ impl Default for PatchConfig {
     }
 }
 
-/// Centre frequency (Hz) of each output bin of a feature configuration.
+/// Centre frequency (Hz) of each output bin of a feature configuration: mel filter centres,
+/// CQT bin frequencies ([`cqt_frequencies`]), or for chroma the pitch class in octave 4
+/// ([`chroma_frequencies`]: C4 = 261.63 Hz ... B4, tuning applied).
 pub fn bin_centres_hz(cfg: &FeatureConfig) -> Vec<f32> {
     let (n, lo, hi, scale) = match cfg {
+        FeatureConfig::Cqt(c) => return cqt_frequencies(c).iter().map(|&f| f as f32).collect(),
+        FeatureConfig::Chroma(c) => {
+            return chroma_frequencies(c).iter().map(|&f| f as f32).collect()
+        }
         FeatureConfig::LogMel(c) => (
             c.n_mels,
             c.f_min as f64,
@@ -60,6 +67,20 @@ pub fn first_frame_s(cfg: &FeatureConfig) -> f64 {
         }
         FeatureConfig::Fbank(c) if c.snip_edges => c.frame_length_ms as f64 / 2000.0,
         FeatureConfig::Fbank(_) => 0.0,
+        FeatureConfig::Cqt(_) => 0.0,
+        FeatureConfig::Chroma(c) if c.source == ChromaSource::Stft && !c.center => {
+            c.n_fft as f64 / 2.0 / c.sample_rate_hz as f64
+        }
+        FeatureConfig::Chroma(_) => 0.0,
+    }
+}
+
+/// What the token values are, for the token spec.
+fn value_unit(cfg: &FeatureConfig) -> &'static str {
+    match cfg {
+        FeatureConfig::LogMel(_) | FeatureConfig::Fbank(_) => "normalised log mel energy",
+        FeatureConfig::Cqt(_) => "normalised log constant-Q energy",
+        FeatureConfig::Chroma(_) => "normalised chroma energy (frame-max scaled)",
     }
 }
 
@@ -69,6 +90,7 @@ pub struct SpectrogramTokenizer {
     pub cfg: PatchConfig,
     bin_hz: Vec<f32>,
     t0_s: f64,
+    value_unit: &'static str,
 }
 
 impl SpectrogramTokenizer {
@@ -91,6 +113,7 @@ impl SpectrogramTokenizer {
             cfg: cfg.clone(),
             bin_hz: bin_centres_hz(features),
             t0_s: first_frame_s(features),
+            value_unit: value_unit(features),
         })
     }
 
@@ -132,7 +155,7 @@ impl SpectrogramTokenizer {
         TokenSpec {
             p: self.p(),
             k: 2,
-            value_unit: "normalised log mel energy".into(),
+            value_unit: self.value_unit.into(),
             axes: vec![
                 CoordAxis {
                     name: "frequency".into(),

@@ -40,6 +40,10 @@ pub const PRESETS: Presets = Presets(&[
         include_str!("../../../../models/audio-music-mae.toml"),
     ),
     (
+        "audio-music-cqt-mae",
+        include_str!("../../../../models/audio-music-cqt-mae.toml"),
+    ),
+    (
         "audio-nano-demo",
         include_str!("../../../../models/audio-nano-demo.toml"),
     ),
