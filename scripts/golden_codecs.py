@@ -93,7 +93,8 @@ def libopus_read(path):
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
+        if os.path.isfile(os.path.join(OUT, f)):
+            os.remove(os.path.join(OUT, f))
     files = {}
 
     def p(name):
@@ -159,6 +160,17 @@ def main():
         pyav_write(p(name), ints(signal(48000, channels, 0.1), 16), 48000, "libopus", fmt)
         ref, rate = libopus_read(p(name))
         lossy(name, ref, rate)
+
+    # Longer files for window reads that seek (no reference: a window must equal the same
+    # span of the file's whole decode), in tests/codecs/long/.
+    os.makedirs(p("long"), exist_ok=True)
+    x = signal(16000, 1, 4.0)
+    pcm16 = ints(x, 16)
+    sf.write(p("long/speech.flac"), pcm16.astype(np.int16), 16000, subtype="PCM_16")
+    sf.write(p("long/speech.ogg"), x[:, 0], 16000, format="OGG", subtype="VORBIS")
+    pyav_write(p("long/speech.mp3"), pcm16, 16000, "libmp3lame", "mp3")
+    pyav_write(p("long/speech.m4a"), pcm16, 16000, "aac", "mp4")
+    pyav_write(p("long/speech.opus"), pcm16, 16000, "libopus", "ogg")
 
     with open(p("expected.json"), "w") as f:
         json.dump({"files": files}, f)

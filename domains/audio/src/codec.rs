@@ -25,9 +25,10 @@ use symphonia::core::codecs::audio::well_known::CODEC_ID_OPUS;
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, SeekMode, SeekTo, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+use symphonia::core::units::Time;
 
 use crate::error::AudioError;
 use crate::opus::{self, OpusHead};
@@ -56,6 +57,10 @@ pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
         .map(|(audio, _)| audio)
 }
 
+/// Seconds decoded before a window of a lossy stream after a seek, for the decoder's state
+/// to settle (Opus asks for 80 ms; MP3, AAC and Vorbis need a frame or two).
+const SEEK_PREROLL_S: f64 = 0.5;
+
 /// Seconds `[start, end)` of a recording; `end` may be infinite.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Span {
@@ -77,8 +82,9 @@ impl Span {
 }
 
 /// Read seconds `[start, end)` of a recording with memory bounded by the window: WAV reads
-/// only the window's bytes; other formats decode from the start (there is no sample-exact
-/// seek in every codec) but keep only the window, and stop at its end. A window past the
+/// only the window's bytes; other formats seek near the window (lossy ones half a second
+/// early, so the decoder state has settled), keep only the window, and stop at its end; a
+/// container that cannot seek is decoded from the start. A window past the
 /// end of the file is [`AudioError::Empty`]; one that runs past the end is cut there.
 pub fn read_audio_span(path: &Path, span: Span) -> Result<Audio, AudioError> {
     if is_wav(path)? {
@@ -220,6 +226,16 @@ impl Decoded {
 /// Decode a file through symphonia (Opus: its packets through libopus), keeping the frames
 /// of `span`; with `duration_only`, the container's frame count may answer without decoding.
 fn decode(path: &Path, span: Span, duration_only: bool) -> Result<Decoded, AudioError> {
+    decode_from(path, span, duration_only, true)
+}
+
+/// [`decode`], seeking to a window only when `seek`.
+fn decode_from(
+    path: &Path,
+    span: Span,
+    duration_only: bool,
+    seek: bool,
+) -> Result<Decoded, AudioError> {
     let corrupt = |reason: String| AudioError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -295,6 +311,42 @@ fn decode(path: &Path, span: Span, duration_only: bool) -> Result<Decoded, Audio
         format!("{name} in {container}"),
         params.bits_per_sample.unwrap_or(0),
     );
+    // A window that starts later seeks there instead of decoding from the start. Lossless
+    // codecs need no history; lossy ones decode SEEK_PREROLL_S before the window first, so
+    // their decoder state (overlap, bit reservoir, Opus's predictors) has settled. The
+    // first packet's timestamp then says which stream frame it starts at.
+    let lossless = matches!(name.as_str(), "flac" | "alac") || name.starts_with("pcm");
+    let seek_to = span.start_s - if lossless { 0.0 } else { SEEK_PREROLL_S };
+    let mut pending_pts = None;
+    if seek && !duration_only && seek_to > 0.0 {
+        // Where the output's frame 0 sits on the timestamp axis: 0, except for Ogg Opus,
+        // whose first packet is stamped after the pre-skip, which is dropped from the
+        // output: measured from the stream's first packet.
+        let origin = match &mut decoder {
+            Dec::Opus(_, skip) => match format.next_packet() {
+                Ok(Some(p)) => time_base.and_then(|tb| tb.calc_time(p.pts)).map(|t| {
+                    let at = (t.as_secs_f64() * f64::from(opus::RATE_HZ)).round() as i64;
+                    let origin = at + *skip as i64;
+                    *skip = 0;
+                    origin
+                }),
+                _ => None,
+            },
+            Dec::Sym(_) => Some(0),
+        };
+        let to = Time::try_from_secs_f64(seek_to).map(|time| SeekTo::Time {
+            time,
+            track_id: Some(track_id),
+        });
+        if let (Some(origin), Some(to)) = (origin, to) {
+            if format.seek(SeekMode::Accurate, to).is_ok() {
+                pending_pts = Some(origin);
+            } else if let Dec::Opus(..) = decoder {
+                // Its first packet is consumed: start again without seeking.
+                return decode_from(path, span, duration_only, false);
+            }
+        }
+    }
     // The window is kept as it passes: `base` is the stream frame of `samples[0]`.
     let mut samples: Vec<f32> = Vec::new();
     let mut base = 0u64;
@@ -354,6 +406,19 @@ fn decode(path: &Path, span: Span, duration_only: bool) -> Result<Decoded, Audio
             }
         }
         let (rate, channels) = spec.unwrap_or((1, 1));
+        // After a seek, the first packet with output places the stream (a Vorbis decoder
+        // outputs nothing for the first packet after a reset).
+        if let (Some(offset), false) = (pending_pts, samples.is_empty()) {
+            pending_pts = None;
+            let secs = time_base
+                .and_then(|tb| tb.calc_time(packet.pts))
+                .map_or(0.0, |t| t.as_secs_f64());
+            let frame = (secs * f64::from(rate)).round() as i64 - offset;
+            // Frames before the stream's start (an encoder delay) are dropped.
+            let before = (-frame).max(0) as usize;
+            samples.drain(..(before * channels).min(samples.len()));
+            base = frame.max(0) as u64;
+        }
         let (first, end) = *window.get_or_insert_with(|| span.frames(rate));
         let held = (samples.len() / channels.max(1)) as u64;
         if base < first {

@@ -268,3 +268,48 @@ fn windows_read_only_their_span() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Windows deep into 4 s files seek instead of decoding from the start: FLAC's window is
+/// exactly the whole decode's span; lossy codecs, after half a second of pre-roll, match it
+/// to rounding (no shift: a wrong timestamp mapping would misalign by whole frames).
+#[test]
+fn windows_after_a_seek_match_the_whole_decode() {
+    let long = dir().join("long");
+    let opus = opus_here();
+    for name in [
+        "speech.flac",
+        "speech.mp3",
+        "speech.ogg",
+        "speech.m4a",
+        "speech.opus",
+    ] {
+        if is_opus(name) && !opus {
+            continue;
+        }
+        let path = long.join(name);
+        let whole = read_audio(&path).unwrap();
+        let (c, rate) = (whole.channels, f64::from(whole.sample_rate_hz));
+        for (a, b) in [(1.5, 2.0), (2.75, 3.5), (3.2, 9.0)] {
+            let got = read_audio_span(
+                &path,
+                Span {
+                    start_s: a,
+                    end_s: b,
+                },
+            )
+            .unwrap();
+            let first = (a * rate).round() as usize;
+            let end = ((b * rate).round() as usize).min(whole.frames());
+            let want = &whole.samples[first * c..end * c];
+            assert_eq!(got.frames(), end - first, "{name} [{a}, {b})");
+            if name.ends_with(".flac") {
+                assert!(got.samples == want, "{name} [{a}, {b}): differs");
+            } else {
+                let (lag, snr) = snr_db(&got.samples, want, c, 64);
+                eprintln!("{name} [{a}, {b}): lag {lag}, SNR {snr:.1} dB");
+                assert_eq!(lag, 0, "{name} [{a}, {b}): shifted");
+                assert!(snr > 60.0, "{name} [{a}, {b}): SNR {snr:.1} dB");
+            }
+        }
+    }
+}
