@@ -5,10 +5,12 @@
 # pooled log-mel baseline; one split and one pretraining seed per seed.
 # Usage: benchmarks/medley.sh [minutes] [seeds...]
 #   MEDLEY=/path/to/medley_solos_db_small OUT=runs/medley THREADS=1 benchmarks/medley.sh 20 0 1 2
+#   PRESET=audio-music-cqt-mae benchmarks/medley.sh 15 0 1   (the CQT front end; its
+#   no-network baseline is then the pooled CQT, named logmel-audio-music-cqt-mae)
 # Seeds run two at a time with THREADS threads each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-preset=audio-music-mae
+preset=${PRESET:-audio-music-mae}
 minutes=${1:-20}
 shift $(( $# > 1 ? 1 : $# ))
 seeds=("${@:-0 1 2}")
@@ -36,6 +38,6 @@ for s in "${seeds[@]}"; do
   "$bin" probe --random-init --preset "$preset" --seed "$s" --data "$m" --label-column instrument \
     --split-column split --name "$preset-random-init" --out "$OUT/results" --threads 2 > /dev/null
   "$bin" probe --baseline logmel --preset "$preset" --data "$m" --label-column instrument --split-column split \
-    --name logmel --out "$OUT/results" --threads 2 > /dev/null
+    --name "logmel-$preset" --out "$OUT/results" --threads 2 > /dev/null
 done
 cat "$OUT/results/results.md"

@@ -1,7 +1,7 @@
 //! pretrain, embed, probe, stats, inspect and demo, over any modality.
 
 use crate::card::RunCard;
-use crate::source::{fit_stats, list, list_from, map_files, Source};
+use crate::source::{embed_chunks, fit_stats, list, list_from, map_files, Source};
 use crate::App;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -105,8 +105,7 @@ pub fn embed_samples(enc: &Encoder, tokens: &[SampleTokens]) -> Result<Features>
     Ok(Features::new(data, tokens.len(), d)?)
 }
 
-/// Writes `embeddings.npy` (`[n, d]`) and `files.txt` (one path per row) into `out`.
-/// Writes `embeddings.npy` (rows in `files.txt` order). Rows that are windows of
+/// Writes `embeddings.npy` (`[n, d]`) and `files.txt` (one path per row) into `out`. Rows that are windows of
 /// recordings (`file#t=START,END`) also get `windows.csv` (file, start and end seconds,
 /// label, split); with `pool`, the windows of each recording are averaged into one row
 /// named by the recording.
@@ -516,16 +515,12 @@ impl<M: Modality> App<M> {
         tessera_cli::init_threads(common.threads)?;
         let out = common.out()?;
         let run = encoder_for(self, common, random_init)?;
-        let tokens = map_files(
-            &run.m,
-            list::<M>(common, false)?,
-            common.strict,
-            "decoding",
-            M::eval_view,
-        )?;
-        tokens.report_skipped();
-        let f = embed_samples(&run.encoder, &tokens.values)?;
-        write_embeddings(out, &tokens.items, &f.data, f.d, pool)
+        let items = list::<M>(common, false)?;
+        let (done, rows, d) = embed_chunks(&run.m, items, common.strict, |t| {
+            Ok(embed_samples(&run.encoder, t)?.data)
+        })?;
+        done.report_skipped();
+        write_embeddings(out, &done.items, &rows, d, pool)
     }
 
     /// The front end for probing: the card's, with statistics fitted on the training rows

@@ -2,7 +2,7 @@
 //! ort-only path), bench-step and bench-infer, over any modality.
 
 use crate::commands::{encoder_for, write_embeddings};
-use crate::source::{list, map_files};
+use crate::source::{embed_chunks, list};
 use crate::App;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -150,25 +150,18 @@ impl<M: Modality> App<M> {
         })?;
         let m = M::new(&cfg).map_err(anyhow::Error::new)?;
         let out = common.out()?;
-        let tokens = map_files(
-            &m,
-            list::<M>(common, false)?,
-            common.strict,
-            "decoding",
-            M::eval_view,
-        )?;
-        tokens.report_skipped();
-        let bar = tessera_cli::progress(tokens.values.len() as u64, "embedding (onnx)");
-        let mut data = Vec::new();
-        for chunk in tokens.values.chunks(32) {
-            for e in rt.embed_tokens(chunk)? {
-                data.extend(e);
+        let items = list::<M>(common, false)?;
+        let (done, rows, d) = embed_chunks(&m, items, common.strict, |chunk| {
+            let mut data = Vec::new();
+            for batch in chunk.chunks(32) {
+                for e in rt.embed_tokens(batch)? {
+                    data.extend(e);
+                }
             }
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        let d = data.len() / tokens.values.len();
-        write_embeddings(out, &tokens.items, &data, d, pool)
+            Ok(data)
+        })?;
+        done.report_skipped();
+        write_embeddings(out, &done.items, &rows, d, pool)
     }
 
     /// One training step (forward, backward, AdamW) on random samples of the card's size:

@@ -129,6 +129,61 @@ impl<T> Mapped<T> {
     }
 }
 
+/// Files decoded per chunk by [`embed_chunks`].
+const EMBED_CHUNK: usize = 512;
+
+/// Decodes the evaluation views of `items` and embeds them a chunk at a time through
+/// `embed` (tokens → `[n, d]` rows), so memory holds one chunk's tokens whatever the number
+/// of files or windows. Unreadable files are skipped and counted (the first is an error
+/// with `strict`); no readable file is an error. Returns the embedded items, their rows and
+/// the row width.
+pub fn embed_chunks<M: Modality>(
+    m: &M,
+    items: Vec<DataItem>,
+    strict: bool,
+    mut embed: impl FnMut(&[tessera_tokens::SampleTokens]) -> Result<Vec<f32>>,
+) -> Result<(Mapped<()>, Vec<f32>, usize)> {
+    let bar = progress(items.len() as u64, "decoding and embedding");
+    let mut out = Mapped {
+        items: Vec::new(),
+        values: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for chunk in items.chunks(EMBED_CHUNK) {
+        let results: Vec<_> = chunk
+            .par_iter()
+            .map(|it| m.decode(&it.path).and_then(|s| m.eval_view(&s)))
+            .collect();
+        let mut tokens = Vec::with_capacity(chunk.len());
+        for (it, r) in chunk.iter().zip(results) {
+            match r {
+                Ok(t) => {
+                    out.items.push(it.clone());
+                    tokens.push(t);
+                }
+                Err(e) if strict => return Err(anyhow::Error::new(e)),
+                Err(e) => out.skipped.push(e.to_string()),
+            }
+        }
+        if !tokens.is_empty() {
+            rows.extend(embed(&tokens)?);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    if out.items.is_empty() {
+        bail!(
+            "no readable {} file among {} ({})",
+            M::NAME,
+            out.skipped.len(),
+            out.skipped.first().cloned().unwrap_or_default()
+        );
+    }
+    let d = rows.len() / out.items.len();
+    Ok((out, rows, d))
+}
+
 /// Decodes every item in parallel and maps its sample through `f` (the sample is dropped
 /// afterwards, so memory holds only the results). Unreadable files are skipped and
 /// counted, or the first one is an error with `strict`; no readable file is an error.

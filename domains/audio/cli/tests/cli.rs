@@ -255,12 +255,13 @@ fn compressed_audio_embeds_and_inspects() {
     assert!(o.status.success(), "{t}");
     let files = std::fs::read_to_string(d.join("emb/files.txt")).unwrap();
     let n = files.lines().filter(|l| !l.trim().is_empty()).count();
-    // Opus needs libopus at run time; without it the four Opus files are reported.
+    // 13 short fixtures and 5 in long/; Opus needs libopus at run time, without it the
+    // five Opus files are reported.
     if tessera_audio::opus::available() {
-        assert_eq!(n, 13, "{files}");
+        assert_eq!(n, 18, "{files}");
         assert!(files.contains("surround51.opus"), "{files}");
     } else {
-        assert_eq!(n, 9, "{files}");
+        assert_eq!(n, 13, "{files}");
         assert!(t.contains("libopus"), "{t}");
     }
     let o = bin()
