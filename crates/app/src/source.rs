@@ -129,6 +129,16 @@ impl<T> Mapped<T> {
     }
 }
 
+/// The error when every file was unreadable: how many, and the first reason.
+fn none_readable<M: Modality>(skipped: &[String]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "no readable {} file among {} ({})",
+        M::NAME,
+        skipped.len(),
+        skipped.first().cloned().unwrap_or_default()
+    )
+}
+
 /// Files decoded per chunk by [`embed_chunks`].
 const EMBED_CHUNK: usize = 512;
 
@@ -173,12 +183,7 @@ pub fn embed_chunks<M: Modality>(
     }
     bar.finish_and_clear();
     if out.items.is_empty() {
-        bail!(
-            "no readable {} file among {} ({})",
-            M::NAME,
-            out.skipped.len(),
-            out.skipped.first().cloned().unwrap_or_default()
-        );
+        return Err(none_readable::<M>(&out.skipped));
     }
     let d = rows.len() / out.items.len();
     Ok((out, rows, d))
@@ -220,12 +225,7 @@ pub fn map_files<M: Modality, T: Send>(
         }
     }
     if out.values.is_empty() {
-        bail!(
-            "no readable {} file among {} ({})",
-            M::NAME,
-            out.skipped.len(),
-            out.skipped.first().cloned().unwrap_or_default()
-        );
+        return Err(none_readable::<M>(&out.skipped));
     }
     Ok(out)
 }

@@ -73,6 +73,11 @@ impl Span {
         start_s: 0.0,
         end_s: f64::INFINITY,
     };
+    /// Decode to the end keeping no samples (to count and check them).
+    const NOTHING: Span = Span {
+        start_s: f64::INFINITY,
+        end_s: f64::INFINITY,
+    };
 
     /// Frames `[first, end)` at `rate` (the nearest frame to each time).
     fn frames(&self, rate: u32) -> (u64, u64) {
@@ -110,11 +115,7 @@ pub fn audio_duration_s(path: &Path) -> Result<f64, AudioError> {
     if is_wav(path)? {
         return Ok(inspect_wav(path)?.duration_s);
     }
-    let all = Span {
-        start_s: f64::INFINITY,
-        end_s: f64::INFINITY,
-    };
-    let d = decode(path, all, true)?;
+    let d = decode(path, Span::NOTHING, true)?;
     Ok(d.frames_total as f64 / f64::from(d.rate.max(1)))
 }
 
@@ -132,7 +133,8 @@ pub struct AudioInfo {
 }
 
 /// Describe an audio file. WAV is described from its header alone; other formats are
-/// decoded to the end (so a corrupt stream is found, and the length is exact).
+/// decoded to the end without keeping the samples (so a corrupt stream is found, and the
+/// length is exact, in bounded memory).
 pub fn inspect_audio(path: &Path) -> Result<AudioInfo, AudioError> {
     if is_wav(path)? {
         let w = inspect_wav(path)?;
@@ -145,14 +147,20 @@ pub fn inspect_audio(path: &Path) -> Result<AudioInfo, AudioError> {
             duration_s: w.duration_s,
         });
     }
-    let (audio, (format, bits)) = decode(path, Span::ALL, false)?.audio(path)?;
+    // Decoded to the end, keeping nothing: memory stays bounded for hours of audio.
+    let d = decode(path, Span::NOTHING, false)?;
+    if d.frames_total == 0 || d.channels == 0 {
+        return Err(AudioError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
     Ok(AudioInfo {
-        format,
-        channels: audio.channels,
-        sample_rate_hz: audio.sample_rate_hz,
-        bits_per_sample: bits,
-        frames: audio.frames() as u64,
-        duration_s: audio.duration_s(),
+        format: d.info.0,
+        channels: d.channels,
+        sample_rate_hz: d.rate,
+        bits_per_sample: d.info.1,
+        frames: d.frames_total,
+        duration_s: d.frames_total as f64 / f64::from(d.rate.max(1)),
     })
 }
 
@@ -318,7 +326,11 @@ fn decode_from(
     let lossless = matches!(name.as_str(), "flac" | "alac") || name.starts_with("pcm");
     let seek_to = span.start_s - if lossless { 0.0 } else { SEEK_PREROLL_S };
     let mut pending_pts = None;
-    if seek && !duration_only && seek_to > 0.0 {
+    let to = Time::try_from_secs_f64(seek_to).map(|time| SeekTo::Time {
+        time,
+        track_id: Some(track_id),
+    });
+    if let (true, false, Some(to)) = (seek && seek_to > 0.0, duration_only, to) {
         // Where the output's frame 0 sits on the timestamp axis: 0, except for Ogg Opus,
         // whose first packet is stamped after the pre-skip, which is dropped from the
         // output: measured from the stream's first packet.
@@ -334,17 +346,15 @@ fn decode_from(
             },
             Dec::Sym(_) => Some(0),
         };
-        let to = Time::try_from_secs_f64(seek_to).map(|time| SeekTo::Time {
-            time,
-            track_id: Some(track_id),
-        });
-        if let (Some(origin), Some(to)) = (origin, to) {
-            if format.seek(SeekMode::Accurate, to).is_ok() {
-                pending_pts = Some(origin);
-            } else if let Dec::Opus(..) = decoder {
-                // Its first packet is consumed: start again without seeking.
-                return decode_from(path, span, duration_only, false);
+        match origin {
+            Some(origin) if format.seek(SeekMode::Accurate, to).is_ok() => {
+                pending_pts = Some(origin)
             }
+            // Opus's first packet is consumed: start again without seeking.
+            _ if matches!(decoder, Dec::Opus(..)) => {
+                return decode_from(path, span, duration_only, false)
+            }
+            _ => {}
         }
     }
     // The window is kept as it passes: `base` is the stream frame of `samples[0]`.

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use serde_json::Value;
+
+mod common;
+use common::{f32s, golden, max_abs_diff};
 use tessera_audio::error::AudioError;
 use tessera_audio::features::{
     compute, mel_filterbank, FbankConfig, FeatureConfig, Featurizer, MelConfig,
@@ -38,22 +41,6 @@ const F64_TOL: f32 = 2e-5;
 
 // ---------------------------------------------------------------------------------------
 // Golden helpers
-
-fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
 
 fn usizes(v: &Value) -> Vec<usize> {
     v.as_array()
@@ -81,14 +68,6 @@ fn signals() -> HashMap<String, (u32, Vec<f32>)> {
         out.insert(name.clone(), (sr, x));
     }
     out
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn fsdd_wav() -> Option<PathBuf> {

@@ -16,10 +16,11 @@
 //!   Nyquist / 16): soxr designs those filters differently: 5e-2 in the log domain [3e-2]
 //!   and 5e-5 relative [2e-5].
 
-use std::path::Path;
-
 use proptest::prelude::*;
 use serde_json::Value;
+
+mod common;
+use common::{f32s, golden, max_abs_diff};
 use tessera_audio::error::AudioError;
 use tessera_audio::features::{compute, FeatureConfig, Featurizer};
 use tessera_audio::music::{
@@ -40,22 +41,6 @@ const CQT_EARLY_REL_TOL: f32 = 5e-5;
 
 // ---------------------------------------------------------------------------------------
 // Golden helpers
-
-fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
 
 fn shape(v: &Value) -> (usize, usize) {
     let s: Vec<usize> = v
@@ -109,14 +94,6 @@ fn cqt_cfg(v: &Value) -> CqtConfig {
 
 fn chroma_cfg(v: &Value) -> ChromaConfig {
     serde_json::from_value(v.clone()).expect("chroma config")
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// librosa's early downsampling factor for this config (1 = none): a power of two when the

@@ -340,4 +340,23 @@ fn long_recordings_embed_per_window_or_pooled() {
     }
     let files = std::fs::read_to_string(d.join("pool/files.txt")).unwrap();
     assert_eq!(files.trim(), d.join("long.wav").display().to_string());
+    // Pretraining draws from the windows too (2 s hops: 9 windows of the recording).
+    let o = bin()
+        .args([
+            "pretrain",
+            "--preset",
+            "audio-nano-demo",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+        ])
+        .args(["--window", "10", "--hop", "2", "--threads", "1", "--data"])
+        .arg(d.join("long.wav"))
+        .arg("--out")
+        .arg(d.join("run"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(d.join("run/checkpoints").is_dir());
 }
