@@ -38,7 +38,7 @@
 //! decoded straight into the f32 output on all cores (see ARCHITECTURE.md).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -335,6 +335,8 @@ pub(crate) enum Compression {
     Zlib,
     /// NRRD's bzip2 encoding.
     Bzip2,
+    /// NRRD's `hex` encoding: each byte as two hexadecimal digits, whitespace anywhere.
+    Hex,
 }
 
 /// Read the voxels `layout` describes. Uncompressed voxels lie at `layout.offset` in the
@@ -346,8 +348,10 @@ pub(crate) fn read_layout(
     stream_start: u64,
     compression: Compression,
 ) -> Result<(Vec<f32>, usize), MedicalError> {
-    if compression == Compression::Bzip2 {
-        return read_bzip2(layout, stream_start);
+    match compression {
+        Compression::Bzip2 => return read_bzip2(layout, stream_start),
+        Compression::Hex => return read_hex(layout, stream_start),
+        _ => {}
     }
     let mut src = Source::open_as(&layout.path, stream_start, compression)?;
     read_data(&mut src, 0, layout)
@@ -391,6 +395,82 @@ fn read_bzip2(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize)
             layout,
             (buf.len() as u64).saturating_sub(layout.offset),
             "bzip2",
+        ));
+    }
+    let mut src = Source::Plain(Box::new(&buf[..]));
+    read_data(&mut src, 0, layout)
+}
+
+/// Hex text from byte `stream_start` of the file: pairs of digits (either case) with any
+/// whitespace between, decoded to bytes, `layout.offset` of them skipped (NRRD's `byte
+/// skip` counts decoded bytes), then converted as raw voxels. Only as many digits as the
+/// declared voxels need are read, so the buffer is bounded by the header, checked against
+/// the file's length first.
+fn read_hex(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize), MedicalError> {
+    let path = &layout.path;
+    let io = |source| MedicalError::Io {
+        path: path.clone(),
+        source,
+    };
+    let want = layout.offset.saturating_add(layout.data_bytes());
+    let file_len = std::fs::metadata(path).map_err(io)?.len();
+    let available = file_len.saturating_sub(stream_start) / 2;
+    if available < want {
+        return Err(short_stream(
+            layout,
+            available.saturating_sub(layout.offset),
+            "hex",
+        ));
+    }
+    let mut file = File::open(path).map_err(io)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(stream_start)).map_err(io)?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::with_capacity(want as usize);
+    let mut high: Option<u8> = None;
+    let mut at = stream_start;
+    while (buf.len() as u64) < want {
+        let chunk = reader.fill_buf().map_err(io)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut used = 0;
+        for &c in chunk {
+            used += 1;
+            let v = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                c if c.is_ascii_whitespace() => continue,
+                c => {
+                    return Err(MedicalError::BadHeader {
+                        path: path.clone(),
+                        field: "encoding",
+                        reason: format!(
+                            "hex data holds {:?} at byte {}, not a hexadecimal digit",
+                            c as char,
+                            at + used as u64 - 1
+                        ),
+                    })
+                }
+            };
+            match high.take() {
+                None => high = Some(v),
+                Some(h) => {
+                    buf.push(h << 4 | v);
+                    if buf.len() as u64 == want {
+                        break;
+                    }
+                }
+            }
+        }
+        at += used as u64;
+        reader.consume(used);
+    }
+    if (buf.len() as u64) < want {
+        return Err(short_stream(
+            layout,
+            (buf.len() as u64).saturating_sub(layout.offset),
+            "hex",
         ));
     }
     let mut src = Source::Plain(Box::new(&buf[..]));

@@ -2,7 +2,7 @@
 //! NRRD0001–NRRD0005.
 //!
 //! Read: attached (`.nrrd`) and detached (`.nhdr` + data file) headers; encodings `raw`,
-//! `gzip`/`gz`, `bzip2`/`bz2` and `ascii`/`text`/`txt`; `endian`; every scalar `type` spelling of the
+//! `gzip`/`gz`, `bzip2`/`bz2`, `hex` and `ascii`/`text`/`txt`; `endian`; every scalar `type` spelling of the
 //! specification; `line skip` (lines of the data file, before decompression) and
 //! `byte skip` (bytes of the decompressed data; `-1` for raw data means "the data ends the
 //! file"); `space` (RAS, LAS, LPS and their long names; other 3-D spaces, a bare
@@ -16,7 +16,7 @@
 //! `data file: <printf format> <min> <max> <step> [subdim]`, each file one slab of `subdim`
 //! axes (default: all but the slowest).
 //!
-//! Refused with a message naming the field: `hex`/`zrl` encodings, `block` type,
+//! Refused with a message naming the field: the `zrl` encoding, `block` type,
 //! 4-D (time) spaces.
 
 use std::io::Read;
@@ -245,10 +245,11 @@ pub fn read(path: &Path) -> Result<Volume, MedicalError> {
         "gzip" | "gz" => (Compression::Gzip, false),
         "ascii" | "text" | "txt" => (Compression::None, true),
         "bzip2" | "bz2" => (Compression::Bzip2, false),
-        "hex" | "zrl" => {
+        "hex" => (Compression::Hex, false),
+        "zrl" => {
             return Err(bad(
                 "encoding",
-                format!("{encoding:?} is not supported (raw, gzip, bzip2 and ascii are); re-save with gzip, e.g. `unu save -e gzip`"),
+                format!("{encoding:?} is not supported (raw, gzip, bzip2, hex and ascii are); re-save with gzip, e.g. `unu save -e gzip`"),
             ))
         }
         other => return Err(bad("encoding", format!("unknown encoding {other:?}"))),
