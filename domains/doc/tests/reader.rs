@@ -53,7 +53,8 @@ fn diff(a: &[u8], b: &[u8]) -> (u8, f64) {
 #[test]
 fn matches_pillow_on_files_other_writers_made() {
     // (file, largest allowed difference, expected dpi)
-    let cases: &[(&str, u8, Option<(f64, f64)>)] = &[
+    type Case = (&'static str, u8, Option<(f64, f64)>);
+    let cases: &[Case] = &[
         ("g3.tif", 0, Some((204.0, 196.0))),
         ("g4.tif", 0, Some((300.0, 300.0))),
         ("rgba.png", 1, None),

@@ -196,7 +196,10 @@ pub struct EoFrontend {
 impl EoFrontend {
     pub fn new(cfg: &EoConfig) -> Result<Self, EoError> {
         let bad = |m: String| Err(EoError::Config(m));
-        if cfg.patch_px == 0 || cfg.crop_px < cfg.patch_px || cfg.crop_px % cfg.patch_px != 0 {
+        if cfg.patch_px == 0
+            || cfg.crop_px < cfg.patch_px
+            || !cfg.crop_px.is_multiple_of(cfg.patch_px)
+        {
             return bad(format!(
                 "crop_px ({}) must be a positive multiple of patch_px ({})",
                 cfg.crop_px, cfg.patch_px
@@ -212,7 +215,8 @@ impl EoFrontend {
                 crate::sensors::SENSORS.join(", ")
             ));
         }
-        if !(cfg.sar_clip_db[0] < cfg.sar_clip_db[1]) {
+        // NaN bounds fail too.
+        if cfg.sar_clip_db[0].partial_cmp(&cfg.sar_clip_db[1]) != Some(std::cmp::Ordering::Less) {
             return bad("sar_clip_db must be [low, high] with low < high".into());
         }
         if !(0.0..=1.0).contains(&cfg.min_valid) || !(0.0..1.0).contains(&cfg.augment.band_drop) {

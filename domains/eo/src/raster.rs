@@ -291,6 +291,15 @@ fn guess_sensor(names: &[String]) -> Option<&'static str> {
         .find(|s| all(s))
 }
 
+/// What a folder scene takes from its first band file: the GDAL driver, the CRS name, the
+/// geotransform, and the Sentinel-2 processing baseline found with it.
+type FirstGrid = (
+    String,
+    Option<String>,
+    Option<[f64; 6]>,
+    (Option<String>, Option<f64>),
+);
+
 fn resolve_band(sensor: &str, name: &str, opts: &SceneOptions) -> Option<Band> {
     if let Some(u) = opts.user_bands.get(name) {
         return u.band(name).ok();
@@ -477,12 +486,7 @@ impl Scene {
         let mut chosen: BTreeMap<String, (Source, Band, f64)> = BTreeMap::new();
         let mut opened: Vec<(PathBuf, Dataset)> = Vec::new();
         let mut skipped = Vec::new();
-        let mut first: Option<(
-            String,
-            Option<String>,
-            Option<[f64; 6]>,
-            (Option<String>, Option<f64>),
-        )> = None;
+        let mut first: Option<FirstGrid> = None;
         for (f, stem) in files.iter().zip(&stems) {
             let Some(band) = resolve_band(&sensor, stem, opts) else {
                 skipped.push(format!("{} (not a {sensor} band)", f.display()));

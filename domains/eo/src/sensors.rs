@@ -207,10 +207,10 @@ pub fn default_bands(sensor: &str, count: usize) -> Option<Vec<&'static str>> {
 pub fn normalise_name(sensor: &str, raw: &str) -> String {
     let s = raw.trim().to_ascii_uppercase();
     let s = s
-        .rsplit(|c: char| c == '_' || c == ' ' || c == '-')
+        .rsplit(['_', ' ', '-'])
         .find(|p| {
             !p.is_empty()
-                && !(p.ends_with('M') && p[..p.len() - 1].chars().all(|c| c.is_ascii_digit()))
+                && (!p.ends_with('M') || !p[..p.len() - 1].chars().all(|c| c.is_ascii_digit()))
         })
         .unwrap_or(&s)
         .to_string();

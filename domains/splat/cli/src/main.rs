@@ -17,6 +17,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the shared variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     #[command(flatten)]
