@@ -99,6 +99,11 @@ impl Resampler {
             for i in lo..=hi {
                 taps.push(torchaudio_tap(i, p, width, orig, new, base));
             }
+            // Zero taps up to a multiple of 8: every dot product runs whole 8-lane chunks
+            // (no scalar tail; the input is padded to match).
+            while (taps.len() - tap_offsets[p]) % 8 != 0 {
+                taps.push(0.0);
+            }
             tap_offsets.push(taps.len());
         }
         Ok(Self {
@@ -144,8 +149,9 @@ impl Resampler {
         if out_len == 0 {
             return Vec::new();
         }
-        // torchaudio pads (width, width + orig) with zeros.
-        let mut padded = vec![0.0f32; x.len() + 2 * self.width + self.orig];
+        // torchaudio pads (width, width + orig) with zeros; 8 more for the zero taps that
+        // round each phase up to whole chunks.
+        let mut padded = vec![0.0f32; x.len() + 2 * self.width + self.orig + 8];
         padded[self.width..self.width + x.len()].copy_from_slice(x);
         let mut out = Vec::with_capacity(out_len);
         'periods: for k in 0.. {
