@@ -92,6 +92,17 @@ pub(crate) fn read_config(path: &Path) -> Result<toml::Table> {
 /// Frozen embeddings `[n, 2D]` (CLS ‖ mean patch) of token samples, in batches.
 pub fn embed_samples(enc: &Encoder, tokens: &[SampleTokens]) -> Result<Features> {
     let bar = tessera_cli::progress(tokens.len() as u64, "embedding");
+    let (data, d) = embed_batches(enc, tokens, |n| bar.inc(n))?;
+    bar.finish_and_clear();
+    Ok(Features::new(data, tokens.len(), d)?)
+}
+
+/// Rows of `tokens` embedded in batches of 32 and their width; `done(n)` after each batch.
+fn embed_batches(
+    enc: &Encoder,
+    tokens: &[SampleTokens],
+    done: impl Fn(u64),
+) -> Result<(Vec<f32>, usize)> {
     let mut data = Vec::new();
     let mut d = 0;
     for chunk in tokens.chunks(32) {
@@ -99,10 +110,9 @@ pub fn embed_samples(enc: &Encoder, tokens: &[SampleTokens]) -> Result<Features>
         let e = enc.embed(&t)?;
         d = e.dim(1)?;
         data.extend(e.flatten_all()?.to_vec1::<f32>()?);
-        bar.inc(chunk.len() as u64);
+        done(chunk.len() as u64);
     }
-    bar.finish_and_clear();
-    Ok(Features::new(data, tokens.len(), d)?)
+    Ok((data, d))
 }
 
 /// Writes `embeddings.npy` (`[n, d]`) and `files.txt` (one path per row) into `out`. Rows that are windows of
@@ -517,7 +527,8 @@ impl<M: Modality> App<M> {
         let run = encoder_for(self, common, random_init)?;
         let items = list::<M>(common, false)?;
         let (done, rows, d) = embed_chunks(&run.m, items, common.strict, |t| {
-            Ok(embed_samples(&run.encoder, t)?.data)
+            // embed_chunks shows the progress.
+            Ok(embed_batches(&run.encoder, t, |_| {})?.0)
         })?;
         done.report_skipped();
         write_embeddings(out, &done.items, &rows, d, pool)

@@ -63,19 +63,14 @@ fn windowed<M: Modality>(
         bail!("--window and --hop must be positive seconds, got {window_s} and {hop_s}");
     }
     let bar = progress(items.len() as u64, "measuring recordings");
-    let lengths: Vec<Result<Option<f64>, String>> = items
+    // Per item: `Ok(None)` keeps a row that already names a window, or says the modality
+    // has no time axis; `Ok(Some(seconds))`; `Err` an unreadable file.
+    let lengths: Vec<(bool, Result<Option<f64>, String>)> = items
         .par_iter()
         .map(|i| {
             let r = match tessera_tokens::time_window(&i.path) {
-                Ok((_, Some(_))) => Ok(None),
-                _ => match M::duration_s(&i.path) {
-                    Ok(None) => Err(format!(
-                        "--window: {} files have no time axis to cut",
-                        M::NAME
-                    )),
-                    Ok(Some(d)) => Ok(Some(d)),
-                    Err(e) => Err(e.to_string()),
-                },
+                Ok((_, Some(_))) => (true, Ok(None)),
+                _ => (false, M::duration_s(&i.path).map_err(|e| e.to_string())),
             };
             bar.inc(1);
             r
@@ -84,16 +79,17 @@ fn windowed<M: Modality>(
     bar.finish_and_clear();
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for (item, len) in items.into_iter().zip(lengths) {
+    for (item, (is_window, len)) in items.into_iter().zip(lengths) {
         match len {
-            Ok(None) => out.push(item),
+            Ok(None) if is_window => out.push(item),
+            Ok(None) => bail!("--window: {} files have no time axis to cut", M::NAME),
             Ok(Some(d)) => out.extend(tessera_tokens::windows(d, window_s, hop_s).into_iter().map(
                 |(a, b)| DataItem {
                     path: tessera_tokens::with_time_window(&item.path, a, b),
                     ..item.clone()
                 },
             )),
-            Err(e) if strict || e.starts_with("--window") => bail!(e),
+            Err(e) if strict => bail!(e),
             Err(e) => skipped.push(e),
         }
     }

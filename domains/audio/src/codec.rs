@@ -32,7 +32,7 @@ use symphonia::core::units::Time;
 
 use crate::error::AudioError;
 use crate::opus::{self, OpusHead};
-use crate::wav::{inspect_wav, read_wav, read_wav_frames, Audio};
+use crate::wav::{inspect_wav, read_wav_frames, Audio};
 
 /// Is this a RIFF/WAVE file (or another RIFF-family WAV: RIFX, which the WAV reader then
 /// refuses by name)? Decided from the first 12 bytes.
@@ -49,12 +49,7 @@ pub fn is_wav(path: &Path) -> Result<bool, AudioError> {
 
 /// Read and decode a whole audio file of any supported format.
 pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
-    if is_wav(path)? {
-        return read_wav(path);
-    }
-    decode(path, Span::ALL, false)?
-        .audio(path)
-        .map(|(audio, _)| audio)
+    read_audio_span(path, Span::ALL)
 }
 
 /// Seconds decoded before a window of a lossy stream after a seek, for the decoder's state
@@ -93,9 +88,7 @@ impl Span {
 /// end of the file is [`AudioError::Empty`]; one that runs past the end is cut there.
 pub fn read_audio_span(path: &Path, span: Span) -> Result<Audio, AudioError> {
     if is_wav(path)? {
-        let rate = inspect_wav(path)?.sample_rate_hz;
-        let (first, end) = span.frames(rate);
-        let a = read_wav_frames(path, first, end.saturating_sub(first))?;
+        let a = read_wav_frames(path, |rate| span.frames(rate))?;
         if a.samples.is_empty() {
             return Err(AudioError::Empty {
                 path: path.to_path_buf(),

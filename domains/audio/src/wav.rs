@@ -113,18 +113,23 @@ pub struct WavInfo {
 /// The data chunk is streamed in blocks, so peak memory is the decoded samples plus a
 /// small buffer.
 pub fn read_wav(path: &Path) -> Result<Audio, AudioError> {
-    read_wav_frames(path, 0, u64::MAX)
+    read_wav_frames(path, |_| (0, u64::MAX))
 }
 
-/// Read and decode frames `[first, first + count)` of a WAV file (clamped to the data
-/// chunk): the window of a long recording, read without touching the rest of the file.
-pub fn read_wav_frames(path: &Path, first: u64, count: u64) -> Result<Audio, AudioError> {
+/// Read and decode frames `[first, end)` of a WAV file, given by `frames(sample rate)` and
+/// clamped to the data chunk: the window of a long recording, read without touching the
+/// rest of the file (the header is parsed once).
+pub fn read_wav_frames(
+    path: &Path,
+    frames: impl FnOnce(u32) -> (u64, u64),
+) -> Result<Audio, AudioError> {
     let mut src = open(path)?;
     let header = parse_header(&mut src, path)?;
     let align = header.fmt.block_align as u64;
     let total = header.data_len / align;
+    let (first, end) = frames(header.fmt.sample_rate_hz);
     let first = first.min(total);
-    let count = count.min(total - first);
+    let count = end.min(total).saturating_sub(first);
     let mut samples = Vec::with_capacity(count as usize * header.fmt.channels);
     // Blocks of about 256 KiB holding whole frames.
     let block = header.fmt.block_align * (262_144 / header.fmt.block_align).max(1);

@@ -357,19 +357,43 @@ pub(crate) fn read_layout(
     read_data(&mut src, 0, layout)
 }
 
+/// The file of `layout`, positioned at byte `at`.
+fn open_at(layout: &RawLayout, at: u64) -> Result<File, MedicalError> {
+    use std::io::Seek;
+    let io = |source| MedicalError::Io {
+        path: layout.path.clone(),
+        source,
+    };
+    let mut file = File::open(&layout.path).map_err(io)?;
+    file.seek(std::io::SeekFrom::Start(at)).map_err(io)?;
+    Ok(file)
+}
+
+/// Voxels from a decoded stream held in memory (`layout.offset` bytes skipped); a stream
+/// shorter than the declared voxels is [`MedicalError::Truncated`] naming its `kind`.
+fn voxels_from_buffer(
+    layout: &RawLayout,
+    buf: &[u8],
+    kind: &str,
+) -> Result<(Vec<f32>, usize), MedicalError> {
+    let want = layout.offset.saturating_add(layout.data_bytes());
+    if (buf.len() as u64) < want {
+        return Err(short_stream(
+            layout,
+            (buf.len() as u64).saturating_sub(layout.offset),
+            kind,
+        ));
+    }
+    let mut src = Source::Plain(Box::new(buf));
+    read_data(&mut src, 0, layout)
+}
+
 /// bzip2 can compress far beyond deflate's 1032:1, so its size cannot be bounded from the
 /// compressed length: the stream is inflated into a buffer that grows only with the data
 /// that arrives (at most the declared size), and the voxels are converted from it.
 fn read_bzip2(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize), MedicalError> {
-    use std::io::Seek;
     let path = &layout.path;
-    let io = |source| MedicalError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut file = File::open(path).map_err(io)?;
-    file.seek(std::io::SeekFrom::Start(stream_start))
-        .map_err(io)?;
+    let mut file = open_at(layout, stream_start)?;
     let mut magic = [0u8; 3];
     if file.read_exact(&mut magic).is_err() || &magic != b"BZh" {
         return Err(gz_err(
@@ -382,23 +406,15 @@ fn read_bzip2(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize)
             "bzip2",
         ));
     }
-    file.seek(std::io::SeekFrom::Start(stream_start))
-        .map_err(io)?;
+    // The magic bytes read, then the rest of the stream: no second seek.
+    let stream = (&magic[..]).chain(BufReader::with_capacity(1 << 16, file));
     let want = layout.offset.saturating_add(layout.data_bytes());
     let mut buf = Vec::new();
-    bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(1 << 16, file))
+    bzip2::read::MultiBzDecoder::new(stream)
         .take(want)
         .read_to_end(&mut buf)
         .map_err(|e| gz_err(path, e, "voxel data", "bzip2"))?;
-    if (buf.len() as u64) < want {
-        return Err(short_stream(
-            layout,
-            (buf.len() as u64).saturating_sub(layout.offset),
-            "bzip2",
-        ));
-    }
-    let mut src = Source::Plain(Box::new(&buf[..]));
-    read_data(&mut src, 0, layout)
+    voxels_from_buffer(layout, &buf, "bzip2")
 }
 
 /// Hex text from byte `stream_start` of the file: pairs of digits (either case) with any
@@ -422,9 +438,7 @@ fn read_hex(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize), 
             "hex",
         ));
     }
-    let mut file = File::open(path).map_err(io)?;
-    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(stream_start)).map_err(io)?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut reader = BufReader::with_capacity(1 << 16, open_at(layout, stream_start)?);
     let mut buf = Vec::with_capacity(want as usize);
     let mut high: Option<u8> = None;
     let mut at = stream_start;
@@ -466,15 +480,7 @@ fn read_hex(layout: &RawLayout, stream_start: u64) -> Result<(Vec<f32>, usize), 
         at += used as u64;
         reader.consume(used);
     }
-    if (buf.len() as u64) < want {
-        return Err(short_stream(
-            layout,
-            (buf.len() as u64).saturating_sub(layout.offset),
-            "hex",
-        ));
-    }
-    let mut src = Source::Plain(Box::new(&buf[..]));
-    read_data(&mut src, 0, layout)
+    voxels_from_buffer(layout, &buf, "hex")
 }
 
 // ---------------------------------------------------------------------------------------
