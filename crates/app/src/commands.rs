@@ -782,16 +782,21 @@ impl<M: Modality> App<M> {
         Ok(())
     }
 
-    pub(crate) fn demo(&self, common: &CommonArgs) -> Result<()> {
+    pub(crate) fn demo(&self, common: &CommonArgs, data_only: bool) -> Result<()> {
         let out = common
             .out
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs/demo"));
         let mut c = common.clone();
-        if c.data.is_none() {
+        if c.data.is_none() || data_only {
             let dir = out.join("data");
             eprintln!("generating a labelled demo dataset in {}", dir.display());
-            c.data = Some(M::write_demo_data(&dir, 7).map_err(anyhow::Error::new)?);
+            let manifest = M::write_demo_data(&dir, 7).map_err(anyhow::Error::new)?;
+            if data_only {
+                println!("{}", manifest.display());
+                return Ok(());
+            }
+            c.data = Some(manifest);
         }
         c.preset = Some(c.preset.unwrap_or_else(|| self.info.demo_preset.into()));
         let run = out.join("run");

@@ -52,8 +52,67 @@ pub struct FinetuneConfig {
     /// Train the classifier only (a linear probe trained by SGD on random views).
     #[serde(default)]
     pub freeze_encoder: bool,
+    /// How the classifier starts: `probe` (LP-FT, Kumar et al. 2022: a linear probe fitted
+    /// by L-BFGS on the frozen features of the training rows, so fine-tuning starts where
+    /// the probe ends instead of sending a random head's gradients into the pretrained
+    /// features) or `random` (Xavier-uniform weights, zero bias).
+    #[serde(default)]
+    pub head_init: HeadInit,
+    /// Random training views per training row that the `probe` head is fitted on.
+    #[serde(default = "two")]
+    pub probe_views: usize,
     #[serde(default = "default_train")]
     pub train: TrainConfig,
+}
+
+/// The classifier's starting point (`[finetune] head_init`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInit {
+    #[default]
+    Probe,
+    Random,
+}
+
+fn two() -> usize {
+    2
+}
+
+/// `per_row` random training views of each `(index, item)`, each row's draws seeded by
+/// the run's seed and the row's index; unreadable rows are left out (an error with
+/// `strict`).
+fn training_views<M: Modality>(
+    m: &M,
+    rows: &[(usize, tessera_cli::DataItem)],
+    per_row: usize,
+    seed: u64,
+    strict: bool,
+) -> Result<Vec<(usize, tessera_tokens::SampleTokens)>> {
+    use rayon::prelude::*;
+    let bar = tessera_cli::progress(rows.len() as u64, "probe views");
+    let made: Vec<std::result::Result<Vec<_>, M::Error>> = rows
+        .par_iter()
+        .map(|(i, it)| {
+            let mut rng = Rng::new(seed).fork(&format!("finetune-probe-view-{i}"));
+            let r = m.decode(&it.path).and_then(|s| {
+                (0..per_row)
+                    .map(|_| m.train_view(&s, &mut rng).map(|v| (*i, v)))
+                    .collect()
+            });
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut out = Vec::new();
+    for r in made {
+        match r {
+            Ok(v) => out.extend(v),
+            Err(e) if strict => return Err(anyhow::Error::new(e)),
+            Err(_) => {}
+        }
+    }
+    Ok(out)
 }
 
 fn mean_pool() -> Pool {
@@ -90,6 +149,9 @@ impl Classifier {
         }
         if !(0.0..1.0).contains(&cfg.label_smoothing) {
             bail!("finetune: label_smoothing must be in [0, 1)");
+        }
+        if cfg.probe_views == 0 {
+            bail!("finetune: probe_views must be at least 1");
         }
         encoder.set_layer_decay(store, ENCODER_PREFIX, cfg.layer_decay);
         let d = encoder.cfg.dim;
@@ -130,19 +192,129 @@ impl Classifier {
         &self.cfg
     }
 
-    /// Class predictions of token samples, in batches.
-    pub fn predict(&self, tokens: &[tessera_tokens::SampleTokens]) -> Result<Vec<usize>> {
+    /// `f` of token samples in batches of 32, one row per sample.
+    fn rows(
+        &self,
+        tokens: &[tessera_tokens::SampleTokens],
+        f: impl Fn(&TokenTensors) -> tessera_recipes::Result<Tensor>,
+    ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(tokens.len());
         for chunk in tokens.chunks(32) {
             let t = TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, &Device::Cpu)?;
-            let l = self.logits(&t)?.to_vec2::<f32>()?;
-            out.extend(l.iter().map(|r| {
+            out.extend(f(&t)?.to_vec2::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Class predictions of token samples, in batches.
+    pub fn predict(&self, tokens: &[tessera_tokens::SampleTokens]) -> Result<Vec<usize>> {
+        let logits = self.rows(tokens, |t| self.logits(t))?;
+        Ok(logits
+            .iter()
+            .map(|r| {
                 (0..r.len())
                     .max_by(|&a, &b| r[a].total_cmp(&r[b]))
                     .unwrap_or(0)
-            }));
+            })
+            .collect())
+    }
+
+    /// LP-FT's first stage on whole samples: [`Classifier::head_from_probe`] on the
+    /// pooled, layer-normed features of `tokens` (the encoder frozen).
+    pub fn init_head_from_probe(
+        &self,
+        store: &ParamStore,
+        tokens: &[tessera_tokens::SampleTokens],
+        y: &[usize],
+        groups: &[usize],
+        seed: u64,
+    ) -> Result<f64> {
+        let feats = self.rows(tokens, |t| {
+            let f = self.cfg.pool.apply(&self.encoder.forward(t)?)?;
+            self.norm.forward(&f)
+        })?;
+        self.head_from_probe(store, &feats, y, groups, seed)
+    }
+
+    /// The head's input features of every patch token, `[B, N, D]` (token
+    /// classification's counterpart of the pooled features).
+    pub fn token_features(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
+        self.norm.forward(&self.encoder.forward(t)?.patches)
+    }
+
+    /// Fits a linear probe (L-BFGS; L2 chosen on a stratified 20 % of the groups when
+    /// every class has two groups, else L2 = 1e-3) on the head's input features `feats`
+    /// (one row per view or token; rows of one `groups` value, such as the views of one
+    /// sample, stay on one side of the split) and writes it into the head, its
+    /// standardisation folded into the weights. Returns the probe's accuracy on `feats`.
+    pub fn head_from_probe(
+        &self,
+        store: &ParamStore,
+        feats: &[Vec<f32>],
+        y: &[usize],
+        groups: &[usize],
+        seed: u64,
+    ) -> Result<f64> {
+        use tessera_eval::{fit_linear_probe, fit_linear_probe_with_l2, Features};
+        let d = self.encoder.cfg.dim;
+        let rows = |idx: &[usize]| -> Result<(Features, Vec<usize>)> {
+            let data = idx.iter().flat_map(|&i| feats[i].iter().copied()).collect();
+            Ok((
+                Features::new(data, idx.len(), d)?,
+                idx.iter().map(|&i| y[i]).collect(),
+            ))
+        };
+        // One label per group (its first row's), split by group.
+        let mut first: std::collections::BTreeMap<usize, usize> = Default::default();
+        for (i, &g) in groups.iter().enumerate() {
+            first.entry(g).or_insert(y[i]);
         }
-        Ok(out)
+        let ids: Vec<usize> = first.keys().copied().collect();
+        let labels: Vec<usize> = first.values().copied().collect();
+        let (tr, va) = tessera_eval::stratified_split(&labels, 0.2, seed);
+        let side = |part: &[usize]| -> Vec<usize> {
+            let keep: std::collections::BTreeSet<usize> = part.iter().map(|&k| ids[k]).collect();
+            (0..y.len())
+                .filter(|&i| keep.contains(&groups[i]))
+                .collect()
+        };
+        let cfg = tessera_eval::LinearProbeConfig::default();
+        let (x, ys) = rows(&(0..y.len()).collect::<Vec<_>>())?;
+        let mut counts = vec![0usize; self.classes];
+        labels.iter().for_each(|&c| counts[c] += 1);
+        let probe = if va.is_empty() || counts.iter().any(|&n| n == 1) {
+            fit_linear_probe_with_l2(&x, &ys, self.classes, 1e-3, &cfg)?
+        } else {
+            let ((xt, yt), (xv, yv)) = (rows(&side(&tr))?, rows(&side(&va))?);
+            fit_linear_probe(&xt, &yt, &xv, &yv, self.classes, &cfg)?
+        };
+        // logits = W ((x - mean) / std) + b = (W / std) x + (b - W (mean / std))
+        let (mean, std) = probe.standardisation();
+        let (w, b) = (probe.weights(), probe.bias());
+        let mut weight = vec![0f32; self.classes * d];
+        let mut bias = vec![0f32; self.classes];
+        for c in 0..self.classes {
+            let mut shift = 0.0;
+            for j in 0..d {
+                let wj = w[c * d + j] / std[j];
+                weight[c * d + j] = wj as f32;
+                shift += wj * mean[j];
+            }
+            bias[c] = (b[c] - shift) as f32;
+        }
+        let dev = Device::Cpu;
+        let tensors = std::collections::HashMap::from([
+            (
+                "finetune.head.weight".to_string(),
+                Tensor::from_vec(weight, (self.classes, d), &dev)?,
+            ),
+            (
+                "finetune.head.bias".to_string(),
+                Tensor::from_vec(bias, self.classes, &dev)?,
+            ),
+        ]);
+        store.assign(&tensors, "finetune.head")?;
+        Ok(tessera_eval::metrics::accuracy(&ys, &probe.predict(&x)?))
     }
 }
 
@@ -296,6 +468,24 @@ impl<M: Modality> App<M> {
         if cfg.freeze_encoder {
             store.set_trainable(ENCODER_PREFIX, false);
         }
+        if cfg.head_init == HeadInit::Probe {
+            // The probe sees what fine-tuning trains on: random training views, not the
+            // evaluation view (a head fitted there can be confidently wrong on augmented
+            // views, and its large first gradients then wreck the pretrained features).
+            let rows: Vec<(usize, tessera_cli::DataItem)> =
+                train.iter().map(|&i| (i, items[i].clone())).collect();
+            let views = training_views(&m, &rows, cfg.probe_views, card.seed, common.strict)?;
+            let groups: Vec<usize> = views.iter().map(|(i, _)| *i).collect();
+            let (tokens, ys): (Vec<_>, Vec<usize>) = views
+                .into_iter()
+                .map(|(i, v)| (v, class_index(&classes, &label(&items[i]))))
+                .unzip();
+            let acc = model.init_head_from_probe(&store, &tokens, &ys, &groups, card.seed)?;
+            eprintln!(
+                "finetune: head initialised from a linear probe on frozen features of {} training views (training accuracy {acc:.3})",
+                tokens.len()
+            );
+        }
         eprintln!(
             "finetune: {} training rows ({} classes{}), {} test rows, encoder {} ({init})",
             train.len(),
@@ -390,5 +580,61 @@ impl<M: Modality> App<M> {
         save_rows(out, &rows)?;
         print!("{}", tessera_eval::to_markdown(&rows));
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::EncoderConfig;
+    use tessera_tokens::SampleTokens;
+
+    /// Three classes told apart by the mean of their token values.
+    fn samples(n: usize, seed: u64) -> (Vec<SampleTokens>, Vec<usize>) {
+        let mut rng = Rng::new(seed);
+        let (tokens, p) = (6, 8);
+        (0..n)
+            .map(|i| {
+                let c = i % 3;
+                let values = (0..tokens * p)
+                    .map(|_| c as f32 - 1.0 + 0.3 * rng.normal() as f32)
+                    .collect();
+                let coords = (0..tokens).map(|t| t as f32).collect();
+                (SampleTokens::new(values, coords, tokens, p, 1).unwrap(), c)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn a_probe_initialised_head_predicts_as_the_probe_does() {
+        let enc = EncoderConfig::preset("nano", 8, vec![4.0]).unwrap();
+        let cfg = FinetuneConfig::default();
+        assert_eq!(cfg.head_init, HeadInit::Probe);
+        let mut store = ParamStore::new(0, &Device::Cpu);
+        let encoder = Encoder::new(&enc, &mut store, ENCODER_PREFIX).unwrap();
+        let model = Classifier::new(&cfg, encoder, &mut store, 3).unwrap();
+        let (x, y) = samples(30, 1);
+        let random = model.predict(&x).unwrap();
+        let groups: Vec<usize> = (0..y.len()).map(|i| i / 2).collect();
+        let probe_acc = model
+            .init_head_from_probe(&store, &x, &y, &groups, 0)
+            .unwrap();
+        // The folded standardisation reproduces the probe's predictions exactly.
+        let pred = model.predict(&x).unwrap();
+        let acc = tessera_eval::metrics::accuracy(&y, &pred);
+        assert!((acc - probe_acc).abs() < 1e-9, "{acc} vs probe {probe_acc}");
+        assert!(acc > 0.9, "separable classes: {acc}");
+        assert!(tessera_eval::metrics::accuracy(&y, &random) < 0.9);
+        // One sample per class: no validation split, a fixed L2; still a valid head.
+        let (x1, y1) = samples(3, 2);
+        assert!(
+            model
+                .init_head_from_probe(&store, &x1, &y1, &[0, 1, 2], 0)
+                .unwrap()
+                > 0.99
+        );
+        assert!(toml::from_str::<FinetuneConfig>("head_init = \"zero\"").is_err());
+        let random: FinetuneConfig = toml::from_str("head_init = \"random\"").unwrap();
+        assert_eq!(random.head_init, HeadInit::Random);
     }
 }

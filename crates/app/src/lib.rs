@@ -185,6 +185,9 @@ pub enum Shared {
     Demo {
         #[command(flatten)]
         common: CommonArgs,
+        /// Only write the labelled demo dataset to --out/data and print its manifest's path.
+        #[arg(long)]
+        data_only: bool,
     },
 }
 
@@ -325,7 +328,7 @@ impl<M: Modality> App<M> {
                 batches,
                 reps,
             } => self.bench_infer(&common, &onnx, &batches, reps),
-            Shared::Demo { common } => self.demo(&common),
+            Shared::Demo { common, data_only } => self.demo(&common, data_only),
         }
     }
 }

@@ -18,7 +18,7 @@ use clap::Args;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tessera_app::finetune::Classifier;
+use tessera_app::finetune::{Classifier, HeadInit};
 use tessera_app::{encoder_for, finetune_config, save_rows, App, RunCard};
 use tessera_cli::data::split_csv_line;
 use tessera_cli::{progress, CommonArgs};
@@ -879,6 +879,69 @@ fn token_labels(
     lab
 }
 
+/// The head's input features and labels of the labelled tokens of `pages`, each page
+/// tiled by windows of the training crop's size (the last window of a row or column
+/// aligned to the page's edge; a token is kept once), at most `MAX_PROBE_TOKENS` of them
+/// (an even stride through the labelled tokens), with each token's page.
+#[allow(clippy::type_complexity)]
+fn labelled_token_features(
+    fe: &DocFrontend,
+    model: &Classifier,
+    pages: &[(DocSample, Vec<f32>)],
+) -> Result<(Vec<Vec<f32>>, Vec<usize>, Vec<usize>)> {
+    const MAX_PROBE_TOKENS: usize = 20_000;
+    let g = fe.cfg.crop_px / fe.cfg.patch_px;
+    let starts = |n: usize, w: usize| -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n.saturating_sub(w)).step_by(w.max(1)).collect();
+        v.push(n - w);
+        v
+    };
+    let labelled: usize = pages
+        .iter()
+        .map(|(_, l)| l.iter().filter(|&&v| v >= 0.0).count())
+        .sum();
+    let stride = labelled.div_ceil(MAX_PROBE_TOKENS).max(1);
+    let (mut feats, mut y, mut page, mut seen) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
+    for (p, (s, lab)) in pages.iter().enumerate() {
+        let (gw, gh) = fe.grid(s);
+        let (ww, wh) = (g.min(gw), g.min(gh));
+        // Every window of the page, then the windows with a labelled token, in batches.
+        let windows: Vec<Vec<usize>> = starts(gh, wh)
+            .into_iter()
+            .flat_map(|y0| starts(gw, ww).into_iter().map(move |x0| (x0, y0)))
+            .map(|(x0, y0)| {
+                (0..wh)
+                    .flat_map(|r| (0..ww).map(move |q| (y0 + r) * gw + x0 + q))
+                    .collect()
+            })
+            .filter(|idx: &Vec<usize>| idx.iter().any(|&t| lab[t] >= 0.0))
+            .collect();
+        let mut taken = vec![false; gw * gh];
+        for chunk in windows.chunks(16) {
+            let tokens = chunk
+                .iter()
+                .map(|idx| fe.tokens_at(s, idx[0] % gw, idx[0] / gw, ww, wh))
+                .collect::<Result<Vec<_>, _>>()?;
+            let t = TokenTensors::from_tokens(&Tokens::from_samples(&tokens)?, &Device::Cpu)?;
+            let f = model.token_features(&t)?.to_vec3::<f32>()?;
+            for (idx, f) in chunk.iter().zip(f) {
+                for (j, &t) in idx.iter().enumerate() {
+                    if lab[t] >= 0.0 && !taken[t] {
+                        taken[t] = true;
+                        if seen % stride == 0 {
+                            feats.push(f[j].clone());
+                            y.push(lab[t] as usize);
+                            page.push(p);
+                        }
+                        seen += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok((feats, y, page))
+}
+
 /// Fine-tunes the encoder with a token classifier on the training pages.
 #[allow(clippy::too_many_arguments)]
 fn finetune(
@@ -915,6 +978,16 @@ fn finetune(
         cfg.train.steps,
         cfg.train.batch_size
     );
+    if cfg.head_init == HeadInit::Probe {
+        let (feats, y, pages) = labelled_token_features(fe, &model.0, &source.pages)?;
+        let acc = model
+            .0
+            .head_from_probe(&store, &feats, &y, &pages, card.seed)?;
+        eprintln!(
+            "head initialised from a linear probe on {} frozen token features (training accuracy {acc:.3})",
+            y.len()
+        );
+    }
     let mut card = card.clone();
     card.extra
         .insert("finetune".into(), toml::Value::try_from(&cfg)?);
