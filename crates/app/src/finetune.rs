@@ -282,7 +282,7 @@ impl Classifier {
         let (x, ys) = rows(&(0..y.len()).collect::<Vec<_>>())?;
         let mut counts = vec![0usize; self.classes];
         labels.iter().for_each(|&c| counts[c] += 1);
-        let probe = if va.is_empty() || counts.iter().any(|&n| n == 1) {
+        let probe = if va.is_empty() || counts.contains(&1) {
             fit_linear_probe_with_l2(&x, &ys, self.classes, 1e-3, &cfg)?
         } else {
             let ((xt, yt), (xv, yv)) = (rows(&side(&tr))?, rows(&side(&va))?);

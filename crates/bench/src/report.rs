@@ -42,8 +42,8 @@ pub struct Paired {
 /// both have, per (task, protocol, features).
 pub fn paired(rows: &[ResultRow], reference: &str) -> Vec<Paired> {
     type Key = (String, String, String);
-    let mut by: BTreeMap<Key, BTreeMap<String, BTreeMap<u64, (&'static str, f64)>>> =
-        BTreeMap::new();
+    type BySeed = BTreeMap<u64, (&'static str, f64)>;
+    let mut by: BTreeMap<Key, BTreeMap<String, BySeed>> = BTreeMap::new();
     for r in rows {
         if let Some(m) = main_metric(r) {
             by.entry((r.task.clone(), r.protocol.clone(), r.features.clone()))

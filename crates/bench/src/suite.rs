@@ -211,7 +211,7 @@ impl Suite {
         let seeds = seeds.unwrap_or(&self.seeds);
         let mut jobs = Vec::new();
         for &seed in seeds {
-            let seed_args = vec!["--seed".to_string(), seed.to_string()];
+            let seed_args = ["--seed".to_string(), seed.to_string()];
             let mut pretrained = BTreeMap::new();
             for e in &self.encoders {
                 if let Some(st) = e.steps {
