@@ -74,6 +74,32 @@ pub enum HeadInit {
     Random,
 }
 
+/// The temperature `τ` (from 1/64 to 4, on a log grid) whose scaled `logits [n, c]`
+/// minimise the mean cross-entropy against targets smoothed by `eps` (as the fine-tuning
+/// loss), 1 when no scaling helps.
+fn smoothed_temperature(logits: &[f64], y: &[usize], c: usize, eps: f64) -> f64 {
+    let loss = |tau: f64| -> f64 {
+        let mut total = 0.0;
+        for (row, &k) in logits.chunks(c).zip(y) {
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(tau * v));
+            let lse = m + row.iter().map(|&v| (tau * v - m).exp()).sum::<f64>().ln();
+            for (j, &v) in row.iter().enumerate() {
+                let t = eps / c as f64 + if j == k { 1.0 - eps } else { 0.0 };
+                total -= t * (tau * v - lse);
+            }
+        }
+        total / y.len().max(1) as f64
+    };
+    (0..=48)
+        .map(|i| 2f64.powf(-6.0 + i as f64 / 6.0))
+        .map(|tau| (tau, loss(tau)))
+        .fold(
+            (1.0, loss(1.0)),
+            |best, t| if t.1 < best.1 { t } else { best },
+        )
+        .0
+}
+
 fn two() -> usize {
     2
 }
@@ -288,7 +314,17 @@ impl Classifier {
             let ((xt, yt), (xv, yv)) = (rows(&side(&tr))?, rows(&side(&va))?);
             fit_linear_probe(&xt, &yt, &xv, &yv, self.classes, &cfg)?
         };
-        // logits = W ((x - mean) / std) + b = (W / std) x + (b - W (mean / std))
+        // The probe minimised plain cross-entropy with a small L2, so its logits can be far
+        // more confident than fine-tuning's label-smoothed target wants: scale them by the
+        // temperature that minimises that target on these features, so the first steps'
+        // gradients do not go into shrinking every logit through the encoder.
+        let tau = smoothed_temperature(
+            &probe.logits(&x)?,
+            &ys,
+            self.classes,
+            self.cfg.label_smoothing,
+        );
+        // logits = τ (W ((x - mean) / std) + b) = τ (W / std) x + τ (b - W (mean / std))
         let (mean, std) = probe.standardisation();
         let (w, b) = (probe.weights(), probe.bias());
         let mut weight = vec![0f32; self.classes * d];
@@ -297,10 +333,10 @@ impl Classifier {
             let mut shift = 0.0;
             for j in 0..d {
                 let wj = w[c * d + j] / std[j];
-                weight[c * d + j] = wj as f32;
+                weight[c * d + j] = (tau * wj) as f32;
                 shift += wj * mean[j];
             }
-            bias[c] = (b[c] - shift) as f32;
+            bias[c] = (tau * (b[c] - shift)) as f32;
         }
         let dev = Device::Cpu;
         let tensors = std::collections::HashMap::from([
@@ -634,6 +670,11 @@ mod tests {
                 > 0.99
         );
         assert!(toml::from_str::<FinetuneConfig>("head_init = \"zero\"").is_err());
+        // Over-confident logits are cooled for a smoothed target, not for a hard one.
+        let logits = [30.0, 0.0, 0.0, 0.0, 30.0, 0.0];
+        let cool = smoothed_temperature(&logits, &[0, 1], 3, 0.1);
+        assert!(cool < 0.2, "{cool}");
+        assert!(smoothed_temperature(&logits, &[0, 1], 3, 0.0) >= 1.0);
         let random: FinetuneConfig = toml::from_str("head_init = \"random\"").unwrap();
         assert_eq!(random.head_init, HeadInit::Random);
     }
