@@ -58,8 +58,10 @@ pub struct FinetuneConfig {
     /// features) or `random` (Xavier-uniform weights, zero bias).
     #[serde(default)]
     pub head_init: HeadInit,
-    /// Random training views per training row that the `probe` head is fitted on.
-    #[serde(default = "two")]
+    /// Views per training row the `probe` head is fitted on: 0 (default) the evaluation
+    /// view, N > 0 that many random training views (what fine-tuning trains on; on
+    /// ModelNet10 it fine-tuned worse, BENCHMARKS.md).
+    #[serde(default)]
     pub probe_views: usize,
     #[serde(default = "default_train")]
     pub train: TrainConfig,
@@ -100,14 +102,10 @@ fn smoothed_temperature(logits: &[f64], y: &[usize], c: usize, eps: f64) -> f64 
         .0
 }
 
-fn two() -> usize {
-    2
-}
-
-/// `per_row` random training views of each `(index, item)`, each row's draws seeded by
-/// the run's seed and the row's index; unreadable rows are left out (an error with
-/// `strict`).
-fn training_views<M: Modality>(
+/// The views of each `(index, item)` a probe head is fitted on: its evaluation view
+/// (`per_row` 0) or `per_row` random training views, each row's draws seeded by the run's
+/// seed and the row's index; unreadable rows are left out (an error with `strict`).
+fn probe_views<M: Modality>(
     m: &M,
     rows: &[(usize, tessera_cli::DataItem)],
     per_row: usize,
@@ -121,6 +119,9 @@ fn training_views<M: Modality>(
         .map(|(i, it)| {
             let mut rng = Rng::new(seed).fork(&format!("finetune-probe-view-{i}"));
             let r = m.decode(&it.path).and_then(|s| {
+                if per_row == 0 {
+                    return Ok(vec![(*i, m.eval_view(&s)?)]);
+                }
                 (0..per_row)
                     .map(|_| m.train_view(&s, &mut rng).map(|v| (*i, v)))
                     .collect()
@@ -175,9 +176,6 @@ impl Classifier {
         }
         if !(0.0..1.0).contains(&cfg.label_smoothing) {
             bail!("finetune: label_smoothing must be in [0, 1)");
-        }
-        if cfg.probe_views == 0 {
-            bail!("finetune: probe_views must be at least 1");
         }
         encoder.set_layer_decay(store, ENCODER_PREFIX, cfg.layer_decay);
         let d = encoder.cfg.dim;
@@ -505,12 +503,9 @@ impl<M: Modality> App<M> {
             store.set_trainable(ENCODER_PREFIX, false);
         }
         if cfg.head_init == HeadInit::Probe {
-            // The probe sees what fine-tuning trains on: random training views, not the
-            // evaluation view (a head fitted there can be confidently wrong on augmented
-            // views, and its large first gradients then wreck the pretrained features).
             let rows: Vec<(usize, tessera_cli::DataItem)> =
                 train.iter().map(|&i| (i, items[i].clone())).collect();
-            let views = training_views(&m, &rows, cfg.probe_views, card.seed, common.strict)?;
+            let views = probe_views(&m, &rows, cfg.probe_views, card.seed, common.strict)?;
             let groups: Vec<usize> = views.iter().map(|(i, _)| *i).collect();
             let (tokens, ys): (Vec<_>, Vec<usize>) = views
                 .into_iter()
@@ -518,7 +513,7 @@ impl<M: Modality> App<M> {
                 .unzip();
             let acc = model.init_head_from_probe(&store, &tokens, &ys, &groups, card.seed)?;
             eprintln!(
-                "finetune: head initialised from a linear probe on frozen features of {} training views (training accuracy {acc:.3})",
+                "finetune: head initialised from a linear probe on frozen features of {} views (training accuracy {acc:.3})",
                 tokens.len()
             );
         }
