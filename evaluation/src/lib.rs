@@ -105,8 +105,8 @@ pub use segmentation::{
 };
 pub use split::{random_split, stratified_split};
 pub use tables::{
-    confusion_to_csv, summarise, summary_to_markdown, to_markdown, write_confusion_csv, MeanStd,
-    ResultRow, SummaryRow,
+    confusion_to_csv, read_rows_jsonl, summarise, summary_to_markdown, to_markdown,
+    write_confusion_csv, MeanStd, ResultRow, SummaryRow,
 };
 #[cfg(feature = "tables")]
 pub use tables::{write_summary_table, write_table};

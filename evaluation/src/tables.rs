@@ -189,6 +189,26 @@ fn mean_std(xs: &[f64]) -> (f64, Option<f64>) {
     (mean, Some(var.sqrt()))
 }
 
+/// The rows of a JSON-lines file (one [`ResultRow`] per line, blank lines skipped), as the
+/// CLIs append them to `rows.jsonl`.
+pub fn read_rows_jsonl(path: &std::path::Path) -> Result<Vec<ResultRow>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| EvalError::Parse {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Groups rows by (run, task, protocol, features), in order of first appearance, and
 /// gives the mean and sample standard deviation over seeds of accuracy, macro-F1,
 /// balanced accuracy and every extra metric (over the rows that have it).

@@ -344,12 +344,8 @@ pub fn save_rows(out: &Path, rows: &[ResultRow]) -> Result<()> {
     for r in rows {
         writeln!(f, "{}", serde_json::to_string(r)?)?;
     }
-    let all: Vec<ResultRow> = std::fs::read_to_string(&jl)?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(serde_json::from_str)
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("{}: corrupt row", jl.display()))?;
+    drop(f);
+    let all = tessera_eval::read_rows_jsonl(&jl)?;
     tessera_eval::write_table(&all, &out.join("results.csv"))?;
     tessera_eval::write_table(&all, &out.join("results.parquet"))?;
     let summary = tessera_eval::summarise(&all);

@@ -104,12 +104,11 @@ fn real_main() -> Result<()> {
             }
             println!("suites:");
             for s in suites.values() {
-                let st = &s.encoders;
                 println!(
                     "  {:<22} dataset {}, {} encoder(s), {} baseline(s), {} evaluation(s), seeds {:?}",
                     s.name,
                     s.dataset,
-                    st.len(),
+                    s.encoders.len(),
                     s.baselines.len(),
                     s.evals.len(),
                     s.seeds

@@ -11,18 +11,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tessera_eval::{MeanStd, ResultRow};
 
-/// The headline metric of a row: accuracy, else the first of mAP (macro), R², or any
-/// extra metric it has.
+/// The headline metric of a row: accuracy, else mAP (macro), else R².
 pub fn main_metric(r: &ResultRow) -> Option<(&'static str, f64)> {
     if r.accuracy.is_finite() {
         return Some(("accuracy", r.accuracy));
     }
-    for m in ["map_macro", "r2"] {
-        if let Some(v) = r.extra.get(m).filter(|v| v.is_finite()) {
-            return Some((if m == "r2" { "r2" } else { "map_macro" }, *v));
-        }
-    }
-    None
+    ["map_macro", "r2"]
+        .into_iter()
+        .find_map(|m| r.extra.get(m).filter(|v| v.is_finite()).map(|v| (m, *v)))
 }
 
 /// One paired comparison: `run` minus the reference, seed by seed.
@@ -178,18 +174,13 @@ pub fn write_report(
     }
     let _ = writeln!(md, "```");
     for metric in ["accuracy", "macro_f1", "map_macro", "r2"] {
-        if rows.iter().any(|r| match metric {
-            "accuracy" => r.accuracy.is_finite(),
-            "macro_f1" => r.macro_f1.is_finite(),
-            m => r.extra.get(m).is_some_and(|v| v.is_finite()),
-        }) {
+        if summary
+            .iter()
+            .any(|r| r.metric(metric).is_some_and(|m| m.mean.is_finite()))
+        {
             let png = dir.join(format!("comparison-{metric}.png"));
-            if let Err(e) = tessera_eval::plot_comparison_rows(
-                rows,
-                metric,
-                &png,
-                &tessera_eval::PlotOptions::default(),
-            ) {
+            let opts = tessera_eval::PlotOptions::default();
+            if let Err(e) = tessera_eval::plot_comparison(&summary, metric, &png, &opts) {
                 eprintln!("note: no {metric} chart ({e})");
             }
         }

@@ -4,8 +4,7 @@ use crate::registry::Dataset;
 use crate::suite::{Budget, Job, JobKind, Suite};
 use crate::{io, sha256_file, sha256_hex, BenchError, Result};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 use tessera_eval::ResultRow;
 
@@ -183,59 +182,61 @@ pub fn run_suite(
         let todo: Vec<usize> = (0..jobs.len())
             .filter(|&i| (jobs[i].kind == JobKind::Pretrain) == phase)
             .collect();
-        let errors = Mutex::new(Vec::new());
         let (next, finished) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        let counts = Mutex::new((0usize, 0usize));
-        std::thread::scope(|s| {
-            for _ in 0..opts.jobs.max(1).min(todo.len().max(1)) {
-                s.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(&i) = todo.get(k) else { break };
-                    if !errors.lock().unwrap().is_empty() {
-                        break;
-                    }
-                    let t0 = Instant::now();
-                    let r = run_job(
-                        &jobs[i],
-                        &commands[i].0,
-                        &commands[i].1,
-                        &dirs[i],
-                        d,
-                        runner,
-                    );
-                    let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
-                    let what = format!(
-                        "[{}/{}] {} {} seed {}",
-                        done,
-                        todo.len(),
-                        jobs[i].kind.command(),
-                        jobs[i].run,
-                        jobs[i].seed
-                    );
-                    match r {
-                        Ok(true) => {
-                            counts.lock().unwrap().0 += 1;
-                            eprintln!("{what}: {:.0} s", t0.elapsed().as_secs_f64());
+        let failed = AtomicBool::new(false);
+        let workers = opts.jobs.max(1).min(todo.len().max(1));
+        // Each worker takes the next job until none is left or one has failed.
+        let outcomes: Vec<Result<bool>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        while let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
+                            if failed.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            let t0 = Instant::now();
+                            let (args, shown) = &commands[i];
+                            let r = run_job(&jobs[i], args, shown, &dirs[i], d, runner);
+                            let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                            let j = &jobs[i];
+                            let what = format!(
+                                "[{done}/{}] {} {} seed {}",
+                                todo.len(),
+                                j.kind.command(),
+                                j.run,
+                                j.seed
+                            );
+                            match &r {
+                                Ok(true) => {
+                                    eprintln!("{what}: {:.0} s", t0.elapsed().as_secs_f64())
+                                }
+                                Ok(false) => eprintln!("{what}: cached"),
+                                Err(_) => failed.store(true, Ordering::SeqCst),
+                            }
+                            mine.push(r);
                         }
-                        Ok(false) => {
-                            counts.lock().unwrap().1 += 1;
-                            eprintln!("{what}: cached");
-                        }
-                        Err(e) => errors.lock().unwrap().push(e),
-                    }
-                });
-            }
+                        mine
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
         });
-        let (c, k) = *counts.lock().unwrap();
-        result.computed += c;
-        result.cached += k;
-        if let Some(e) = errors.into_inner().unwrap().into_iter().next() {
-            return Err(e);
+        for r in outcomes {
+            match r? {
+                true => result.computed += 1,
+                false => result.cached += 1,
+            }
         }
     }
     for (j, dir) in jobs.iter().zip(&dirs) {
         if let JobKind::Eval(_) = j.kind {
-            result.rows.extend(read_rows(&dir.join("out/rows.jsonl"))?);
+            result
+                .rows
+                .extend(tessera_eval::read_rows_jsonl(&dir.join("out/rows.jsonl"))?);
         }
     }
     Ok(result)
@@ -299,20 +300,6 @@ fn job_keys(jobs: &[Job], domain: &str, fingerprint: &str) -> Result<Vec<String>
         keys.push(sha256_hex(s.as_bytes()));
     }
     Ok(keys)
-}
-
-/// The rows a CLI appended to `rows.jsonl`.
-pub fn read_rows(path: &Path) -> Result<Vec<ResultRow>> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l).map_err(|e| BenchError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
-        })
-        .collect()
 }
 
 /// Arguments joined for a shell (quoted where needed).

@@ -879,10 +879,9 @@ fn token_labels(
     lab
 }
 
-/// The head's input features and labels of the labelled tokens of `pages`, each page
-/// tiled by windows of the training crop's size (the last window of a row or column
-/// aligned to the page's edge; a token is kept once), at most `MAX_PROBE_TOKENS` of them
-/// (an even stride through the labelled tokens), with each token's page.
+/// The head's input features and labels of the labelled tokens of `pages` (each page's
+/// [`page_features`] in windows of the training crop's size), at most `MAX_PROBE_TOKENS`
+/// of them (an even stride through the labelled tokens), with each token's page.
 #[allow(clippy::type_complexity)]
 fn labelled_token_features(
     fe: &DocFrontend,
@@ -890,53 +889,26 @@ fn labelled_token_features(
     pages: &[(DocSample, Vec<f32>)],
 ) -> Result<(Vec<Vec<f32>>, Vec<usize>, Vec<usize>)> {
     const MAX_PROBE_TOKENS: usize = 20_000;
-    let g = fe.cfg.crop_px / fe.cfg.patch_px;
-    let starts = |n: usize, w: usize| -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n.saturating_sub(w)).step_by(w.max(1)).collect();
-        v.push(n - w);
-        v
-    };
+    let window = fe.cfg.crop_px / fe.cfg.patch_px;
     let labelled: usize = pages
         .iter()
         .map(|(_, l)| l.iter().filter(|&&v| v >= 0.0).count())
         .sum();
     let stride = labelled.div_ceil(MAX_PROBE_TOKENS).max(1);
+    let net = |t: &TokenTensors| Ok(model.token_features(t)?);
     let (mut feats, mut y, mut page, mut seen) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
     for (p, (s, lab)) in pages.iter().enumerate() {
-        let (gw, gh) = fe.grid(s);
-        let (ww, wh) = (g.min(gw), g.min(gh));
-        // Every window of the page, then the windows with a labelled token, in batches.
-        let windows: Vec<Vec<usize>> = starts(gh, wh)
-            .into_iter()
-            .flat_map(|y0| starts(gw, ww).into_iter().map(move |x0| (x0, y0)))
-            .map(|(x0, y0)| {
-                (0..wh)
-                    .flat_map(|r| (0..ww).map(move |q| (y0 + r) * gw + x0 + q))
-                    .collect()
-            })
-            .filter(|idx: &Vec<usize>| idx.iter().any(|&t| lab[t] >= 0.0))
-            .collect();
-        let mut taken = vec![false; gw * gh];
-        for chunk in windows.chunks(16) {
-            let tokens = chunk
-                .iter()
-                .map(|idx| fe.tokens_at(s, idx[0] % gw, idx[0] / gw, ww, wh))
-                .collect::<Result<Vec<_>, _>>()?;
-            let t = TokenTensors::from_tokens(&Tokens::from_samples(&tokens)?, &Device::Cpu)?;
-            let f = model.token_features(&t)?.to_vec3::<f32>()?;
-            for (idx, f) in chunk.iter().zip(f) {
-                for (j, &t) in idx.iter().enumerate() {
-                    if lab[t] >= 0.0 && !taken[t] {
-                        taken[t] = true;
-                        if seen % stride == 0 {
-                            feats.push(f[j].clone());
-                            y.push(lab[t] as usize);
-                            page.push(p);
-                        }
-                        seen += 1;
-                    }
-                }
+        if !lab.iter().any(|&v| v >= 0.0) {
+            continue;
+        }
+        let (f, d) = page_features(fe, &net, s, window)?;
+        for (t, &l) in lab.iter().enumerate().filter(|(_, l)| **l >= 0.0) {
+            if seen % stride == 0 {
+                feats.push(f[t * d..(t + 1) * d].to_vec());
+                y.push(l as usize);
+                page.push(p);
             }
+            seen += 1;
         }
     }
     Ok((feats, y, page))
