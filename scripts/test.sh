@@ -2,7 +2,9 @@
 # Runs the whole test suite (installs what it needs first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export TESSERA_SETUP_MPI=1
 source scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 export TESSERA_REQUIRE_ORT=1 TESSERA_REQUIRE_OPUS=1
-cargo test --workspace "$@"
+# Data-parallel training is built in, so its MPI test runs (2 processes on loopback).
+cargo test --workspace --features tessera-train/mpi "$@"

@@ -407,6 +407,9 @@ impl<M: Modality> App<M> {
         minutes: Option<f64>,
     ) -> Result<()> {
         tessera_cli::init_threads(common.threads)?;
+        // The processes of `mpirun -np N` train one model together (the `mpi` feature).
+        let world = tessera_train::dist::world()?;
+        let lead = world.rank() == 0;
         let out = common.out()?;
         let mut card = if resume {
             let mut c = RunCard::<M>::from_run(out)?;
@@ -428,6 +431,10 @@ impl<M: Modality> App<M> {
             self.resolve(common)?
         };
         card.train.time_limit_s = minutes.map(|m| m * 60.0);
+        if card.train.micro_batches.is_none() && world.size() > 1 {
+            // Recorded, so a resume with another process count keeps the data order.
+            card.train.micro_batches = Some(world.size());
+        }
         let data = match (&common.data, resume) {
             (Some(d), _) => d.clone(),
             (None, true) if !card.data.is_empty() => PathBuf::from(&card.data),
@@ -470,15 +477,36 @@ impl<M: Modality> App<M> {
             resume,
             config_toml: card.to_toml()?,
             progress: true,
+            comm: world.as_ref(),
         };
-        eprintln!(
-            "pretraining `{}` ({}) on {n_files} files from {}",
-            card.name,
-            card.recipe_kind(),
-            data.display()
-        );
+        if lead {
+            eprintln!(
+                "pretraining `{}` ({}) on {n_files} files from {}{}",
+                card.name,
+                card.recipe_kind(),
+                data.display(),
+                if world.size() > 1 {
+                    format!(", {} processes", world.size())
+                } else {
+                    String::new()
+                }
+            );
+        }
         let summary =
-            tessera_train::train(recipe.as_mut(), &store, &mut source, &card.train, &opts)?;
+            match tessera_train::train(recipe.as_mut(), &store, &mut source, &card.train, &opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    if world.size() > 1 {
+                        // The others wait in a collective this process will never join.
+                        eprintln!("error: rank {}: {e:#}", world.rank());
+                        world.abort(1);
+                    }
+                    return Err(e.into());
+                }
+            };
+        if !lead {
+            return Ok(());
+        }
         match summary.losses.last() {
             Some(last) => println!(
                 "trained steps {}..{} in {:.1} s ({:.1} samples/s), final loss {last:.4}; checkpoint {}",

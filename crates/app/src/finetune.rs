@@ -561,6 +561,7 @@ impl<M: Modality> App<M> {
             resume: false,
             config_toml: card.to_toml()?,
             progress: true,
+            comm: &tessera_train::Single,
         };
         let summary = tessera_train::train(&mut model, &store, &mut source, &cfg.train, &opts)?;
         if !source.skipped.is_empty() {

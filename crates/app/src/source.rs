@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tessera_cli::{list_data, progress, CommonArgs, DataItem};
 use tessera_recipes::{Batch, Targets};
 use tessera_tokens::{Modality, Rng, Tokens, ViewSpec};
-use tessera_train::{BatchSource, EpochOrder, TrainError};
+use tessera_train::{BatchSlot, BatchSource, EpochOrder, TrainError};
 
 /// The items of `--data` this modality reads; test rows dropped when `without_test`. An
 /// empty list is an error naming the data and the file types looked for.
@@ -325,12 +325,9 @@ impl<'a, M: Modality> Source<'a, M> {
         &self.cache
     }
 
-    /// `bs` readable samples for batch `step`, in the order's sequence.
-    fn pick(
-        &mut self,
-        step: u64,
-        bs: usize,
-    ) -> tessera_train::Result<Vec<(usize, Arc<M::Sample>)>> {
+    /// The slot's readable samples, in the order's sequence.
+    fn pick(&mut self, slot: &BatchSlot) -> tessera_train::Result<Vec<(usize, Arc<M::Sample>)>> {
+        let bs = slot.len();
         let n = self.paths.len();
         let mut picked = Vec::with_capacity(bs);
         let mut k = 0usize;
@@ -343,7 +340,7 @@ impl<'a, M: Modality> Source<'a, M> {
             }
             let mut wanted = Vec::with_capacity(bs - picked.len());
             while wanted.len() < bs - picked.len() {
-                let i = self.order.sample((step - 1) as usize * bs + k);
+                let i = self.order.sample(slot.first() + k);
                 k += 1;
                 if !self.bad.contains(&i) {
                     wanted.push(i);
@@ -376,12 +373,11 @@ impl<M: Modality> BatchSource for Source<'_, M> {
     /// modality, all from the step's generator.
     fn batch(
         &mut self,
-        step: u64,
-        bs: usize,
+        slot: &BatchSlot,
         views: &[ViewSpec],
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
-        let picked = self.pick(step, bs)?;
+        let picked = self.pick(slot)?;
         let data = |e: M::Error| TrainError::DataSource(Box::new(e));
         let mut out = Vec::with_capacity(views.len());
         for spec in views {

@@ -258,7 +258,8 @@ impl Recipe for Dino {
                 ("momentum".into(), self.cfg.ema.at(ctx)),
             ],
         );
-        out.state.push(("teacher_mean", teacher.mean_keepdim(0)?));
+        // The teacher's rows (not their mean), so data-parallel steps can gather them.
+        out.state.push(("teacher", teacher));
         Ok(out)
     }
 
@@ -270,8 +271,8 @@ impl Recipe for Dino {
     ) -> Result<()> {
         self.ema.update(ctx)?;
         let m = self.cfg.center_momentum;
-        let mean = out.state("dino", "teacher_mean")?;
-        let next = ((&self.center * m)? + (mean * (1.0 - m))?)?;
+        let mean = out.state("dino", "teacher")?.mean_keepdim(0)?;
+        let next = ((&self.center * m)? + (&mean * (1.0 - m))?)?;
         set_state(store, CENTER, &next)
     }
 }
@@ -373,7 +374,9 @@ mod tests {
         let m = dino.cfg.ema.at(&CTX) as f32;
         assert!((t[0] - (1.0 + (1.0 - m))).abs() < 1e-5, "{} vs {m}", t[0]);
         let mean = out
-            .state("dino", "teacher_mean")
+            .state("dino", "teacher")
+            .unwrap()
+            .mean(0)
             .unwrap()
             .flatten_all()
             .unwrap()

@@ -114,8 +114,9 @@ pub struct StepOutput {
     pub loss: Tensor,
     /// Extra scalars to log (name, value).
     pub metrics: Vec<(String, f64)>,
-    /// Detached tensors `after_step` needs (DINO's batch mean of teacher outputs, MoCo's
-    /// keys for the queue), by name.
+    /// Detached tensors `after_step` needs (DINO's teacher outputs, MoCo's keys for the
+    /// queue), by name: one row per sample or view, so a data-parallel step can
+    /// concatenate the rows of every micro-batch and process.
     pub state: Vec<(&'static str, Tensor)>,
 }
 

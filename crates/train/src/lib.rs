@@ -7,6 +7,7 @@
 //! at any checkpoint produces the same bytes as an uninterrupted one (same thread count).
 
 pub mod checkpoint;
+pub mod dist;
 pub mod optim;
 pub mod schedule;
 
@@ -16,10 +17,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tessera_core::{CoreError, ParamStore};
-use tessera_recipes::{Batch, Recipe, StepContext};
+use tessera_recipes::{Batch, Recipe, StepContext, StepOutput};
 use tessera_tokens::{Rng, SampleTokens, Tokens, ViewSpec};
 
 pub use checkpoint::{latest_checkpoint, Checkpoint};
+pub use dist::{Collective, Single, ThreadGroup};
 pub use optim::AdamW;
 
 /// The train crate's one error enum.
@@ -84,6 +86,13 @@ pub struct TrainConfig {
     /// Stop early (with a checkpoint) after this many seconds; the schedule is unchanged.
     #[serde(default)]
     pub time_limit_s: Option<f64>,
+    /// Parts the batch of each step is cut into, each with its own samples and random
+    /// draws, their gradients added before the update ([`dist`]): the data order is a
+    /// function of the seed, the step and this number. Unset means one part per process
+    /// (the command records the resolved number); it must be a multiple of the process
+    /// count and divide `batch_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batches: Option<usize>,
 }
 
 fn default_wd() -> f64 {
@@ -124,6 +133,7 @@ impl Default for TrainConfig {
             keep_checkpoints: default_keep(),
             log_every: default_log(),
             time_limit_s: None,
+            micro_batches: None,
         }
     }
 }
@@ -146,22 +156,78 @@ impl TrainConfig {
                 "checkpoint_every and keep_checkpoints must be positive".into(),
             ));
         }
+        if self.micro_batches == Some(0)
+            || self
+                .micro_batches
+                .is_some_and(|m| !self.batch_size.is_multiple_of(m))
+        {
+            return Err(TrainError::Config(format!(
+                "micro_batches ({}) must be positive and divide batch_size ({})",
+                self.micro_batches.unwrap_or(0),
+                self.batch_size
+            )));
+        }
         Ok(())
+    }
+
+    /// The parts of each step's batch with `processes` processes: `micro_batches`, or one
+    /// per process when unset.
+    pub fn parts(&self, processes: usize) -> Result<usize> {
+        let parts = self.micro_batches.unwrap_or(processes);
+        if !parts.is_multiple_of(processes) || !self.batch_size.is_multiple_of(parts) {
+            return Err(TrainError::Config(format!(
+                "[train] micro_batches = {parts} must be a multiple of the {processes} \
+                 processes and divide batch_size = {}",
+                self.batch_size
+            )));
+        }
+        Ok(parts)
     }
 }
 
-/// Supplies batch number `step` (1-based). Must be a pure function of `step` and `rng`
+/// Which samples of the data order one part of a step's batch holds: part `part` of
+/// `parts` equal parts of global batch `step` (1-based) of `batch_size` samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSlot {
+    pub step: u64,
+    /// The global batch size (every part together).
+    pub batch_size: usize,
+    pub part: usize,
+    pub parts: usize,
+}
+
+impl BatchSlot {
+    /// The whole batch `step`.
+    pub fn whole(step: u64, batch_size: usize) -> Self {
+        Self {
+            step,
+            batch_size,
+            part: 0,
+            parts: 1,
+        }
+    }
+
+    /// Samples in this part.
+    pub fn len(&self) -> usize {
+        self.batch_size / self.parts
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Position of this part's first sample in the stream of the data order.
+    pub fn first(&self) -> usize {
+        (self.step - 1) as usize * self.batch_size + self.part * self.len()
+    }
+}
+
+/// Supplies the samples of a [`BatchSlot`]. Must be a pure function of the slot and `rng`
 /// for exact resume.
 pub trait BatchSource {
-    /// The views the recipe asks for ([`Recipe::views`]), in that order, of `batch_size`
-    /// samples.
-    fn batch(
-        &mut self,
-        step: u64,
-        batch_size: usize,
-        views: &[ViewSpec],
-        rng: &mut Rng,
-    ) -> Result<Batch>;
+    /// The views the recipe asks for ([`Recipe::views`]), in that order, of the
+    /// `slot.len()` samples of `slot`.
+    fn batch(&mut self, slot: &BatchSlot, views: &[ViewSpec], rng: &mut Rng) -> Result<Batch>;
     /// Whether this source can give these views; checked once before the first step, so
     /// a recipe that needs two views fails at start on a one-view source.
     fn check_views(&self, _views: &[ViewSpec]) -> Result<()> {
@@ -206,9 +272,13 @@ pub struct RunOptions<'a> {
     /// The resolved configuration, saved verbatim with every checkpoint.
     pub config_toml: String,
     pub progress: bool,
+    /// The processes training together ([`dist::world`]); rank 0 writes the checkpoints,
+    /// the metrics and the progress bar.
+    pub comm: &'a dyn Collective,
 }
 
-/// Trains `recipe` (whose parameters live in `store`) on batches from `source`.
+/// Trains `recipe` (whose parameters live in `store`) on batches from `source`, with the
+/// other processes of `opts.comm` when there are any ([`dist`]).
 pub fn train(
     recipe: &mut dyn Recipe,
     store: &ParamStore,
@@ -217,6 +287,10 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
+    let comm = opts.comm;
+    let (rank, size) = (comm.rank(), comm.size());
+    let parts = cfg.parts(size)?;
+    let lead = rank == 0;
     std::fs::create_dir_all(opts.run_dir).map_err(|e| io_err(opts.run_dir, e))?;
     let mut opt = AdamW::new(store, cfg);
     let mut start = 1u64;
@@ -231,12 +305,18 @@ pub fn train(
         start = step + 1;
     }
     let metrics_path = opts.run_dir.join("metrics.jsonl");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| io_err(&metrics_path, e))?;
-    let bar = if opts.progress && start <= cfg.steps {
+    let mut metrics = if lead {
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| io_err(&metrics_path, e))?,
+        )
+    } else {
+        None
+    };
+    let bar = if opts.progress && lead && start <= cfg.steps {
         let b = ProgressBar::new(cfg.steps);
         b.set_style(
             ProgressStyle::with_template(
@@ -258,37 +338,93 @@ pub fn train(
         let mut batches = Vec::with_capacity(prepare as usize);
         for i in 1..=prepare {
             let mut rng = root.fork(&format!("prepare-{i}"));
-            batches.push(source.batch(i, cfg.batch_size, &views, &mut rng)?);
+            batches.push(source.batch(&BatchSlot::whole(i, cfg.batch_size), &views, &mut rng)?);
         }
         recipe.prepare(store, &batches, &mut root.fork("prepare"))?;
+    }
+    if size > 1 {
+        // Every process starts from rank 0's parameters and recipe state.
+        broadcast_params(comm, store)?;
     }
     let t0 = Instant::now();
     let mut losses = Vec::new();
     let mut last_ckpt = None;
     let mut step = start;
     let mut window = (Instant::now(), 0usize);
+    let mine = rank * parts / size..(rank + 1) * parts / size;
     while step <= cfg.steps {
-        let mut rng = root.fork(&format!("step-{step}"));
         let ctx = StepContext {
             step,
             total_steps: cfg.steps,
         };
-        let batch = source.batch(step, cfg.batch_size, &views, &mut rng)?;
-        tessera_recipes::check_views(recipe, &batch)?;
-        let n_samples = batch.samples();
-        let out = recipe.loss(&batch, &ctx, &mut rng)?;
-        let loss = out.loss.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            bar.abandon();
-            return Err(TrainError::NonFinite {
-                what: "loss".into(),
-                value: loss,
+        let step_rng = root.fork(&format!("step-{step}"));
+        let mut grads: Option<optim::HostGrads> = None;
+        let mut done: Vec<(f64, StepOutput)> = Vec::new();
+        let mut n_samples = 0usize;
+        for part in mine.clone() {
+            let mut rng = if parts == 1 {
+                step_rng.clone()
+            } else {
+                step_rng.fork(&format!("part-{part}"))
+            };
+            let slot = BatchSlot {
                 step,
+                batch_size: cfg.batch_size,
+                part,
+                parts,
+            };
+            let batch = source.batch(&slot, &views, &mut rng)?;
+            tessera_recipes::check_views(recipe, &batch)?;
+            n_samples += batch.samples();
+            let mut out = recipe.loss(&batch, &ctx, &mut rng)?;
+            let loss = out.loss.to_scalar::<f32>()? as f64;
+            if !loss.is_finite() {
+                bar.abandon();
+                return Err(TrainError::NonFinite {
+                    what: "loss".into(),
+                    value: loss,
+                    step,
+                });
+            }
+            let g = opt.host_grads(store, &out.loss.backward()?)?;
+            grads = Some(match grads {
+                None => g,
+                Some(mut acc) => {
+                    add_grads(&mut acc, &g)?;
+                    acc
+                }
             });
+            if parts > 1 {
+                // Keep what the update needs, not every part's autograd graph.
+                out.loss = out.loss.detach();
+                for (_, t) in out.state.iter_mut() {
+                    *t = t.detach();
+                }
+            }
+            done.push((loss, out));
         }
-        let grads = out.loss.backward()?;
+        let mut grads = grads.unwrap_or_default();
+        let out_of_time = cfg
+            .time_limit_s
+            .is_some_and(|t| t0.elapsed().as_secs_f64() >= t);
+        let (loss, out, out_of_time, n_samples) = if parts == 1 {
+            let (loss, out) = done
+                .pop()
+                .ok_or_else(|| TrainError::Config("no batch".into()))?;
+            (loss, out, out_of_time, n_samples)
+        } else {
+            if size > 1 {
+                reduce_grads(comm, &mut grads)?;
+            }
+            let scale = 1.0 / parts as f32;
+            grads
+                .iter_mut()
+                .flat_map(|(_, g)| g.iter_mut())
+                .for_each(|x| *x *= scale);
+            combine_outputs(comm, done, parts, out_of_time, n_samples)?
+        };
         let lr = schedule::lr_at(cfg, step);
-        let grad_norm = opt.step(store, &grads, lr, step)?;
+        let grad_norm = opt.apply(store, grads, lr, step)?;
         recipe.after_step(store, &ctx, &out)?;
         losses.push(loss);
         window.1 += n_samples;
@@ -303,8 +439,10 @@ pub fn train(
                 elapsed_s: t0.elapsed().as_secs_f64(),
                 recipe: out.metrics.iter().cloned().collect(),
             };
-            let line = serde_json::to_string(&log).map_err(|e| io_err(&metrics_path, e))?;
-            writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
+            if let Some(metrics) = metrics.as_mut() {
+                let line = serde_json::to_string(&log).map_err(|e| io_err(&metrics_path, e))?;
+                writeln!(metrics, "{line}").map_err(|e| io_err(&metrics_path, e))?;
+            }
             bar.set_message(format!(
                 "loss {loss:.4} lr {lr:.2e} {:.1} samples/s",
                 log.samples_per_s
@@ -312,10 +450,8 @@ pub fn train(
             window = (Instant::now(), 0);
         }
         bar.set_position(step);
-        let out_of_time = cfg
-            .time_limit_s
-            .is_some_and(|t| t0.elapsed().as_secs_f64() >= t);
-        if step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps || out_of_time {
+        let save = step.is_multiple_of(cfg.checkpoint_every) || step == cfg.steps || out_of_time;
+        if save && lead {
             last_ckpt = Some(checkpoint::save(
                 opts.run_dir,
                 step,
@@ -341,6 +477,130 @@ pub fn train(
         elapsed_s,
         checkpoint: last_ckpt,
     })
+}
+
+fn add_grads(acc: &mut optim::HostGrads, g: &optim::HostGrads) -> Result<()> {
+    if acc.len() != g.len() {
+        return Err(TrainError::Config(
+            "micro-batches produced gradients for different parameters".into(),
+        ));
+    }
+    for ((na, a), (nb, b)) in acc.iter_mut().zip(g) {
+        if na != nb || a.len() != b.len() {
+            return Err(TrainError::Config(format!(
+                "micro-batches produced gradients for different parameters ({na}, {nb})"
+            )));
+        }
+        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    }
+    Ok(())
+}
+
+/// Sums the gradients over the processes in one all-reduce.
+fn reduce_grads(comm: &dyn Collective, grads: &mut optim::HostGrads) -> Result<()> {
+    let mut flat: Vec<f32> = grads.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+    comm.all_reduce_sum(&mut flat)?;
+    let mut at = 0;
+    for (_, g) in grads.iter_mut() {
+        let n = g.len();
+        g.copy_from_slice(&flat[at..at + n]);
+        at += n;
+    }
+    Ok(())
+}
+
+/// Rank 0's parameters and recipe state on every process (the others contribute zeros to
+/// one sum).
+fn broadcast_params(comm: &dyn Collective, store: &ParamStore) -> Result<()> {
+    let params: Vec<_> = store.iter().map(|(_, p)| p.var.clone()).collect();
+    let mut flat = Vec::new();
+    for v in &params {
+        flat.extend(v.flatten_all()?.to_vec1::<f32>()?);
+    }
+    if comm.rank() != 0 {
+        flat.fill(0.0);
+    }
+    comm.all_reduce_sum(&mut flat)?;
+    let mut at = 0;
+    for v in &params {
+        let n = v.elem_count();
+        v.set(&candle_core::Tensor::from_slice(
+            &flat[at..at + n],
+            v.shape(),
+            v.device(),
+        )?)?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// One step's output from the parts of every process: the mean loss and metrics, the
+/// recipe state of every sample in part order (state tensors have one row per sample or
+/// view, so they are concatenated), whether any process ran out of time, and the samples.
+fn combine_outputs(
+    comm: &dyn Collective,
+    done: Vec<(f64, StepOutput)>,
+    parts: usize,
+    out_of_time: bool,
+    n_samples: usize,
+) -> Result<(f64, StepOutput, bool, usize)> {
+    let names: Vec<String> = done
+        .first()
+        .map(|(_, o)| o.metrics.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    let mut scalars = vec![0f64; names.len() + 3];
+    for (loss, out) in &done {
+        scalars[0] += loss;
+        for (i, (_, v)) in out.metrics.iter().enumerate().take(names.len()) {
+            scalars[3 + i] += v;
+        }
+    }
+    scalars[1] = n_samples as f64;
+    scalars[2] = out_of_time as u8 as f64;
+    comm.all_reduce_sum_f64(&mut scalars)?;
+    let loss = scalars[0] / parts as f64;
+    let metrics = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n, scalars[3 + i] / parts as f64))
+        .collect();
+    // State: this process's parts concatenated, then every process's rows gathered.
+    let mut state = Vec::new();
+    if let Some((_, first)) = done.first() {
+        for (k, (name, _)) in first.state.iter().enumerate() {
+            let rows = done
+                .iter()
+                .map(|(_, o)| o.state.get(k).map(|s| s.1.clone()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| TrainError::Config(format!("a part lacks state `{name}`")))?;
+            let local = candle_core::Tensor::cat(&rows, 0)?;
+            state.push((*name, gather_rows(comm, &local)?));
+        }
+    }
+    let device = done
+        .first()
+        .map(|(_, o)| o.loss.device().clone())
+        .unwrap_or(candle_core::Device::Cpu);
+    let mut out = StepOutput::new(candle_core::Tensor::new(loss as f32, &device)?, metrics);
+    out.state = state;
+    Ok((loss, out, scalars[2] > 0.0, scalars[1] as usize))
+}
+
+/// Every process's `local` rows, in rank order (the same shape on every process).
+fn gather_rows(comm: &dyn Collective, local: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    if comm.size() == 1 {
+        return Ok(local.clone());
+    }
+    let v = local
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let mut all = vec![0f32; v.len() * comm.size()];
+    all[comm.rank() * v.len()..(comm.rank() + 1) * v.len()].copy_from_slice(&v);
+    comm.all_reduce_sum(&mut all)?;
+    let mut dims = local.dims().to_vec();
+    dims[0] *= comm.size();
+    Ok(candle_core::Tensor::from_vec(all, dims, local.device())?.to_dtype(local.dtype())?)
 }
 
 /// Times whole training steps (loss, backward, AdamW at a fixed learning rate, the

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use tessera_core::params::Decay;
 use tessera_core::ParamStore;
 
+/// Gradients by parameter name, as host vectors.
+pub type HostGrads = Vec<(String, Vec<f32>)>;
+
 /// First and second moments per trainable parameter, in f32 host memory.
 pub struct AdamW {
     pub(crate) m: BTreeMap<String, Vec<f32>>,
@@ -46,19 +49,33 @@ impl AdamW {
         lr: f64,
         step: u64,
     ) -> Result<f64> {
-        let mut gs: Vec<(String, Vec<f32>)> = Vec::new();
-        let mut sq = 0f64;
+        let gs = self.host_grads(store, grads)?;
+        self.apply(store, gs, lr, step)
+    }
+
+    /// The gradients of the trainable parameters that have one, in the store's order, as
+    /// host vectors: what [`AdamW::apply`] takes, and what data-parallel training adds up
+    /// over micro-batches and processes.
+    pub fn host_grads(&self, store: &ParamStore, grads: &GradStore) -> Result<HostGrads> {
+        let mut gs = Vec::new();
         for (name, p) in store
             .iter()
             .filter(|(n, p)| p.trainable && self.m.contains_key(*n))
         {
-            let g = match grads.get(p.var.as_tensor()) {
-                Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
-                None => continue,
-            };
-            sq += g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
-            gs.push((name.clone(), g));
+            if let Some(g) = grads.get(p.var.as_tensor()) {
+                gs.push((name.clone(), g.flatten_all()?.to_vec1::<f32>()?));
+            }
         }
+        Ok(gs)
+    }
+
+    /// Applies one update from host gradients ([`AdamW::host_grads`]) with learning rate
+    /// `lr` at 1-based `step`; returns the global gradient norm before clipping.
+    pub fn apply(&mut self, store: &ParamStore, gs: HostGrads, lr: f64, step: u64) -> Result<f64> {
+        let sq: f64 = gs
+            .iter()
+            .map(|(_, g)| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+            .sum();
         let norm = sq.sqrt();
         if !norm.is_finite() {
             return Err(TrainError::NonFinite {

@@ -6,7 +6,7 @@ use tessera_core::{EncoderConfig, ParamStore};
 use tessera_recipes::fusion::FusionConfig;
 use tessera_recipes::{Batch, RecipeConfig};
 use tessera_tokens::{Rng, SampleTokens, Tokens, ViewSpec};
-use tessera_train::{train, BatchSource, Result, RunOptions, TrainConfig};
+use tessera_train::{train, BatchSlot, BatchSource, Result, RunOptions, TrainConfig};
 
 /// Same-shape 2-D crops: a 6 × 6 grid of tokens (coords in mm, spacing 2 × 3, a random
 /// offset per crop), each token 8 values of a smooth field with a per-sample level and
@@ -14,13 +14,8 @@ use tessera_train::{train, BatchSource, Result, RunOptions, TrainConfig};
 struct Crops;
 
 impl BatchSource for Crops {
-    fn batch(
-        &mut self,
-        _step: u64,
-        batch_size: usize,
-        _views: &[ViewSpec],
-        rng: &mut Rng,
-    ) -> Result<Batch> {
+    fn batch(&mut self, slot: &BatchSlot, _views: &[ViewSpec], rng: &mut Rng) -> Result<Batch> {
+        let batch_size = slot.len();
         let (side, p) = (6usize, 8usize);
         let samples: Vec<SampleTokens> = (0..batch_size)
             .map(|_| {
@@ -71,6 +66,7 @@ fn run(name: &str, steps: u64) -> (Vec<f64>, Vec<serde_json::Value>) {
         resume: false,
         config_toml: String::new(),
         progress: false,
+        comm: &tessera_train::Single,
     };
     let s = train(recipe.as_mut(), &store, &mut Crops, &cfg, &opts).unwrap();
     let logs = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();

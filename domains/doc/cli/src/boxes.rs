@@ -30,7 +30,7 @@ use tessera_eval::{Features, ResultRow};
 use tessera_recipes::losses::cross_entropy;
 use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets};
 use tessera_tokens::{Modality, Rng, SampleTokens, Tokens, ViewSpec};
-use tessera_train::{BatchSource, RunOptions};
+use tessera_train::{BatchSlot, BatchSource, RunOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Task {
@@ -803,11 +803,11 @@ struct PageSource<'a> {
 impl BatchSource for PageSource<'_> {
     fn batch(
         &mut self,
-        _step: u64,
-        bs: usize,
+        slot: &BatchSlot,
         _views: &[ViewSpec],
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
+        let bs = slot.len();
         let g = self.fe.cfg.crop_px / self.fe.cfg.patch_px;
         let data = |e: tessera_doc::DocError| tessera_train::TrainError::DataSource(Box::new(e));
         let (mut views, mut labels, mut ids) = (Vec::new(), Vec::new(), Vec::new());
@@ -978,6 +978,7 @@ fn finetune(
         resume: false,
         config_toml: card.to_toml()?,
         progress: true,
+        comm: &tessera_train::Single,
     };
     let mut model = model;
     tessera_train::train(&mut model, &store, &mut source, &cfg.train, &opts)?;

@@ -32,7 +32,7 @@ use tessera_recipes::fusion::fusion_losses;
 use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets};
 use tessera_tokens::{Modality, Rng, Tokens, ViewSpec};
 use tessera_train::{
-    latest_checkpoint, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
+    latest_checkpoint, BatchSlot, BatchSource, EpochOrder, RunOptions, TrainConfig, TrainError,
 };
 
 #[derive(Debug, Clone, Args)]
@@ -360,16 +360,16 @@ struct CaseSource<'a> {
 impl BatchSource for CaseSource<'_> {
     fn batch(
         &mut self,
-        step: u64,
-        bs: usize,
+        slot: &BatchSlot,
         _views: &[ViewSpec],
         rng: &mut Rng,
     ) -> tessera_train::Result<Batch> {
+        let bs = slot.len();
         let crop = self.fe.cfg.crop;
         let data = |e: tessera_medical::MedicalError| TrainError::DataSource(Box::new(e));
         let (mut imgs, mut labs) = (Vec::with_capacity(bs), Vec::with_capacity(bs));
         for j in 0..bs {
-            let case = &self.cases[self.order.sample((step - 1) as usize * bs + j)];
+            let case = &self.cases[self.order.sample(slot.first() + j)];
             let v = &case.image;
             let origin = if !case.foreground.is_empty() && rng.uniform() < self.fg_fraction {
                 let i = case.foreground[rng.below(case.foreground.len())];
@@ -671,6 +671,7 @@ fn fit(
         resume: false,
         config_toml: card.to_toml()?,
         progress: true,
+        comm: &tessera_train::Single,
     };
     let summary = tessera_train::train(&mut model, &store, &mut source, &seg.train, &opts)?;
     println!(
