@@ -22,6 +22,33 @@ pub struct RunEncoder<M: Modality> {
 }
 
 /// The encoder of a run (weights from its latest checkpoint), or a random one from the
+/// The candle device `--device` names: `cpu`, `cuda[:N]` or `metal[:N]`.
+pub fn device(common: &CommonArgs) -> Result<Device> {
+    let spec = common.device.trim().to_ascii_lowercase();
+    let (kind, index) = match spec.split_once(':') {
+        Some((k, i)) => (
+            k.to_string(),
+            i.parse::<usize>().with_context(|| {
+                format!("--device {spec}: the index after `:` must be a number")
+            })?,
+        ),
+        None => (spec.clone(), 0),
+    };
+    let (dev, feature) = match kind.as_str() {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => (Device::new_cuda(index), "cuda"),
+        "metal" => (Device::new_metal(index), "metal"),
+        _ => bail!("--device {spec}: expected cpu, cuda:N or metal"),
+    };
+    dev.with_context(|| {
+        format!(
+            "--device {spec}: not available (a binary for it is built with `--features {feature}`, \
+             which needs the {} toolkit)",
+            if feature == "cuda" { "CUDA" } else { "Metal" }
+        )
+    })
+}
+
 /// preset with `random_init`.
 pub fn encoder_for<M: Modality>(
     app: &App<M>,
@@ -35,7 +62,7 @@ pub fn encoder_for<M: Modality>(
         (None, false) => bail!("--checkpoint <run dir> is required (or --random-init)"),
     };
     let m = card.modality()?;
-    let mut store = ParamStore::new(card.seed, &Device::Cpu);
+    let mut store = ParamStore::new(card.seed, &device(common)?);
     let encoder = Encoder::new(&card.encoder_config(&m)?, &mut store, ENCODER_PREFIX)?;
     if let (Some(run), false) = (&common.checkpoint, random_init) {
         if let Some(ck) = latest_checkpoint(run)? {
@@ -106,7 +133,7 @@ fn embed_batches(
     let mut data = Vec::new();
     let mut d = 0;
     for chunk in tokens.chunks(32) {
-        let t = TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, &Device::Cpu)?;
+        let t = TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, enc.device())?;
         let e = enc.embed(&t)?;
         d = e.dim(1)?;
         data.extend(e.flatten_all()?.to_vec1::<f32>()?);
@@ -445,17 +472,19 @@ impl<M: Modality> App<M> {
         let mut m = card.modality()?;
         // The recipe is built (and its hyperparameters checked) before the statistics
         // pass: the token widths it needs do not depend on the statistics.
-        let mut store = ParamStore::new(card.seed, &Device::Cpu);
+        let mut store = ParamStore::new(card.seed, &device(common)?);
         let mut recipe = card
             .recipe
             .build(&card.encoder_config(&m)?, &mut store)
             .context("invalid [recipe]")?;
         let mut skipped = Vec::new();
         if let Some(fit) = fit_stats(&m, &items, common.strict)? {
-            eprintln!(
-                "fitted normalisation statistics on {} files (saved with the run)",
-                items.len() - fit.skipped.len()
-            );
+            if lead {
+                eprintln!(
+                    "fitted normalisation statistics on {} files (saved with the run)",
+                    items.len() - fit.skipped.len()
+                );
+            }
             card.frontend = fit.config;
             m = card.modality()?;
             // Files the statistics pass could not read are left out of training.
@@ -939,4 +968,30 @@ pub(crate) fn plot(dir: &Path, out: Option<&Path>) -> Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(spec: &str) -> Result<Device> {
+        device(&CommonArgs {
+            device: spec.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn device_names_what_is_missing() {
+        assert!(matches!(on("cpu"), Ok(Device::Cpu)));
+        assert!(matches!(on(" CPU "), Ok(Device::Cpu)));
+        let e = format!("{:#}", on("gpu").unwrap_err());
+        assert!(e.contains("expected cpu, cuda:N or metal"), "{e}");
+        let e = format!("{:#}", on("cuda:x").unwrap_err());
+        assert!(e.contains("must be a number"), "{e}");
+        if !cfg!(feature = "cuda") {
+            let e = format!("{:#}", on("cuda:0").unwrap_err());
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+    }
 }

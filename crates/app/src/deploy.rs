@@ -5,7 +5,6 @@ use crate::commands::{encoder_for, write_embeddings};
 use crate::source::{embed_chunks, list};
 use crate::App;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use std::path::Path;
 use std::time::Instant;
 use tessera_cli::CommonArgs;
@@ -33,7 +32,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn candle_embedding(enc: &Encoder, t: &Tokens) -> Result<Vec<f32>> {
     Ok(enc
-        .embed(&TokenTensors::from_tokens(t, &Device::Cpu)?)?
+        .embed(&TokenTensors::from_tokens(t, enc.device())?)?
         .flatten_all()?
         .to_vec1::<f32>()?)
 }
@@ -175,7 +174,7 @@ impl<M: Modality> App<M> {
         tessera_cli::init_threads(common.threads)?;
         let card = self.resolve(common)?;
         let m = card.modality()?;
-        let mut store = ParamStore::new(card.seed, &Device::Cpu);
+        let mut store = ParamStore::new(card.seed, &crate::commands::device(common)?);
         let mut recipe = card.recipe.build(&card.encoder_config(&m)?, &mut store)?;
         let samples = random_tokens(&m, card.train.batch_size, &mut Rng::new(card.seed))?;
         println!(
@@ -211,7 +210,7 @@ impl<M: Modality> App<M> {
         let mut rng = Rng::new(1);
         for &b in batches {
             let t = Tokens::from_samples(&random_tokens(&r.m, b, &mut rng)?)?;
-            let tt = TokenTensors::from_tokens(&t, &Device::Cpu)?;
+            let tt = TokenTensors::from_tokens(&t, r.encoder.device())?;
             let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
                 f()?;
                 let start = Instant::now();

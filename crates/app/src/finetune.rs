@@ -12,7 +12,7 @@ use crate::commands::{
 use crate::source::{list, Source};
 use crate::App;
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tessera_cli::CommonArgs;
 use tessera_core::layers::{LayerNorm, Linear};
@@ -224,7 +224,8 @@ impl Classifier {
     ) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(tokens.len());
         for chunk in tokens.chunks(32) {
-            let t = TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, &Device::Cpu)?;
+            let t =
+                TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, self.encoder.device())?;
             out.extend(f(&t)?.to_vec2::<f32>()?);
         }
         Ok(out)
@@ -336,15 +337,15 @@ impl Classifier {
             }
             bias[c] = (tau * (b[c] - shift)) as f32;
         }
-        let dev = Device::Cpu;
+        let dev = self.encoder.device();
         let tensors = std::collections::HashMap::from([
             (
                 "finetune.head.weight".to_string(),
-                Tensor::from_vec(weight, (self.classes, d), &dev)?,
+                Tensor::from_vec(weight, (self.classes, d), dev)?,
             ),
             (
                 "finetune.head.bias".to_string(),
-                Tensor::from_vec(bias, self.classes, &dev)?,
+                Tensor::from_vec(bias, self.classes, dev)?,
             ),
         ]);
         store.assign(&tensors, "finetune.head")?;
@@ -369,7 +370,7 @@ impl Recipe for Classifier {
                 "finetune: the batch carries no class targets".into(),
             ));
         };
-        let dev = Device::Cpu;
+        let dev = self.encoder.device().clone();
         let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
         let (b, c) = (y.len(), self.classes);
         let eps = self.cfg.label_smoothing as f32;
@@ -642,7 +643,7 @@ mod tests {
         let enc = EncoderConfig::preset("nano", 8, vec![4.0]).unwrap();
         let cfg = FinetuneConfig::default();
         assert_eq!(cfg.head_init, HeadInit::Probe);
-        let mut store = ParamStore::new(0, &Device::Cpu);
+        let mut store = ParamStore::new(0, &candle_core::Device::Cpu);
         let encoder = Encoder::new(&enc, &mut store, ENCODER_PREFIX).unwrap();
         let model = Classifier::new(&cfg, encoder, &mut store, 3).unwrap();
         let (x, y) = samples(30, 1);

@@ -54,6 +54,11 @@ pub struct CommonArgs {
     /// Worker threads (default: all cores). Results are bit-identical for a given count.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the network runs: `cpu`, `cuda:N` or `metal` (the last two in binaries built
+    /// with the `cuda` or `metal` feature; they run the composed fallbacks of the fused
+    /// CPU kernels).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: String,
     /// Fail on the first unreadable file instead of skipping it.
     #[arg(long)]
     pub strict: bool,
@@ -84,6 +89,7 @@ impl Default for CommonArgs {
             window: None,
             hop: None,
             threads: None,
+            device: "cpu".into(),
             strict: false,
         }
     }

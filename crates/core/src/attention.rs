@@ -272,6 +272,9 @@ pub fn fused_attention(
 ) -> candle_core::Result<Tensor> {
     let (_, _, c) = qkv.dims3()?;
     let dh = c / 3 / heads.max(1);
+    if crate::ops::composed(qkv) {
+        return attention_composed(qkv, bias, heads);
+    }
     let bias = match bias {
         Some(b) => Some(Arc::new(b.flatten_all()?.to_vec1::<f32>()?)),
         None => None,
@@ -283,10 +286,38 @@ pub fn fused_attention(
     })
 }
 
+/// [`fused_attention`] from candle's differentiable ops (any device): permute, matmul,
+/// masked softmax, matmul, transpose.
+pub fn attention_composed(
+    qkv: &Tensor,
+    bias: Option<&Tensor>,
+    heads: usize,
+) -> candle_core::Result<Tensor> {
+    let (b, n, c) = qkv.dims3()?;
+    let (d, h) = (c / 3, heads.max(1));
+    let dh = d / h;
+    let x = qkv.reshape((b, n, 3, h, dh))?.permute((2, 0, 3, 1, 4))?;
+    let (q, k, v) = (
+        x.get(0)?.contiguous()?,
+        x.get(1)?.contiguous()?,
+        x.get(2)?.contiguous()?,
+    );
+    let att = q.matmul(&k.t()?)?;
+    let zeros;
+    let bias = match bias {
+        Some(bias) => bias,
+        None => {
+            zeros = Tensor::zeros((b, n), qkv.dtype(), qkv.device())?;
+            &zeros
+        }
+    };
+    let p = crate::ops::masked_softmax(&att, bias, 1.0 / (dh as f32).sqrt())?;
+    p.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::masked_softmax;
     use candle_core::{Device, Var};
     use tessera_tokens::Rng;
 
@@ -295,29 +326,6 @@ mod tests {
         let n = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// The unfused reference: permute, matmul, masked softmax, matmul, transpose.
-    fn reference(qkv: &Tensor, bias: &Tensor, h: usize) -> Tensor {
-        let (b, n, c) = qkv.dims3().unwrap();
-        let d = c / 3;
-        let dh = d / h;
-        let x = qkv
-            .reshape((b, n, 3, h, dh))
-            .unwrap()
-            .permute((2, 0, 3, 1, 4))
-            .unwrap();
-        let q = x.get(0).unwrap().contiguous().unwrap();
-        let k = x.get(1).unwrap().contiguous().unwrap();
-        let v = x.get(2).unwrap().contiguous().unwrap();
-        let att = q.matmul(&k.t().unwrap()).unwrap();
-        let p = masked_softmax(&att, bias, 1.0 / (dh as f32).sqrt()).unwrap();
-        p.matmul(&v)
-            .unwrap()
-            .transpose(1, 2)
-            .unwrap()
-            .reshape((b, n, d))
-            .unwrap()
     }
 
     #[test]
@@ -335,7 +343,7 @@ mod tests {
             let y = if fused {
                 fused_attention(qkv.as_tensor(), Some(&bias), h).unwrap()
             } else {
-                reference(qkv.as_tensor(), &bias, h)
+                attention_composed(qkv.as_tensor(), Some(&bias), h).unwrap()
             };
             let g = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
             (

@@ -172,6 +172,11 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// The device the encoder's parameters live on.
+    pub fn device(&self) -> &candle_core::Device {
+        self.cls_token.device()
+    }
+
     /// Builds (or re-binds) the encoder's parameters under `prefix` (e.g. `encoder`).
     pub fn new(cfg: &EncoderConfig, store: &mut ParamStore, prefix: &str) -> Result<Self> {
         cfg.validate()?;

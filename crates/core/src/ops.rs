@@ -1,9 +1,41 @@
 //! Fused CPU kernels with backward passes: softmax over the last dimension and
 //! layer normalisation. candle's own fused versions have no backward pass, and the
 //! composed versions cost several full passes over memory each.
+//!
+//! Every public function here (and [`crate::attention::fused_attention`]) has a composed
+//! fallback built from candle's differentiable operations: tensors on any device other
+//! than the CPU (CUDA, Metal) take it, and [`force_composed`] (or the environment
+//! variable `TESSERA_COMPOSED_OPS=1`) makes the CPU take it too, so the fallback path is
+//! tested where no GPU is.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0: not decided yet (read `TESSERA_COMPOSED_OPS` on first use), 1: fused, 2: composed.
+static COMPOSED: AtomicU8 = AtomicU8::new(0);
+
+/// Makes every fused operation of this process use its composed fallback (`true`) or the
+/// fused CPU kernel again (`false`). Process-wide: for tests and comparisons.
+pub fn force_composed(on: bool) {
+    COMPOSED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether an operation on `x` takes the composed fallback: `x` is not on the CPU, or the
+/// fallback was forced.
+pub fn composed(x: &Tensor) -> bool {
+    if !x.device().is_cpu() {
+        return true;
+    }
+    match COMPOSED.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var("TESSERA_COMPOSED_OPS").is_ok_and(|v| v == "1");
+            force_composed(on);
+            on
+        }
+        v => v == 2,
+    }
+}
 
 /// `exp(x)` in f32 written so that loops over it vectorise (no libm call): range reduction
 /// `x = n·ln2 + r` with round-to-nearest by the 1.5·2²³ trick, then a degree-6 polynomial.
@@ -308,6 +340,9 @@ impl CustomOp2 for AddBias {
 
 /// Adds a bias `[C]` to the last dimension of `x`.
 pub fn add_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    if composed(x) {
+        return x.broadcast_add(b);
+    }
     x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
 }
 
@@ -448,6 +483,9 @@ impl CustomOp2 for GeluBwd {
 
 /// Exact GELU with a fused backward pass.
 pub fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if composed(x) {
+        return x.gelu_erf();
+    }
     x.contiguous()?.apply_op1(Gelu)
 }
 
@@ -517,17 +555,30 @@ impl CustomOp2 for MaskedSoftmax {
 
 /// `softmax(scale * att + bias)`: `att [B, H, N, M]`, `bias [B, M]`.
 pub fn masked_softmax(att: &Tensor, bias: &Tensor, scale: f32) -> candle_core::Result<Tensor> {
+    if composed(att) {
+        let (b, m) = bias.dims2()?;
+        let scores = (att * scale as f64)?.broadcast_add(&bias.reshape((b, 1, 1, m))?)?;
+        return candle_nn::ops::softmax(&scores, D::Minus1);
+    }
     att.contiguous()?
         .apply_op2(&bias.contiguous()?, MaskedSoftmax { scale })
 }
 
 /// Softmax over the last dimension (f32, CPU), with a fused backward pass.
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    if composed(x) {
+        return candle_nn::ops::softmax(x, D::Minus1);
+    }
     x.contiguous()?.apply_op1(Softmax)
 }
 
 /// `(x - mean) / sqrt(var + eps)` over the last dimension, with a fused backward pass.
 pub fn normalize_last_dim(x: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    if composed(x) {
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        return centred.broadcast_div(&(var + eps as f64)?.sqrt()?);
+    }
     x.contiguous()?.apply_op1(Normalize { eps })
 }
 
@@ -538,6 +589,11 @@ pub fn layer_norm(
     bias: &Tensor,
     eps: f32,
 ) -> candle_core::Result<Tensor> {
+    if composed(x) {
+        return normalize_last_dim(x, eps)?
+            .broadcast_mul(weight)?
+            .broadcast_add(bias);
+    }
     x.contiguous()?.apply_op3(weight, bias, LayerNormOp { eps })
 }
 
@@ -670,9 +726,33 @@ impl CustomOp1 for Fold3d {
     }
 }
 
+/// [`unfold3d`] from candle's differentiable ops (any device): zero-pad each spatial axis,
+/// then take the `k³` shifted windows, `dx` fastest, and concatenate them before the
+/// channels.
+pub fn unfold3d_composed(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
+    let (_, z, y, w, _) = x.dims5()?;
+    let (lo, hi) = (k / 2, k - 1 - k / 2);
+    let p = x
+        .pad_with_zeros(1, lo, hi)?
+        .pad_with_zeros(2, lo, hi)?
+        .pad_with_zeros(3, lo, hi)?;
+    let mut parts = Vec::with_capacity(k * k * k);
+    for dz in 0..k {
+        for dy in 0..k {
+            for dx in 0..k {
+                parts.push(p.narrow(1, dz, z)?.narrow(2, dy, y)?.narrow(3, dx, w)?);
+            }
+        }
+    }
+    Tensor::cat(&parts, 4)
+}
+
 /// The zero-padded `k³` neighbourhoods of a channel-last volume (see [`Unfold3d`]), with a
 /// backward pass.
 pub fn unfold3d(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
+    if composed(x) {
+        return unfold3d_composed(x, k);
+    }
     x.contiguous()?.apply_op1(Unfold3d { k })
 }
 
@@ -754,6 +834,19 @@ mod tests {
         );
         close(&y1, &y2, 1e-6);
         close(&g1, &g2, 1e-5);
+    }
+
+    #[test]
+    fn unfold3d_matches_its_composed_fallback_forward_and_backward() {
+        let mut rng = Rng::new(5);
+        for k in [1usize, 3] {
+            let x = Var::from_tensor(&randn(&mut rng, 0.0, 1.0, &[2, 3, 4, 5, 2])).unwrap();
+            let w = randn(&mut rng, 0.0, 1.0, &[2, 3, 4, 5, k * k * k * 2]);
+            let (y1, g1) = reference_grads(&x, |t| unfold3d(t, k).unwrap(), &w);
+            let (y2, g2) = reference_grads(&x, |t| unfold3d_composed(t, k).unwrap(), &w);
+            close(&y1, &y2, 0.0 + f32::EPSILON);
+            close(&g1, &g2, 1e-5);
+        }
     }
 
     #[test]

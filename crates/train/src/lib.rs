@@ -345,6 +345,20 @@ pub fn train(
     if size > 1 {
         // Every process starts from rank 0's parameters and recipe state.
         broadcast_params(comm, store)?;
+        if lead {
+            let values: usize = store
+                .iter()
+                .filter(|(_, p)| p.trainable)
+                .map(|(_, p)| p.var.elem_count())
+                .sum();
+            eprintln!(
+                "data-parallel: {size} processes, {} micro-batch(es) of {} samples each; \
+                 all-reduce of {values} gradient values ({:.1} MB) per step",
+                parts / size,
+                cfg.batch_size / parts,
+                values as f64 * 4.0 / 1e6
+            );
+        }
     }
     let t0 = Instant::now();
     let mut losses = Vec::new();
