@@ -13,13 +13,16 @@ command -v gdal-config >/dev/null 2>&1 || need_apt+=(libgdal-dev)
 # Poppler's pdfinfo/pdftoppm render PDF pages for the document domain (run as tools, not linked).
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 # libopus decodes Opus audio (tessera-audio opens it at run time, never links it).
-{ /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libopus\.so\.0' || need_apt+=(libopus0)
+# (The library list is read whole first: `ldconfig -p | grep -q` fails under pipefail when
+# grep stops reading early.)
+libs=$(/sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null || true)
+grep -q 'libopus\.so\.0' <<<"$libs" || need_apt+=(libopus0)
 # OpenMPI and libclang (for the mpi crate's bindings) when data-parallel training is wanted:
 # the test script asks for them (TESSERA_SETUP_MPI=1); the quick start does not need them.
 if [ "${TESSERA_SETUP_MPI:-0}" = 1 ]; then
   command -v mpirun >/dev/null 2>&1 || need_apt+=(openmpi-bin)
   [ -e /usr/include/x86_64-linux-gnu/openmpi/mpi.h ] || [ -e /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] || need_apt+=(libopenmpi-dev)
-  { /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libclang\(-[0-9.]*\)\?\.so' || need_apt+=(libclang-dev)
+  grep -q 'libclang\(-[0-9.]*\)\?\.so' <<<"$libs" || need_apt+=(libclang-dev)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2

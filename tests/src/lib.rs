@@ -176,6 +176,57 @@ fn embed(enc: &Encoder, samples: &[SampleTokens]) -> Vec<f32> {
         .unwrap()
 }
 
+/// The f32 values of a `.npy` file `write_npy` wrote (a 128-byte header).
+fn npy_values(path: &Path) -> Vec<f32> {
+    let v = std::fs::read(path).unwrap();
+    v[128..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// `embed --shard-rows 2` writes parts whose rows and files, in order, are the unsharded
+/// embedding's; a rerun rewrites only a missing part.
+fn embed_in_parts<M: Modality>(app: &App<M>, e: &CommonArgs, d: &Path) {
+    let parts = d.join("emb-parts");
+    let mut c = e.clone();
+    c.out = Some(parts.clone());
+    let run = |c: &CommonArgs| {
+        app.run(Shared::Embed {
+            common: c.clone(),
+            random_init: false,
+            onnx: None,
+            pool_windows: false,
+            shard_rows: Some(2),
+        })
+        .unwrap()
+    };
+    run(&c);
+    let mut names: Vec<_> = std::fs::read_dir(&parts)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let files = std::fs::read_to_string(d.join("emb/files.txt")).unwrap();
+    let n = files.lines().count();
+    assert_eq!(names.len(), n.div_ceil(2), "{names:?}");
+    assert!(names.iter().all(|p| p.starts_with("part-")), "{names:?}");
+    let (mut rows, mut listed) = (Vec::new(), String::new());
+    for p in &names {
+        rows.extend(npy_values(&parts.join(p).join("embeddings.npy")));
+        listed.push_str(&std::fs::read_to_string(parts.join(p).join("files.txt")).unwrap());
+    }
+    assert_eq!(listed, files);
+    assert!(max_diff(&rows, &npy_values(&d.join("emb/embeddings.npy"))) <= 1e-6);
+    // Resume: the first part is kept as it is, the removed last part is written again.
+    std::fs::write(parts.join(&names[0]).join("kept"), "").unwrap();
+    let last = parts.join(names.last().unwrap());
+    std::fs::remove_dir_all(&last).unwrap();
+    run(&c);
+    assert!(parts.join(&names[0]).join("kept").is_file());
+    assert!(last.join("embeddings.npy").is_file());
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -322,9 +373,11 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
         random_init: false,
         onnx: None,
         pool_windows: false,
+        shard_rows: None,
     })
     .unwrap();
     assert!(d.join("emb/embeddings.npy").is_file());
+    embed_in_parts(app, &e, &d);
 
     let mut p = e.clone();
     p.out = Some(d.join("probe"));
@@ -464,18 +517,13 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
                 random_init: false,
                 onnx: Some(d.join("export")),
                 pool_windows: false,
+                shard_rows: None,
             })
             .unwrap();
-            let a = std::fs::read(d.join("emb/embeddings.npy")).unwrap();
-            let b = std::fs::read(d.join("emb-onnx/embeddings.npy")).unwrap();
+            let a = npy_values(&d.join("emb/embeddings.npy"));
+            let b = npy_values(&d.join("emb-onnx/embeddings.npy"));
             assert_eq!(a.len(), b.len());
-            let f = |v: &[u8]| -> Vec<f32> {
-                v[128..]
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            };
-            assert!(max_diff(&f(&a), &f(&b)) <= 1e-4);
+            assert!(max_diff(&a, &b) <= 1e-4);
         }
         Err(e) if tessera_tokens::resources::required("TESSERA_REQUIRE_ORT") => {
             panic!("TESSERA_REQUIRE_ORT=1 but {e}")

@@ -146,13 +146,90 @@ fn embed_batches(
 /// recordings (`file#t=START,END`) also get `windows.csv` (file, start and end seconds,
 /// label, split); with `pool`, the windows of each recording are averaged into one row
 /// named by the recording.
+/// Embeds `items` with `embed` and writes the rows to `--out`: at once, or with
+/// `shard_rows` in parts of that many items, each in its own folder `part-NNNNNN/`
+/// (`embeddings.npy`, `files.txt`, `windows.csv`) written under a temporary name and
+/// renamed into place, so a rerun skips every finished part and an interrupted one loses
+/// at most the part in progress. Processes started together by a launcher (`mpirun -np W`)
+/// take every W-th part, with no communication.
+pub(crate) fn embed_to<M: Modality>(
+    m: &M,
+    items: Vec<DataItem>,
+    common: &CommonArgs,
+    pool: bool,
+    shard_rows: Option<usize>,
+    mut embed: impl FnMut(&[SampleTokens]) -> Result<Vec<f32>>,
+) -> Result<()> {
+    let out = common.out()?;
+    let Some(n) = shard_rows else {
+        let (done, rows, d) = embed_chunks(m, items, common.strict, &mut embed)?;
+        done.report_skipped();
+        let n = write_embeddings(out, &done.items, &rows, d, pool)?;
+        println!(
+            "wrote {n} embeddings of width {d} to {}",
+            out.join("embeddings.npy").display()
+        );
+        return Ok(());
+    };
+    if n == 0 {
+        bail!("--shard-rows must be at least 1");
+    }
+    if pool {
+        bail!(
+            "--pool-windows averages a recording's windows, which --shard-rows may split across \
+             parts: embed the windows in parts, then average the rows named in windows.csv"
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (rank, size) = tessera_train::dist::launched_rank();
+    let parts = items.len().div_ceil(n);
+    let (mut written, mut present) = (0, 0);
+    for (i, chunk) in items
+        .chunks(n)
+        .enumerate()
+        .filter(|(i, _)| i % size == rank)
+    {
+        let dir = out.join(format!("part-{i:06}"));
+        if dir.join("embeddings.npy").is_file() {
+            present += 1;
+            continue;
+        }
+        let tmp = out.join(format!(".part-{i:06}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
+        }
+        let (done, rows, d) = embed_chunks(m, chunk.to_vec(), common.strict, &mut embed)?;
+        done.report_skipped();
+        let rows = write_embeddings(&tmp, &done.items, &rows, d, false)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("moving {} to {}", tmp.display(), dir.display()))?;
+        eprintln!("wrote {rows} embeddings of width {d} to {}", dir.display());
+        written += 1;
+    }
+    println!(
+        "{}: {written} part(s) written, {present} already there, of {parts} parts of up to {n} items{}",
+        out.display(),
+        if size > 1 {
+            format!(" (process {rank} of {size} takes every {size}th)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// Writes `embeddings.npy`, `files.txt` and (for windows) `windows.csv` into `out`;
+/// returns the number of rows.
 pub fn write_embeddings(
     out: &Path,
     items: &[DataItem],
     data: &[f32],
     d: usize,
     pool: bool,
-) -> Result<()> {
+) -> Result<usize> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let windows: Vec<(PathBuf, Option<(f64, f64)>)> = items
         .iter()
@@ -185,12 +262,7 @@ pub fn write_embeddings(
         let p = out.join("windows.csv");
         std::fs::write(&p, csv).with_context(|| format!("writing {}", p.display()))?;
     }
-    println!(
-        "wrote {} embeddings of width {d} to {}",
-        names.len(),
-        out.join("embeddings.npy").display()
-    );
-    Ok(())
+    Ok(names.len())
 }
 
 /// The mean row of each recording's windows, recordings in order of first appearance.
@@ -574,17 +646,20 @@ impl<M: Modality> App<M> {
         Ok(())
     }
 
-    pub(crate) fn embed(&self, common: &CommonArgs, random_init: bool, pool: bool) -> Result<()> {
+    pub(crate) fn embed(
+        &self,
+        common: &CommonArgs,
+        random_init: bool,
+        pool: bool,
+        shard_rows: Option<usize>,
+    ) -> Result<()> {
         tessera_cli::init_threads(common.threads)?;
-        let out = common.out()?;
         let run = encoder_for(self, common, random_init)?;
         let items = list::<M>(common, false)?;
-        let (done, rows, d) = embed_chunks(&run.m, items, common.strict, |t| {
+        embed_to(&run.m, items, common, pool, shard_rows, |t| {
             // embed_chunks shows the progress.
             Ok(embed_batches(&run.encoder, t, |_| {})?.0)
-        })?;
-        done.report_skipped();
-        write_embeddings(out, &done.items, &rows, d, pool)
+        })
     }
 
     /// The front end for probing: the card's, with statistics fitted on the training rows

@@ -1,8 +1,8 @@
 //! export (checkpoint → ONNX + model card, checked against candle), `embed --onnx` (the
 //! ort-only path), bench-step and bench-infer, over any modality.
 
-use crate::commands::{encoder_for, write_embeddings};
-use crate::source::{embed_chunks, list};
+use crate::commands::{embed_to, encoder_for};
+use crate::source::list;
 use crate::App;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -124,7 +124,13 @@ impl<M: Modality> App<M> {
     }
 
     /// `embed --onnx DIR`: the same embeddings as the candle path, through ONNX Runtime only.
-    pub(crate) fn embed_onnx(&self, common: &CommonArgs, dir: &Path, pool: bool) -> Result<()> {
+    pub(crate) fn embed_onnx(
+        &self,
+        common: &CommonArgs,
+        dir: &Path,
+        pool: bool,
+        shard_rows: Option<usize>,
+    ) -> Result<()> {
         let opts = tessera_runtime::Options {
             threads: common.threads.unwrap_or(0),
             ..Default::default()
@@ -148,9 +154,8 @@ impl<M: Modality> App<M> {
             )
         })?;
         let m = M::new(&cfg).map_err(anyhow::Error::new)?;
-        let out = common.out()?;
         let items = list::<M>(common, false)?;
-        let (done, rows, d) = embed_chunks(&m, items, common.strict, |chunk| {
+        embed_to(&m, items, common, pool, shard_rows, |chunk| {
             let mut data = Vec::new();
             for batch in chunk.chunks(32) {
                 for e in rt.embed_tokens(batch)? {
@@ -158,9 +163,7 @@ impl<M: Modality> App<M> {
                 }
             }
             Ok(data)
-        })?;
-        done.report_skipped();
-        write_embeddings(out, &done.items, &rows, d, pool)
+        })
     }
 
     /// One training step (forward, backward, AdamW) on random samples of the card's size:

@@ -82,6 +82,11 @@ pub enum Shared {
         /// (default: one row per window, its start and end in windows.csv).
         #[arg(long, requires = "window")]
         pool_windows: bool,
+        /// Write the rows in parts of this many input files (or windows), each in its own
+        /// folder `part-NNNNNN/` written atomically; a rerun skips the parts already there,
+        /// and processes started together by `mpirun -np W` take every W-th part.
+        #[arg(long, value_name = "N")]
+        shard_rows: Option<usize>,
     },
     /// Linear and kNN probes on frozen features; writes results.csv, results.parquet, results.md.
     Probe {
@@ -257,18 +262,20 @@ impl<M: Modality> App<M> {
                 random_init,
                 onnx: Some(dir),
                 pool_windows,
+                shard_rows,
             } => {
                 if random_init {
                     anyhow::bail!("--onnx runs an exported model; --random-init does not apply");
                 }
-                self.embed_onnx(&common, &dir, pool_windows)
+                self.embed_onnx(&common, &dir, pool_windows, shard_rows)
             }
             Shared::Embed {
                 common,
                 random_init,
                 onnx: None,
                 pool_windows,
-            } => self.embed(&common, random_init, pool_windows),
+                shard_rows,
+            } => self.embed(&common, random_init, pool_windows, shard_rows),
             Shared::Finetune {
                 common,
                 random_init,

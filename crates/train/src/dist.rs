@@ -137,6 +137,19 @@ pub fn launched_size() -> Option<usize> {
         .and_then(|s| s.trim().parse().ok())
 }
 
+/// This process's rank and the process count under a launcher (`mpirun`: OpenMPI's or
+/// PMI's environment variables), `(0, 1)` outside one. For work that needs no
+/// communication, such as embedding every `size`-th part of a file list.
+pub fn launched_rank() -> (usize, usize) {
+    let size = launched_size().unwrap_or(1).max(1);
+    let rank = ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    (rank.min(size - 1), size)
+}
+
 /// The process group of this command: MPI's world when launched by `mpirun` (and built
 /// with the `mpi` feature), else [`Single`]. MPI is finalised when the returned value is
 /// dropped, and can be joined once per process.

@@ -106,6 +106,7 @@ fn epochs_from_windows_and_events_feed_every_subcommand() {
         random_init: true,
         onnx: None,
         pool_windows: false,
+        shard_rows: None,
     })
     .unwrap();
     let w = rows(&d.join("emb/windows.csv"));
