@@ -251,6 +251,20 @@ impl<M: Modality> App<M> {
 
     /// Runs a shared subcommand.
     pub fn run(&self, cmd: Shared) -> anyhow::Result<()> {
+        let divides = matches!(
+            cmd,
+            Shared::Pretrain { .. }
+                | Shared::Embed {
+                    shard_rows: Some(_),
+                    ..
+                }
+        );
+        if let Some(n) = tessera_train::dist::launched_size().filter(|&n| n > 1 && !divides) {
+            anyhow::bail!(
+                "launched by mpirun with {n} processes, but only `pretrain` and `embed --shard-rows` \
+                 divide their work between processes; run this command once, without mpirun"
+            );
+        }
         match cmd {
             Shared::Pretrain {
                 common,

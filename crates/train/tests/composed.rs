@@ -4,11 +4,10 @@
 
 mod common;
 
-use candle_core::Device;
-use common::{setup, Sines};
-use tessera_core::{ops::force_composed, ParamStore};
+use common::{setup, train_sines, Sines};
+use tessera_core::ops::force_composed;
 use tessera_recipes::RecipeConfig;
-use tessera_train::{train, RunOptions, Single, TrainConfig};
+use tessera_train::{Single, TrainConfig};
 
 fn losses(rc: &RecipeConfig, composed: bool) -> Vec<f64> {
     force_composed(composed);
@@ -18,8 +17,6 @@ fn losses(rc: &RecipeConfig, composed: bool) -> Vec<f64> {
         format!("{rc:?}").chars().take(4).collect::<String>()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut store = ParamStore::new(3, &Device::Cpu);
-    let mut recipe = rc.build(&setup().0, &mut store).unwrap();
     let cfg = TrainConfig {
         steps: 50,
         batch_size: 8,
@@ -28,24 +25,10 @@ fn losses(rc: &RecipeConfig, composed: bool) -> Vec<f64> {
         checkpoint_every: 1000,
         ..Default::default()
     };
-    let opts = RunOptions {
-        run_dir: &dir,
-        seed: 3,
-        resume: false,
-        config_toml: String::new(),
-        progress: false,
-        comm: &Single,
-    };
-    let s = train(
-        recipe.as_mut(),
-        &store,
-        &mut Sines { poison_at: None },
-        &cfg,
-        &opts,
-    )
-    .unwrap();
+    let mut src = Sines { poison_at: None };
+    let (losses, _) = train_sines(&dir, &cfg, false, rc, &Single, &mut src).unwrap();
     force_composed(false);
-    s.losses
+    losses
 }
 
 /// Largest relative difference of the loss over 50 steps between the fused kernels and

@@ -4,13 +4,13 @@
 mod common;
 
 use candle_core::Device;
-use common::{setup, Sines};
+use common::{setup, train_sines, Sines};
 use tessera_core::ParamStore;
 use tessera_recipes::{Batch, RecipeConfig};
 use tessera_tokens::{Rng, ViewSpec};
 use tessera_train::{
-    latest_checkpoint, train, BatchSlot, BatchSource, Collective, Result, RunOptions, Single,
-    ThreadGroup, TrainConfig, TrainError,
+    latest_checkpoint, train, BatchSlot, BatchSource, Result, RunOptions, Single, ThreadGroup,
+    TrainConfig, TrainError,
 };
 
 fn run(
@@ -31,30 +31,6 @@ fn run_recipe(
 ) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
     let mut src = Sines { poison_at: poison };
     train_sines(dir, cfg, resume, rc, &Single, &mut src)
-}
-
-/// Trains `rc` with seed 7 on `src` as a member of `comm`.
-fn train_sines(
-    dir: &std::path::Path,
-    cfg: &TrainConfig,
-    resume: bool,
-    rc: &RecipeConfig,
-    comm: &dyn Collective,
-    src: &mut dyn BatchSource,
-) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
-    let enc = setup().0;
-    let mut store = ParamStore::new(7, &Device::Cpu);
-    let mut recipe = rc.build(&enc, &mut store)?;
-    let opts = RunOptions {
-        run_dir: dir,
-        seed: 7,
-        resume,
-        config_toml: "# test\n".into(),
-        progress: false,
-        comm,
-    };
-    let s = train(recipe.as_mut(), &store, src, cfg, &opts)?;
-    Ok((s.losses, store))
 }
 
 /// Options of a fresh run in `dir` with seed 7.

@@ -1,10 +1,13 @@
 //! What the trainer's test binaries share: a learnable synthetic source and a small MAE.
 
-use tessera_core::EncoderConfig;
+use candle_core::Device;
+use tessera_core::{EncoderConfig, ParamStore};
 use tessera_recipes::mae::MaeConfig;
 use tessera_recipes::{Batch, RecipeConfig};
 use tessera_tokens::{Rng, SampleTokens, Tokens, ViewSpec};
-use tessera_train::{BatchSlot, BatchSource, Result};
+use tessera_train::{
+    train, BatchSlot, BatchSource, Collective, Result, RunOptions, TrainConfig, TrainError,
+};
 
 /// Smooth 1-D signals cut into 8-value tokens: learnable structure.
 pub struct Sines {
@@ -57,4 +60,28 @@ pub fn setup() -> (EncoderConfig, RecipeConfig) {
         ..Default::default()
     });
     (enc, rc)
+}
+
+/// Trains `rc` with seed 7 on `src` as a member of `comm`.
+pub fn train_sines(
+    dir: &std::path::Path,
+    cfg: &TrainConfig,
+    resume: bool,
+    rc: &RecipeConfig,
+    comm: &dyn Collective,
+    src: &mut dyn BatchSource,
+) -> std::result::Result<(Vec<f64>, ParamStore), TrainError> {
+    let enc = setup().0;
+    let mut store = ParamStore::new(7, &Device::Cpu);
+    let mut recipe = rc.build(&enc, &mut store)?;
+    let opts = RunOptions {
+        run_dir: dir,
+        seed: 7,
+        resume,
+        config_toml: "# test\n".into(),
+        progress: false,
+        comm,
+    };
+    let s = train(recipe.as_mut(), &store, src, cfg, &opts)?;
+    Ok((s.losses, store))
 }
