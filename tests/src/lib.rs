@@ -185,6 +185,73 @@ fn npy_values(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+/// `shard` packs the generated single-file samples into tar shards, and pretraining and
+/// embedding from the shards give the same bytes as from the files (the same order, the
+/// same decoded samples).
+fn shards_round_trip<M: Modality>(app: &App<M>, manifest: &Path, d: &Path, preset: &str) {
+    let cols = tessera_cli::ManifestColumns::default();
+    let items = tessera_cli::list_data(manifest, &|p| M::accepts(p), &cols).unwrap();
+    let mut plain = String::from("path,label,split\n");
+    let mut n = 0usize;
+    for it in items.iter().filter(|i| i.path.is_file()) {
+        plain.push_str(&format!(
+            "{},{},{}\n",
+            tessera_cli::csv_field(&it.path.display().to_string()),
+            tessera_cli::csv_field(it.label.as_deref().unwrap_or("")),
+            tessera_cli::csv_field(it.split.as_deref().unwrap_or(""))
+        ));
+        n += 1;
+    }
+    assert!(n >= 4, "too few single-file samples ({n}) to shard");
+    let plain_csv = d.join("plain.csv");
+    std::fs::write(&plain_csv, plain).unwrap();
+    let shards = d.join("shards");
+    let mut c = common(Some(&plain_csv), &shards, preset);
+    app.run(Shared::Shard {
+        common: c.clone(),
+        shard_rows: 3,
+    })
+    .unwrap();
+    let tars = std::fs::read_dir(&shards).unwrap().count();
+    assert_eq!(tars, n.div_ceil(3));
+    let model = |run: &Path| {
+        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+        std::fs::read(
+            run.join("checkpoints")
+                .join(latest.trim())
+                .join("model.safetensors"),
+        )
+        .unwrap()
+    };
+    for (data, run) in [(&plain_csv, "run-plain"), (&shards, "run-shards")] {
+        c = common(Some(data), &d.join(run), preset);
+        app.run(Shared::Pretrain {
+            common: c.clone(),
+            resume: false,
+            minutes: None,
+        })
+        .unwrap();
+        c.checkpoint = Some(d.join("run-plain"));
+        c.out = Some(d.join(format!("emb-{run}")));
+        app.run(Shared::Embed {
+            common: c.clone(),
+            random_init: false,
+            onnx: None,
+            pool_windows: false,
+            shard_rows: None,
+        })
+        .unwrap();
+    }
+    assert!(
+        model(&d.join("run-plain")) == model(&d.join("run-shards")),
+        "pretraining from shards differs from pretraining from the files"
+    );
+    assert_eq!(
+        npy_values(&d.join("emb-run-plain/embeddings.npy")),
+        npy_values(&d.join("emb-run-shards/embeddings.npy"))
+    );
+}
+
 /// `embed --shard-rows 2` writes parts whose rows and files, in order, are the unsharded
 /// embedding's; a rerun rewrites only a missing part.
 fn embed_in_parts<M: Modality>(app: &App<M>, e: &CommonArgs, d: &Path) {
@@ -378,6 +445,7 @@ pub fn cli<M: Modality>(app: &App<M>, preset: &str) {
     .unwrap();
     assert!(d.join("emb/embeddings.npy").is_file());
     embed_in_parts(app, &e, &d);
+    shards_round_trip(app, &manifest, &d, preset);
 
     let mut p = e.clone();
     p.out = Some(d.join("probe"));

@@ -89,7 +89,7 @@ fn shared_subcommands_read_the_same_in_every_cli() {
     );
     assert_eq!(
         audio.len(),
-        11,
+        12,
         "{:?}",
         audio.iter().map(|a| &a.0).collect::<Vec<_>>()
     );

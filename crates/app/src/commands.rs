@@ -646,6 +646,65 @@ impl<M: Modality> App<M> {
         Ok(())
     }
 
+    /// Packs `--data` into tar shards of `rows` samples (`shard-NNNNNN.tar` in `--out`),
+    /// in listing order, one file in memory at a time; shards already there are kept.
+    pub(crate) fn shard(&self, common: &CommonArgs, rows: usize) -> Result<()> {
+        if rows == 0 {
+            bail!("--shard-rows must be at least 1");
+        }
+        let out = common.out()?;
+        let items = list::<M>(common, false)?;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let bar = tessera_cli::progress(items.len() as u64, "sharding");
+        let (mut written, mut present) = (0, 0);
+        for (i, chunk) in items.chunks(rows).enumerate() {
+            let path = out.join(format!("shard-{i:06}.tar"));
+            if path.is_file() {
+                present += 1;
+                bar.inc(chunk.len() as u64);
+                continue;
+            }
+            let mut w = tessera_cli::shards::ShardWriter::create(&path)?;
+            for (j, it) in chunk.iter().enumerate() {
+                let shown = it.path.display();
+                if it.path.is_dir() {
+                    bail!("{shown}: a folder sample (a DICOM series); `shard` packs single files");
+                }
+                let name = it
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_ascii_lowercase());
+                let ext = match name.as_deref().and_then(|n| n.split_once('.')) {
+                    Some((_, ext)) if !ext.contains('#') => ext.to_string(),
+                    _ => bail!(
+                        "{shown}: `shard` packs whole files with an extension (not windows or \
+                         per-file settings: shard the files, then use --window)"
+                    ),
+                };
+                let key = format!("{:09}", i * rows + j);
+                let bytes = std::fs::read(&it.path).with_context(|| format!("reading {shown}"))?;
+                w.append(&format!("{key}.{ext}"), &bytes)?;
+                let meta = serde_json::json!({
+                    "path": shown.to_string(),
+                    "label": it.label,
+                    "split": it.split,
+                });
+                w.append(&format!("{key}.json"), meta.to_string().as_bytes())?;
+                bar.inc(1);
+            }
+            w.finish()?;
+            written += 1;
+        }
+        bar.finish_and_clear();
+        println!(
+            "{}: {written} shard(s) written, {present} already there, {} samples in {} shards",
+            out.display(),
+            items.len(),
+            items.len().div_ceil(rows)
+        );
+        Ok(())
+    }
+
     pub(crate) fn embed(
         &self,
         common: &CommonArgs,

@@ -118,7 +118,7 @@ fn probe_views<M: Modality>(
         .par_iter()
         .map(|(i, it)| {
             let mut rng = Rng::new(seed).fork(&format!("finetune-probe-view-{i}"));
-            let r = m.decode(&it.path).and_then(|s| {
+            let r = crate::source::decode(m, &it.path).and_then(|s| {
                 if per_row == 0 {
                     return Ok(vec![(*i, m.eval_view(&s)?)]);
                 }

@@ -186,6 +186,17 @@ pub enum Shared {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Packs files into tar shards (WebDataset convention: `KEY.EXT` holds a file's bytes,
+    /// `KEY.json` its label, split and source path), which every command reads back as
+    /// --data (one shard or a folder of them) in the same order; a rerun keeps the shards
+    /// already written.
+    Shard {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Samples per shard.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        shard_rows: usize,
+    },
     /// The quick start: generate a small labelled dataset (or use --data), pretrain, probe against random init and the baselines.
     Demo {
         #[command(flatten)]
@@ -200,7 +211,8 @@ pub enum Shared {
 /// filled in per domain.
 const EXAMPLES: &[(&str, &str)] = &[
     ("pretrain", "{bin} pretrain --data {data} --preset {preset} --out runs/mae\n  {bin} pretrain --out runs/mae --resume --steps 3000   # continue, or extend the schedule"),
-    ("embed", "{bin} embed --checkpoint runs/mae --data my_files/ --out emb/\n  {bin} embed --onnx exports/mae --data my_files/ --out emb-onnx/"),
+    ("embed", "{bin} embed --checkpoint runs/mae --data my_files/ --out emb/\n  {bin} embed --onnx exports/mae --data my_files/ --out emb-onnx/\n  {bin} embed --checkpoint runs/mae --data shards/ --shard-rows 10000 --out emb/   # resumable parts"),
+    ("shard", "{bin} shard --data {data} --shard-rows 1000 --out shards/\n  {bin} pretrain --data shards/ --preset {preset} --out runs/mae"),
     ("probe", "{bin} probe --checkpoint runs/mae --data {data} --out results/\n  {bin} probe --random-init --preset {preset} --data {data} --out results/"),
     ("finetune", "{bin} finetune --checkpoint runs/mae --data {data} --out results/ft\n  {bin} finetune --checkpoint runs/mae --data {data} --shots 10 --seed 1 --out results/ft10"),
     ("stats", "{bin} stats --data my_files/ --preset {preset} --out stats/\n  {bin} pretrain --data my_files/ --config stats/stats.toml --out runs/mine"),
@@ -350,6 +362,7 @@ impl<M: Modality> App<M> {
                 reps,
             } => self.bench_infer(&common, &onnx, &batches, reps),
             Shared::Demo { common, data_only } => self.demo(&common, data_only),
+            Shared::Shard { common, shard_rows } => self.shard(&common, shard_rows),
         }
     }
 }

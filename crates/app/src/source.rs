@@ -20,6 +20,21 @@ pub fn list<M: Modality>(common: &CommonArgs, without_test: bool) -> Result<Vec<
     list_from::<M>(data, common, without_test)
 }
 
+/// Decodes `path`; a member of a tar shard (`shard.tar#member=KEY.EXT`) through a scratch
+/// copy whose path names the shard and the member (see `tessera_cli::shards`).
+pub fn decode<M: Modality>(
+    m: &M,
+    path: &std::path::Path,
+) -> std::result::Result<M::Sample, M::Error> {
+    match tessera_cli::shards::materialise(path) {
+        Ok(Some(scratch)) => m.decode(&scratch.path),
+        Ok(None) => m.decode(path),
+        // The shard was indexed when it was listed; should it have changed since, the
+        // reader's own error for the member's name reports it.
+        Err(_) => m.decode(path),
+    }
+}
+
 /// [`list`] for an explicit data path.
 pub fn list_from<M: Modality>(
     data: &std::path::Path,
@@ -159,7 +174,7 @@ pub fn embed_chunks<M: Modality>(
     for chunk in items.chunks(EMBED_CHUNK) {
         let results: Vec<_> = chunk
             .par_iter()
-            .map(|it| m.decode(&it.path).and_then(|s| m.eval_view(&s)))
+            .map(|it| decode(m, &it.path).and_then(|s| m.eval_view(&s)))
             .collect();
         let mut tokens = Vec::with_capacity(chunk.len());
         for (it, r) in chunk.iter().zip(results) {
@@ -199,7 +214,7 @@ pub fn map_files<M: Modality, T: Send>(
     let results: Vec<std::result::Result<T, M::Error>> = items
         .par_iter()
         .map(|it| {
-            let r = m.decode(&it.path).and_then(|s| f(m, &s));
+            let r = decode(m, &it.path).and_then(|s| f(m, &s));
             bar.inc(1);
             r
         })
@@ -252,7 +267,7 @@ pub fn fit_stats<M: Modality>(
         let decoded: Vec<_> = chunk
             .par_iter()
             .map(|it| {
-                let r = m.decode(&it.path);
+                let r = decode(m, &it.path);
                 bar.inc(1);
                 r
             })
@@ -349,7 +364,7 @@ impl<'a, M: Modality> Source<'a, M> {
             let (m, paths, cache) = (self.m, &self.paths, &self.cache);
             let got: Vec<_> = wanted
                 .par_iter()
-                .map(|&i| cache.get_or_load(i, || m.decode(&paths[i])))
+                .map(|&i| cache.get_or_load(i, || decode(m, &paths[i])))
                 .collect();
             for (i, r) in wanted.into_iter().zip(got) {
                 match r {

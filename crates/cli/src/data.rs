@@ -30,6 +30,9 @@ pub struct ManifestColumns {
 /// - a CSV manifest (`.csv`, or `.tsv` with tabs) with a `path`, `file` or `image` column
 ///   and optional label and split columns; paths are relative to the manifest's folder, and
 ///   a bare file name not found there is looked up (uniquely) in its sub-folders;
+/// - a `.tar` shard (WebDataset convention: members `KEY.EXT` plus `KEY.json` with the
+///   label and split), or a folder of them (each member the modality accepts is one
+///   item, named `shard.tar#member=KEY.EXT`; see [`crate::shards`]);
 /// - one file with per-file settings after a `#` (`talk.flac#t=60,70`): that one item;
 /// - any other file: a text list of paths, one per line (blank lines and lines starting
 ///   with `#` skipped), relative to the list's folder.
@@ -38,6 +41,23 @@ pub fn list_data(
     accepts: &dyn Fn(&Path) -> bool,
     cols: &ManifestColumns,
 ) -> anyhow::Result<Vec<DataItem>> {
+    if spec.is_dir() {
+        // A folder of tar shards (the `shard` subcommand's output) before anything else: a
+        // modality may take any folder as one sample (an EO scene of band files).
+        let mut tars: Vec<PathBuf> = std::fs::read_dir(spec)
+            .with_context(|| format!("listing {}", spec.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_shard(p))
+            .collect();
+        if !tars.is_empty() {
+            tars.sort();
+            let mut items = Vec::new();
+            for t in &tars {
+                items.extend(crate::shards::list_shard(t, accepts)?);
+            }
+            return Ok(items);
+        }
+    }
     if spec.is_dir() && accepts(spec) {
         return Ok(vec![DataItem {
             path: spec.to_path_buf(),
@@ -55,22 +75,23 @@ pub fn list_data(
         let mut files = Vec::new();
         walk(spec, accepts, &mut files).with_context(|| format!("listing {}", spec.display()))?;
         files.sort();
-        let items = files
-            .into_iter()
-            .filter(|p| accepts(p))
-            .map(|path| {
+        let mut items = Vec::new();
+        for path in files {
+            if is_shard(&path) && !accepts(&path) {
+                items.extend(crate::shards::list_shard(&path, accepts)?);
+            } else if accepts(&path) {
                 let label = path
                     .parent()
                     .filter(|par| *par != spec)
                     .and_then(|par| par.file_name())
                     .map(|n| n.to_string_lossy().to_string());
-                DataItem {
+                items.push(DataItem {
                     path,
                     label,
                     split: None,
-                }
-            })
-            .collect::<Vec<_>>();
+                });
+            }
+        }
         return Ok(items);
     }
     if spec.is_file() {
@@ -80,6 +101,9 @@ pub fn list_data(
                 label: None,
                 split: None,
             }]);
+        }
+        if is_shard(spec) {
+            return crate::shards::list_shard(spec, accepts);
         }
         let ext = spec
             .extension()
@@ -101,6 +125,12 @@ pub fn list_data(
         }
     }
     anyhow::bail!("{}: no such file, folder, manifest or list", spec.display())
+}
+
+/// A `.tar` file: a shard of samples (WebDataset convention).
+fn is_shard(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tar"))
 }
 
 /// A text list of paths, one per line.

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod data;
+pub mod shards;
 
 use anyhow::Context;
 use clap::Args;
