@@ -250,6 +250,22 @@ fn shards_round_trip<M: Modality>(app: &App<M>, manifest: &Path, d: &Path, prese
         npy_values(&d.join("emb-run-plain/embeddings.npy")),
         npy_values(&d.join("emb-run-shards/embeddings.npy"))
     );
+    // The shard-wise order: each of the two micro-batches reads its own shards.
+    let cfg = d.join("shard-order.toml");
+    std::fs::write(
+        &cfg,
+        "[train]\ndata_order = \"shards\"\nmicro_batches = 2\n",
+    )
+    .unwrap();
+    let mut c = common(Some(&shards), &d.join("run-shard-order"), preset);
+    c.config = Some(cfg);
+    app.run(Shared::Pretrain {
+        common: c,
+        resume: false,
+        minutes: None,
+    })
+    .unwrap();
+    assert_eq!(tessera_train_latest(&d.join("run-shard-order")), 4);
 }
 
 /// `embed --shard-rows 2` writes parts whose rows and files, in order, are the unsharded

@@ -571,7 +571,8 @@ impl<M: Modality> App<M> {
         }
         let paths: Vec<PathBuf> = items.into_iter().map(|i| i.path).collect();
         let n_files = paths.len();
-        let mut source = Source::new(&m, paths, card.cache_mb, card.seed, common.strict);
+        let mut source = Source::new(&m, paths, card.cache_mb, card.seed, common.strict)
+            .with_order(card.train.data_order);
         let opts = RunOptions {
             run_dir: out,
             seed: card.seed,

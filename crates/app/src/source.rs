@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tessera_cli::{list_data, progress, CommonArgs, DataItem};
 use tessera_recipes::{Batch, Targets};
 use tessera_tokens::{Modality, Rng, Tokens, ViewSpec};
-use tessera_train::{BatchSlot, BatchSource, EpochOrder, TrainError};
+use tessera_train::{BatchSlot, BatchSource, DataOrder, EpochOrder, ShardOrder, TrainError};
 
 /// The items of `--data` this modality reads; test rows dropped when `without_test`. An
 /// empty list is an error naming the data and the file types looked for.
@@ -307,7 +307,11 @@ pub struct Source<'a, M: Modality> {
     paths: Vec<PathBuf>,
     cache: SampleCache<M::Sample>,
     strict: bool,
+    seed: u64,
     order: EpochOrder,
+    /// With `data_order = "shards"`: the shard-wise order, made at the first batch (it
+    /// depends on the batch's parts).
+    shard_order: Option<Option<ShardOrder>>,
     bad: HashSet<usize>,
     /// One message per unreadable file.
     pub skipped: Vec<String>,
@@ -322,11 +326,20 @@ impl<'a, M: Modality> Source<'a, M> {
             paths,
             cache: SampleCache::new(cache_mb, M::sample_bytes),
             strict,
+            seed,
             order: EpochOrder::new(seed, n),
+            shard_order: None,
             bad: HashSet::new(),
             skipped: Vec::new(),
             classes: None,
         }
+    }
+
+    /// Orders the samples as `order` says ([`DataOrder::Shards`]: by the tar shard of each
+    /// path, a plain file being a shard of its own).
+    pub fn with_order(mut self, order: DataOrder) -> Self {
+        self.shard_order = (order == DataOrder::Shards).then_some(None);
+        self
     }
 
     /// Every batch carries the class index of each of its samples (`Targets::Classes`),
@@ -343,6 +356,20 @@ impl<'a, M: Modality> Source<'a, M> {
     /// The slot's readable samples, in the order's sequence.
     fn pick(&mut self, slot: &BatchSlot) -> tessera_train::Result<Vec<(usize, Arc<M::Sample>)>> {
         let bs = slot.len();
+        if let Some(None) = self.shard_order {
+            let mut ids: std::collections::HashMap<PathBuf, usize> = Default::default();
+            let shard_of: Vec<usize> = self
+                .paths
+                .iter()
+                .map(|p| {
+                    let tar =
+                        tessera_cli::shards::split_member(p).map_or_else(|| p.clone(), |t| t.0);
+                    let next = ids.len();
+                    *ids.entry(tar).or_insert(next)
+                })
+                .collect();
+            self.shard_order = Some(Some(ShardOrder::new(self.seed, &shard_of, slot.parts)?));
+        }
         let n = self.paths.len();
         let mut picked = Vec::with_capacity(bs);
         let mut k = 0usize;
@@ -355,7 +382,10 @@ impl<'a, M: Modality> Source<'a, M> {
             }
             let mut wanted = Vec::with_capacity(bs - picked.len());
             while wanted.len() < bs - picked.len() {
-                let i = self.order.sample(slot.first() + k);
+                let i = match &mut self.shard_order {
+                    Some(Some(o)) => o.sample(slot.part, (slot.step - 1) as usize * bs + k),
+                    _ => self.order.sample(slot.first() + k),
+                };
                 k += 1;
                 if !self.bad.contains(&i) {
                     wanted.push(i);

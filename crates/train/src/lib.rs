@@ -93,6 +93,28 @@ pub struct TrainConfig {
     /// count and divide `batch_size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub micro_batches: Option<usize>,
+    /// How each epoch orders the samples ([`DataOrder`]).
+    #[serde(default, skip_serializing_if = "DataOrder::is_global")]
+    pub data_order: DataOrder,
+}
+
+/// How an epoch orders the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataOrder {
+    /// One permutation of every sample per epoch ([`EpochOrder`]); part `m` of a step takes
+    /// the positions `(s−1)·B + m·B/M …` of that stream.
+    #[default]
+    Global,
+    /// WebDataset-style ([`ShardOrder`]): each epoch permutes the shards and deals them to
+    /// the parts of the batch, so the process computing a part reads only its own shards.
+    Shards,
+}
+
+impl DataOrder {
+    pub fn is_global(&self) -> bool {
+        *self == DataOrder::Global
+    }
 }
 
 fn default_wd() -> f64 {
@@ -134,6 +156,7 @@ impl Default for TrainConfig {
             log_every: default_log(),
             time_limit_s: None,
             micro_batches: None,
+            data_order: DataOrder::Global,
         }
     }
 }
@@ -712,5 +735,91 @@ impl EpochOrder {
             self.cached = Some((epoch, perm));
         }
         self.cached.as_ref().map(|c| c.1[pos]).unwrap_or(pos)
+    }
+}
+
+/// The shard-wise data order ([`DataOrder::Shards`]): in epoch `e`, the shards are permuted
+/// (seed, `e`) and part `p` of every batch takes the shards at positions `p, p + M, …` of
+/// that permutation, reading them one after another, each shard's samples in their own
+/// seeded order. A part's stream moves to its next epoch when it has read its shards, so
+/// the processes computing different parts never read the same shard in an epoch. A
+/// function of the seed, the grouping and the number of parts `M` only.
+#[derive(Debug, Clone)]
+pub struct ShardOrder {
+    seed: u64,
+    groups: Vec<Vec<usize>>,
+    parts: usize,
+    /// Per part: the epoch in its cache, where that epoch starts in the part's stream, and
+    /// the epoch's samples.
+    cached: Vec<Option<(usize, usize, Vec<usize>)>>,
+}
+
+impl ShardOrder {
+    /// `shard_of[i]` is the shard of sample `i` (any ids; shards in order of first
+    /// appearance). Needs at least one shard per part.
+    pub fn new(seed: u64, shard_of: &[usize], parts: usize) -> Result<Self> {
+        let mut ids: std::collections::HashMap<usize, usize> = Default::default();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, &s) in shard_of.iter().enumerate() {
+            let g = *ids.entry(s).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        if groups.len() < parts.max(1) {
+            return Err(TrainError::Config(format!(
+                "data_order = \"shards\" deals whole shards to the {parts} parts of each batch, \
+                 but the data has {} shard(s): write more, smaller shards (shard --shard-rows)",
+                groups.len()
+            )));
+        }
+        Ok(Self {
+            seed,
+            groups,
+            parts: parts.max(1),
+            cached: vec![None; parts.max(1)],
+        })
+    }
+
+    fn stream(&self, epoch: usize, part: usize) -> Vec<usize> {
+        let root = Rng::new(self.seed);
+        let perm = root
+            .fork(&format!("shards-epoch-{epoch}"))
+            .permutation(self.groups.len());
+        perm.iter()
+            .skip(part)
+            .step_by(self.parts)
+            .flat_map(|&g| {
+                let members = &self.groups[g];
+                root.fork(&format!("shard-{g}-epoch-{epoch}"))
+                    .permutation(members.len())
+                    .into_iter()
+                    .map(|i| members[i])
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The sample at position `pos` of part `part`'s stream.
+    pub fn sample(&mut self, part: usize, pos: usize) -> usize {
+        let part = part % self.parts;
+        let (mut epoch, mut start) = match &self.cached[part] {
+            Some((e, s, _)) if *s <= pos => (*e, *s),
+            _ => (0, 0),
+        };
+        loop {
+            let stream = match self.cached[part].take() {
+                Some((e, s, v)) if e == epoch && s == start => v,
+                _ => self.stream(epoch, part),
+            };
+            if pos < start + stream.len() {
+                let i = stream[pos - start];
+                self.cached[part] = Some((epoch, start, stream));
+                return i;
+            }
+            start += stream.len();
+            epoch += 1;
+        }
     }
 }

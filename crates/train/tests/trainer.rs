@@ -587,3 +587,54 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The shard-wise order deals whole shards to the parts of a batch: in an epoch the parts'
+/// streams are disjoint, cover every sample once, and never split a shard; a part reads
+/// its shards one after another; too few shards for the parts is an error.
+#[test]
+fn the_shard_order_deals_whole_shards_to_parts() {
+    use tessera_train::ShardOrder;
+    // 7 shards of 1 to 7 samples (28 in all), ids in order of appearance.
+    let shard_of: Vec<usize> = (0..7).flat_map(|s| std::iter::repeat_n(s, s + 1)).collect();
+    let n = shard_of.len();
+    let mut o = ShardOrder::new(5, &shard_of, 2).unwrap();
+    // Each part's first epoch: read until a sample repeats.
+    let mut seen = vec![None; n];
+    for part in 0..2 {
+        let mut pos = 0;
+        let mut mine = std::collections::HashSet::new();
+        loop {
+            let i = o.sample(part, pos);
+            if !mine.insert(i) {
+                break;
+            }
+            assert!(seen[i].is_none(), "sample {i} in both parts");
+            seen[i] = Some(part);
+            pos += 1;
+        }
+        // Contiguous runs of one shard: a part reads its shards one after another.
+        let stream: Vec<usize> = (0..mine.len())
+            .map(|p| shard_of[o.sample(part, p)])
+            .collect();
+        let mut runs = stream.clone();
+        runs.dedup();
+        let distinct: std::collections::HashSet<_> = stream.iter().collect();
+        assert_eq!(runs.len(), distinct.len(), "{stream:?}");
+    }
+    assert!(seen.iter().all(Option::is_some), "{seen:?}");
+    for s in 0..7 {
+        let parts: std::collections::HashSet<_> = (0..n)
+            .filter(|&i| shard_of[i] == s)
+            .map(|i| seen[i])
+            .collect();
+        assert_eq!(parts.len(), 1, "shard {s} split between parts");
+    }
+    // The same seed gives the same order; a position far ahead is in a later epoch.
+    let mut again = ShardOrder::new(5, &shard_of, 2).unwrap();
+    assert_eq!(
+        (0..100).map(|p| o.sample(1, p)).collect::<Vec<_>>(),
+        (0..100).map(|p| again.sample(1, p)).collect::<Vec<_>>()
+    );
+    let e = ShardOrder::new(5, &[0, 0, 0], 2).unwrap_err().to_string();
+    assert!(e.contains("1 shard(s)"), "{e}");
+}
