@@ -309,9 +309,10 @@ pub struct Source<'a, M: Modality> {
     strict: bool,
     seed: u64,
     order: EpochOrder,
+    data_order: DataOrder,
     /// With `data_order = "shards"`: the shard-wise order, made at the first batch (it
     /// depends on the batch's parts).
-    shard_order: Option<Option<ShardOrder>>,
+    shard_order: Option<ShardOrder>,
     bad: HashSet<usize>,
     /// One message per unreadable file.
     pub skipped: Vec<String>,
@@ -328,6 +329,7 @@ impl<'a, M: Modality> Source<'a, M> {
             strict,
             seed,
             order: EpochOrder::new(seed, n),
+            data_order: DataOrder::Global,
             shard_order: None,
             bad: HashSet::new(),
             skipped: Vec::new(),
@@ -338,7 +340,7 @@ impl<'a, M: Modality> Source<'a, M> {
     /// Orders the samples as `order` says ([`DataOrder::Shards`]: by the tar shard of each
     /// path, a plain file being a shard of its own).
     pub fn with_order(mut self, order: DataOrder) -> Self {
-        self.shard_order = (order == DataOrder::Shards).then_some(None);
+        self.data_order = order;
         self
     }
 
@@ -356,7 +358,7 @@ impl<'a, M: Modality> Source<'a, M> {
     /// The slot's readable samples, in the order's sequence.
     fn pick(&mut self, slot: &BatchSlot) -> tessera_train::Result<Vec<(usize, Arc<M::Sample>)>> {
         let bs = slot.len();
-        if let Some(None) = self.shard_order {
+        if self.data_order == DataOrder::Shards && self.shard_order.is_none() {
             let mut ids: std::collections::HashMap<PathBuf, usize> = Default::default();
             let shard_of: Vec<usize> = self
                 .paths
@@ -368,7 +370,7 @@ impl<'a, M: Modality> Source<'a, M> {
                     *ids.entry(tar).or_insert(next)
                 })
                 .collect();
-            self.shard_order = Some(Some(ShardOrder::new(self.seed, &shard_of, slot.parts)?));
+            self.shard_order = Some(ShardOrder::new(self.seed, &shard_of, slot.parts)?);
         }
         let n = self.paths.len();
         let mut picked = Vec::with_capacity(bs);
@@ -383,8 +385,8 @@ impl<'a, M: Modality> Source<'a, M> {
             let mut wanted = Vec::with_capacity(bs - picked.len());
             while wanted.len() < bs - picked.len() {
                 let i = match &mut self.shard_order {
-                    Some(Some(o)) => o.sample(slot.part, (slot.step - 1) as usize * bs + k),
-                    _ => self.order.sample(slot.first() + k),
+                    Some(o) => o.sample(slot.part, (slot.step - 1) as usize * bs + k),
+                    None => self.order.sample(slot.first() + k),
                 };
                 k += 1;
                 if !self.bad.contains(&i) {

@@ -177,25 +177,35 @@ pub fn index(path: &Path) -> anyhow::Result<Vec<Member>> {
     Ok(members)
 }
 
-/// A shard's members by name.
-type ByName = Arc<HashMap<String, Member>>;
+/// A shard's members in order, and their positions by name.
+struct Indexed {
+    members: Vec<Member>,
+    by_name: HashMap<String, usize>,
+}
 
-/// The members of `tar` by name, indexed once per process.
-fn cached_index(tar: &Path) -> anyhow::Result<ByName> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, ByName>>> = OnceLock::new();
+/// The index of `tar`, read once per process and version of the file (listing and every
+/// later read share it; a shard rewritten in place, with another size or time, is read
+/// again).
+fn cached_index(tar: &Path) -> anyhow::Result<Arc<Indexed>> {
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Indexed>>>> = OnceLock::new();
+    let meta = std::fs::metadata(tar).with_context(|| format!("opening {}", tar.display()))?;
+    let key = (tar.to_path_buf(), meta.len(), meta.modified().ok());
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(m) = cache.lock().ok().and_then(|c| c.get(tar).cloned()) {
+    if let Some(m) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(m);
     }
-    let by_name: HashMap<String, Member> = index(tar)?
-        .into_iter()
-        .map(|m| (m.name.clone(), m))
+    let members = index(tar)?;
+    let by_name = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.clone(), i))
         .collect();
-    let by_name = Arc::new(by_name);
+    let indexed = Arc::new(Indexed { members, by_name });
     if let Ok(mut c) = cache.lock() {
-        c.insert(tar.to_path_buf(), by_name.clone());
+        c.insert(key, indexed.clone());
     }
-    Ok(by_name)
+    Ok(indexed)
 }
 
 /// `tar#member=NAME`: how a data list names a member of a shard.
@@ -230,9 +240,11 @@ pub fn materialise(path: &Path) -> anyhow::Result<Option<Scratch>> {
     let Some((tar, name)) = split_member(path) else {
         return Ok(None);
     };
-    let members = cached_index(&tar)?;
-    let m = members
+    let indexed = cached_index(&tar)?;
+    let m = indexed
+        .by_name
         .get(&name)
+        .map(|&i| &indexed.members[i])
         .ok_or_else(|| anyhow::anyhow!("{}: no member `{name}`", tar.display()))?;
     let mut f = std::fs::File::open(&tar).with_context(|| format!("opening {}", tar.display()))?;
     f.seek(SeekFrom::Start(m.offset))?;
@@ -256,7 +268,8 @@ pub fn materialise(path: &Path) -> anyhow::Result<Option<Scratch>> {
 /// The samples of a shard: for each key, the member whose name `accepts`, labelled and
 /// split from the key's `.json` (`label`, `split`) or `.cls` member when present.
 pub fn list_shard(tar: &Path, accepts: &dyn Fn(&Path) -> bool) -> anyhow::Result<Vec<DataItem>> {
-    let members = index(tar)?;
+    let indexed = cached_index(tar)?;
+    let members = &indexed.members;
     let mut f = std::fs::File::open(tar).with_context(|| format!("opening {}", tar.display()))?;
     let key = |name: &str| -> String {
         let base = name.rsplit('/').next().unwrap_or(name);
@@ -266,7 +279,7 @@ pub fn list_shard(tar: &Path, accepts: &dyn Fn(&Path) -> bool) -> anyhow::Result
     let mut items: Vec<DataItem> = Vec::new();
     let mut keys: Vec<String> = Vec::new();
     let mut meta: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
-    for m in &members {
+    for m in members {
         let k = key(&m.name);
         let lower = m.name.to_ascii_lowercase();
         if lower.ends_with(".json") || lower.ends_with(".cls") {
@@ -309,6 +322,35 @@ pub fn list_shard(tar: &Path, accepts: &dyn Fn(&Path) -> bool) -> anyhow::Result
     Ok(items)
 }
 
+/// A ustar header for a member `name` (at most 100 bytes) of `size` bytes and type `kind`,
+/// with its checksum.
+fn header(name: &str, kind: u8, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |h: &mut [u8], at: usize, width: usize, v: u64| {
+        let s = format!("{v:0w$o}\0", w = width - 1);
+        h[at..at + width].copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, size);
+    octal(&mut h, 136, 12, 0);
+    h[156] = kind;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    seal(&mut h);
+    h
+}
+
+/// Writes the checksum of header `h` (the sum of its bytes, the checksum field counted as
+/// spaces).
+fn seal(h: &mut [u8]) {
+    h[148..156].fill(b' ');
+    let sum: u64 = h[..512].iter().map(|&b| b as u64).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
 /// Writes a ustar shard member by member (one member in memory at a time), under a
 /// temporary name renamed into place by [`ShardWriter::finish`].
 pub struct ShardWriter {
@@ -340,23 +382,7 @@ impl ShardWriter {
         if bytes.len() as u64 >= 1 << 33 {
             bail!("{}: member `{name}` of 8 GiB or more", path.display());
         }
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        let octal = |h: &mut [u8], at: usize, width: usize, v: u64| {
-            let s = format!("{v:0w$o}\0", w = width - 1);
-            h[at..at + width].copy_from_slice(s.as_bytes());
-        };
-        octal(&mut h, 100, 8, 0o644);
-        octal(&mut h, 108, 8, 0);
-        octal(&mut h, 116, 8, 0);
-        octal(&mut h, 124, 12, bytes.len() as u64);
-        octal(&mut h, 136, 12, 0);
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].fill(b' ');
-        let sum: u64 = h.iter().map(|&b| b as u64).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let h = header(name, b'0', bytes.len() as u64);
         let pad = (BLOCK - bytes.len() as u64 % BLOCK) % BLOCK;
         (|| -> std::io::Result<()> {
             self.w.write_all(&h)?;
@@ -460,9 +486,7 @@ mod tests {
         let mut huge = good.clone();
         let s = format!("{:011o}\0", 1u64 << 32);
         huge[124..136].copy_from_slice(s.as_bytes());
-        huge[148..156].fill(b' ');
-        let sum: u64 = huge[..512].iter().map(|&b| b as u64).sum();
-        huge[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        seal(&mut huge);
         std::fs::write(&p, &huge).unwrap();
         assert!(format!("{:#}", index(&p).unwrap_err()).contains("runs past the end"));
     }
@@ -474,15 +498,7 @@ mod tests {
         // A GNU `L` header carries the long name of the next member; a pax `x` header its path.
         let mut members = Vec::new();
         let mk = |name: &str, kind: u8, data: &[u8]| -> Vec<u8> {
-            let mut h = [0u8; 512];
-            h[..name.len().min(100)].copy_from_slice(&name.as_bytes()[..name.len().min(100)]);
-            h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
-            h[156] = kind;
-            h[257..263].copy_from_slice(b"ustar ");
-            h[148..156].fill(b' ');
-            let sum: u64 = h.iter().map(|&b| b as u64).sum();
-            h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-            let mut out = h.to_vec();
+            let mut out = header(name, kind, data.len() as u64).to_vec();
             out.extend_from_slice(data);
             out.resize(out.len().div_ceil(512) * 512, 0);
             out

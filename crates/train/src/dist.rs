@@ -199,6 +199,14 @@ mod mpi_world {
                 })?;
             Ok(Self { universe })
         }
+
+        fn sum<T: mpi::datatype::Equivalence + Copy>(&self, buf: &mut [T]) -> Result<()> {
+            let send = buf.to_vec();
+            self.universe
+                .world()
+                .all_reduce_into(&send[..], buf, SystemOperation::sum());
+            Ok(())
+        }
     }
 
     impl Collective for Mpi {
@@ -209,18 +217,10 @@ mod mpi_world {
             self.universe.world().size() as usize
         }
         fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
-            let send = buf.to_vec();
-            self.universe
-                .world()
-                .all_reduce_into(&send[..], buf, SystemOperation::sum());
-            Ok(())
+            self.sum(buf)
         }
         fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
-            let send = buf.to_vec();
-            self.universe
-                .world()
-                .all_reduce_into(&send[..], buf, SystemOperation::sum());
-            Ok(())
+            self.sum(buf)
         }
         fn abort(&self, code: i32) {
             self.universe.world().abort(code)

@@ -533,7 +533,7 @@ fn add_grads(acc: &mut optim::HostGrads, g: &optim::HostGrads) -> Result<()> {
     Ok(())
 }
 
-/// Sums the gradients over the processes in one all-reduce.
+/// Sums named vectors (gradients, or parameters) over the processes in one all-reduce.
 fn reduce_grads(comm: &dyn Collective, grads: &mut optim::HostGrads) -> Result<()> {
     let mut flat: Vec<f32> = grads.iter().flat_map(|(_, g)| g.iter().copied()).collect();
     comm.all_reduce_sum(&mut flat)?;
@@ -549,24 +549,23 @@ fn reduce_grads(comm: &dyn Collective, grads: &mut optim::HostGrads) -> Result<(
 /// Rank 0's parameters and recipe state on every process (the others contribute zeros to
 /// one sum).
 fn broadcast_params(comm: &dyn Collective, store: &ParamStore) -> Result<()> {
-    let params: Vec<_> = store.iter().map(|(_, p)| p.var.clone()).collect();
-    let mut flat = Vec::new();
-    for v in &params {
-        flat.extend(v.flatten_all()?.to_vec1::<f32>()?);
-    }
-    if comm.rank() != 0 {
-        flat.fill(0.0);
-    }
-    comm.all_reduce_sum(&mut flat)?;
-    let mut at = 0;
-    for v in &params {
-        let n = v.elem_count();
-        v.set(&candle_core::Tensor::from_slice(
-            &flat[at..at + n],
-            v.shape(),
-            v.device(),
+    let mut values = store
+        .iter()
+        .map(|(name, p)| {
+            let mut v = p.var.flatten_all()?.to_vec1::<f32>()?;
+            if comm.rank() != 0 {
+                v.fill(0.0);
+            }
+            Ok((name.clone(), v))
+        })
+        .collect::<Result<optim::HostGrads>>()?;
+    reduce_grads(comm, &mut values)?;
+    for ((_, p), (_, v)) in store.iter().zip(values) {
+        p.var.set(&candle_core::Tensor::from_vec(
+            v,
+            p.var.shape(),
+            p.var.device(),
         )?)?;
-        at += n;
     }
     Ok(())
 }
