@@ -451,19 +451,8 @@ impl SplatFrontend {
     /// A training view: a random subset, scale, translation (and rotation about z), and
     /// FPS start.
     pub fn train_tokens(&self, s: &SplatSample, rng: &mut Rng) -> Result<SampleTokens, SplatError> {
-        let n = s.g.len();
-        let m = self.cfg.points.min(n);
-        let subset = if m == n {
-            (0..n).collect()
-        } else {
-            let mut idx: Vec<usize> = (0..n).collect();
-            for i in 0..m {
-                let j = i + rng.below(n - i);
-                idx.swap(i, j);
-            }
-            idx.truncate(m);
-            idx
-        };
+        let subset = self.random_subset(s.g.len(), rng);
+        let m = subset.len();
         let [lo, hi] = self.cfg.train_scale;
         let tr = self.cfg.train_translate;
         let t = Transform {
@@ -476,6 +465,30 @@ impl SplatFrontend {
             },
         };
         self.tokens(s, &subset, t, rng.below(m))
+    }
+
+    /// `points` of `n` Gaussians drawn without replacement (all of them when fewer).
+    fn random_subset(&self, n: usize, rng: &mut Rng) -> Vec<usize> {
+        let m = self.cfg.points.min(n);
+        let mut idx: Vec<usize> = (0..n).collect();
+        if m < n {
+            for i in 0..m {
+                let j = i + rng.below(n - i);
+                idx.swap(i, j);
+            }
+            idx.truncate(m);
+        }
+        idx
+    }
+
+    /// Another view of the scene as it is (no scale, shift or rotation): a random subset
+    /// of `points` Gaussians grouped from a random FPS start. Token coordinates are the
+    /// group centres in the sample's normalised frame, so features of several such views
+    /// can be carried back to every Gaussian (`tessera-splat segment`).
+    pub fn scene_tokens(&self, s: &SplatSample, rng: &mut Rng) -> Result<SampleTokens, SplatError> {
+        let subset = self.random_subset(s.g.len(), rng);
+        let start = rng.below(subset.len());
+        self.tokens(s, &subset, Transform::IDENTITY, start)
     }
 
     /// Jitter of member offsets (standardised units scaled back) for augmented views.

@@ -87,6 +87,33 @@ impl Scalar {
     }
 }
 
+/// Appends the property at byte `off` of every `row`-byte row of `b` to `out`, with the
+/// type and byte order matched once per column rather than once per value.
+fn decode_column(ty: Scalar, big: bool, b: &[u8], row: usize, off: usize, out: &mut Vec<f64>) {
+    macro_rules! go {
+        ($t:ty, $n:expr) => {{
+            let bytes = b
+                .chunks_exact(row)
+                .map(|r| -> [u8; $n] { r[off..off + $n].try_into().unwrap() });
+            if big {
+                out.extend(bytes.map(|a| <$t>::from_be_bytes(a) as f64))
+            } else {
+                out.extend(bytes.map(|a| <$t>::from_le_bytes(a) as f64))
+            }
+        }};
+    }
+    match ty {
+        Scalar::I8 => out.extend(b.chunks_exact(row).map(|r| r[off] as i8 as f64)),
+        Scalar::U8 => out.extend(b.chunks_exact(row).map(|r| r[off] as f64)),
+        Scalar::I16 => go!(i16, 2),
+        Scalar::U16 => go!(u16, 2),
+        Scalar::I32 => go!(i32, 4),
+        Scalar::U32 => go!(u32, 4),
+        Scalar::F32 => go!(f32, 4),
+        Scalar::F64 => go!(f64, 8),
+    }
+}
+
 /// The body encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -356,9 +383,8 @@ impl<R: BufRead + Seek> Body<R> {
                     }
                 })?;
                 for (c, &pi) in cols.iter_mut().zip(want) {
-                    let (off, ty) = (offsets[pi], el.props[pi].ty);
                     c.clear();
-                    c.extend(b.chunks_exact(row).map(|r| ty.decode(&r[off..], big)));
+                    decode_column(el.props[pi].ty, big, b, row, offsets[pi], c);
                 }
                 sink(start, &cols)?;
                 start += n;
@@ -550,38 +576,42 @@ fn read_plain<R: BufRead + Seek>(
             continue;
         }
         body.element(path, e, &want, |start, c| {
-            let rows = c[0].len();
-            for r in 0..rows {
-                let g = |k: usize| c[k][r] as f32;
-                pos.push([g(0), g(1), g(2)]);
-                let mut k = 3;
-                if attributes {
-                    op.push(sigmoid(g(3)));
-                    ls.push([g(4), g(5), g(6)]);
-                    let q = canonical_quat([g(7), g(8), g(9), g(10)]).ok_or_else(|| {
+            // Whole columns at a time: `k` consecutive columns from `first` as rows of `K`.
+            fn rows<const K: usize>(
+                c: &[Vec<f64>],
+                first: usize,
+            ) -> impl Iterator<Item = [f32; K]> + '_ {
+                (0..c[first].len()).map(move |r| std::array::from_fn(|a| c[first + a][r] as f32))
+            }
+            pos.extend(rows::<3>(c, 0));
+            let mut k = 3;
+            if attributes {
+                op.extend(c[3].iter().map(|&v| sigmoid(v as f32)));
+                ls.extend(rows::<3>(c, 4));
+                for (r, q) in rows::<4>(c, 7).enumerate() {
+                    rot.push(canonical_quat(q).ok_or_else(|| {
                         SplatError::format(
                             path,
                             format!(
-                                "Gaussian {}: rotation (rot_0..3) {:?} cannot be normalised",
-                                start + r,
-                                [g(7), g(8), g(9), g(10)]
+                                "Gaussian {}: rotation (rot_0..3) {q:?} cannot be normalised",
+                                start + r
                             ),
                         )
-                    })?;
-                    rot.push(q);
-                    dc.push([g(11), g(12), g(13)]);
-                    k = 14;
-                    for j in 0..rest_keep.len() {
-                        sh.push(g(k + j));
-                    }
-                    k += rest_keep.len();
+                    })?);
                 }
-                if rgb.is_some() {
-                    colours.push([g(k), g(k + 1), g(k + 2)]);
+                dc.extend(rows::<3>(c, 11));
+                k = 14;
+                let keep = &c[k..k + rest_keep.len()];
+                for r in 0..c[0].len() {
+                    sh.extend(keep.iter().map(|col| col[r] as f32));
                 }
-                for (j, (_, col)) in extra.iter_mut().enumerate() {
-                    col.push(g(first_extra + j));
-                }
+                k += rest_keep.len();
+            }
+            if rgb.is_some() {
+                colours.extend(rows::<3>(c, k));
+            }
+            for (j, (_, col)) in extra.iter_mut().enumerate() {
+                col.extend(c[first_extra + j].iter().map(|&v| v as f32));
             }
             Ok(())
         })?;

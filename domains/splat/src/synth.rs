@@ -119,3 +119,46 @@ pub fn write_dataset(dir: &Path, seed: u64) -> Result<PathBuf, SplatError> {
     std::fs::write(&m, manifest).map_err(SplatError::io(&m))?;
     Ok(m)
 }
+
+/// A labelled scene for per-Gaussian segmentation: a sphere, a cube and a torus of
+/// `per_shape` Gaussians each, side by side along x and all of one colour (so only
+/// geometry tells them apart), labelled 1, 2 and 3, plus `per_shape / 10` Gaussians
+/// scattered through the scene labelled 0 (unlabelled). The labels are also kept as a
+/// `label` property, which the PLY writer writes.
+pub fn labelled_scene(per_shape: usize, rng: &mut Rng) -> (Gaussians, Vec<u32>) {
+    let mut scene = Gaussians {
+        attributes: true,
+        ..Gaussians::default()
+    };
+    let mut labels = Vec::new();
+    let mut add = |g: Gaussians, shift: [f32; 3], label: u32, rng: &mut Rng| {
+        for i in 0..g.len() {
+            scene
+                .pos
+                .push(std::array::from_fn(|a| g.pos[i][a] + shift[a]));
+            scene.log_scale.push(g.log_scale[i]);
+            scene.rot.push(g.rot[i]);
+            scene.opacity.push(g.opacity[i]);
+            scene
+                .dc
+                .push(std::array::from_fn(|_| 0.5 + 0.1 * rng.normal() as f32));
+            labels.push(label);
+        }
+    };
+    for (k, class) in CLASSES.iter().enumerate() {
+        let g = shape(class, per_shape, false, rng);
+        add(g, [7.0 * k as f32, 0.0, 0.0], k as u32 + 1, rng);
+    }
+    let clutter = (0..per_shape / 10)
+        .map(|_| {
+            [
+                -3.0 + 20.0 * rng.uniform() as f32,
+                3.0 * rng.normal() as f32,
+                3.0 * rng.normal() as f32,
+            ]
+        })
+        .collect();
+    add(Gaussians::points(clutter), [0.0; 3], 0, rng);
+    scene.extra = vec![("label".into(), labels.iter().map(|&l| l as f32).collect())];
+    (scene, labels)
+}

@@ -1,7 +1,8 @@
-//! The splat application: the shared subcommands over [`SplatFrontend`] plus `convert`, a
+//! The splat application: the shared subcommands over [`SplatFrontend`] plus `convert` and `segment`, a
 //! library so that tests and other tools can run it in-process.
 
 pub mod convert;
+pub mod segment;
 
 use tessera_app::{App, AppInfo};
 use tessera_cli::Presets;
