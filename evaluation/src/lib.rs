@@ -78,8 +78,8 @@ pub use linear::{
     fit_linear_probe, fit_linear_probe_with_l2, GridPoint, LinearProbe, LinearProbeConfig,
 };
 pub use metrics::{
-    accuracy, balanced_accuracy, check_labels, classification_report, confusion_matrix, macro_f1,
-    ClassificationReport,
+    accuracy, balanced_accuracy, check_labels, classification_report, confusion_matrix,
+    iou_per_class, macro_f1, ClassificationReport,
 };
 pub use multilabel::{
     average_precision, fit_multi_label_probe, fit_multi_label_probe_with_l2,

@@ -111,6 +111,24 @@ fn balanced_from_confusion(confusion: &[Vec<u64>]) -> f64 {
     recalls.iter().sum::<f64>() / recalls.len() as f64
 }
 
+/// Intersection over union per class from a confusion matrix (`conf[true][pred]`):
+/// `tp / (tp + fp + fn)`, NaN for a class absent from both truth and prediction.
+pub fn iou_per_class(conf: &[Vec<u64>]) -> Vec<f64> {
+    let k = conf.len();
+    (0..k)
+        .map(|c| {
+            let tp = conf[c][c] as f64;
+            let fp: f64 = (0..k).filter(|&r| r != c).map(|r| conf[r][c] as f64).sum();
+            let fn_: f64 = (0..k).filter(|&j| j != c).map(|j| conf[c][j] as f64).sum();
+            if tp + fp + fn_ > 0.0 {
+                tp / (tp + fp + fn_)
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
+}
+
 /// Balanced accuracy: the unweighted mean over classes of recall `tp / (tp + fn)`, in
 /// `[0, 1]`, as scikit-learn's `balanced_accuracy_score` (with `adjusted=False`).
 ///
@@ -186,6 +204,16 @@ mod tests {
     // (sklearn.metrics.f1_score(..., average="macro") gives 0.6555555555555556.)
     const T: [usize; 6] = [0, 0, 0, 1, 1, 2];
     const P: [usize; 6] = [0, 0, 1, 1, 2, 2];
+
+    #[test]
+    fn iou_per_class_counts_false_positives_and_negatives() {
+        // truth 0: 2 right, 1 called 1; truth 1: 3 right; class 2 never seen.
+        let conf = vec![vec![2, 1, 0], vec![0, 3, 0], vec![0, 0, 0]];
+        let iou = iou_per_class(&conf);
+        assert!((iou[0] - 2.0 / 3.0).abs() < 1e-12);
+        assert!((iou[1] - 3.0 / 4.0).abs() < 1e-12);
+        assert!(iou[2].is_nan());
+    }
 
     #[test]
     fn hand_computed_values() {

@@ -77,6 +77,35 @@ pub fn encoder_for<M: Modality>(
     })
 }
 
+/// The results name of a frozen-feature run: the baseline's name, `random-init`, or the
+/// checkpoint's folder (`pretrained` when it has none).
+pub fn run_name(common: &CommonArgs, random_init: bool, baseline: Option<&str>) -> String {
+    match (baseline, random_init) {
+        (Some(b), _) => b.to_string(),
+        (None, true) => "random-init".into(),
+        (None, false) => common
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pretrained".into()),
+    }
+}
+
+/// `s` with every character but ASCII letters, digits, `-` and `_` replaced by `_`, for
+/// use in a file name.
+pub fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Fails unless every row has a label (`what` is the subcommand that needs them).
 pub(crate) fn require_labels(items: &[DataItem], what: &str) -> Result<()> {
     if let Some(i) = items.iter().find(|i| i.label.is_none()) {

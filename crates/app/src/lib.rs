@@ -24,7 +24,10 @@ pub use finetune::{finetune_config, FinetuneConfig};
 pub mod source;
 
 pub use card::{CardCore, RunCard};
-pub use commands::{embed_samples, encoder_for, save_rows, write_embeddings, RunEncoder, Target};
+pub use commands::{
+    embed_samples, encoder_for, file_safe, run_name, save_rows, write_embeddings, RunEncoder,
+    Target,
+};
 pub use deploy::parity;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};

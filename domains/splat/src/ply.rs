@@ -477,8 +477,8 @@ fn col(el: &Element, name: &str) -> Option<usize> {
     el.index(name).filter(|&i| el.props[i].list_count.is_none())
 }
 
-// Columns arrive column-major (`c[property][row]`): rows are walked by index.
-#[allow(clippy::needless_range_loop)]
+/// The Gaussians (or points) of a plain vertex element; columns arrive column-major
+/// (`c[property][row]`) and move into the Gaussians a column at a time.
 fn read_plain<R: BufRead + Seek>(
     path: &Path,
     header: &Header,

@@ -19,13 +19,13 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tessera_app::finetune::{Classifier, HeadInit};
-use tessera_app::{encoder_for, finetune_config, save_rows, App, RunCard};
+use tessera_app::{encoder_for, file_safe, finetune_config, run_name, save_rows, App, RunCard};
 use tessera_cli::data::split_csv_line;
 use tessera_cli::{progress, CommonArgs};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_doc::{DocFrontend, DocSample};
 use tessera_eval::linear::fit_linear_probe;
-use tessera_eval::metrics::{classification_report, confusion_matrix};
+use tessera_eval::metrics::{classification_report, confusion_matrix, iou_per_class};
 use tessera_eval::{Features, ResultRow};
 use tessera_recipes::losses::cross_entropy;
 use tessera_recipes::{Batch, Recipe, StepContext, StepOutput, Targets};
@@ -211,19 +211,6 @@ fn geometry(fe: &DocFrontend, s: &DocSample, b: [f64; 4]) -> Vec<f32> {
     ]
 }
 
-/// A name usable in a file name.
-fn row_name_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// Per-token features `[N, D]` of a page's evaluation view (row-major patches): the whole
 /// page at once (`window` 0), or windows of `window × window` patches encoded as one batch,
 /// each token's features averaged over the windows holding it.
@@ -317,16 +304,7 @@ pub fn run(app: &App<DocFrontend>, a: &BoxesArgs) -> Result<()> {
     let run_name = a
         .name
         .clone()
-        .unwrap_or_else(|| match (&enc, a.random_init) {
-            (None, _) => "geometry".into(),
-            (Some(_), true) => "random-init".into(),
-            (Some(_), false) => common
-                .checkpoint
-                .as_ref()
-                .and_then(|c| c.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "pretrained".into()),
-        });
+        .unwrap_or_else(|| run_name(common, a.random_init, baseline.then_some("geometry")));
     let window = a.window.unwrap_or(fe.cfg.crop_px / fe.cfg.patch_px);
     let mut by_page: Vec<Vec<&BoxRow>> = vec![Vec::new(); pages.paths.len()];
     for b in &pages.boxes {
@@ -652,11 +630,12 @@ fn score(r: &Scored) -> Result<()> {
     let out = r.out;
     let pred_path = out.join(format!(
         "predictions-{}-{}.csv",
-        row_name_safe(&r.run),
+        file_safe(&r.run),
         task_name
     ));
     std::fs::write(&pred_path, text).with_context(|| format!("writing {}", pred_path.display()))?;
     let conf = confusion_matrix(yte, pred, classes.len());
+    let class_iou = iou_per_class(&conf);
     let mut extra = BTreeMap::new();
     let mut per_class = Vec::new();
     let mut ious = Vec::new();
@@ -675,11 +654,7 @@ fn score(r: &Scored) -> Result<()> {
         } else {
             f64::NAN
         };
-        let iou = if tp + fp + fn_ > 0.0 {
-            tp / (tp + fp + fn_)
-        } else {
-            f64::NAN
-        };
+        let iou = class_iou[c];
         extra.insert(format!("f1_{name}"), f1);
         if a.task == Task::Patches {
             extra.insert(format!("iou_{name}"), iou);
@@ -965,7 +940,7 @@ fn finetune(
         .insert("finetune".into(), toml::Value::try_from(&cfg)?);
     let run_dir = out.join("runs").join(format!(
         "boxes-{}-seed{}",
-        row_name_safe(&a.name.clone().unwrap_or_else(|| "finetune".into())),
+        file_safe(&a.name.clone().unwrap_or_else(|| "finetune".into())),
         card.seed
     ));
     if run_dir.exists() {

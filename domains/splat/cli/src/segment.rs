@@ -20,12 +20,12 @@ use clap::Args;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tessera_app::{encoder_for, save_rows, App};
+use tessera_app::{encoder_for, file_safe, run_name, save_rows, App};
 use tessera_cli::data::split_csv_line;
 use tessera_cli::{csv_field, CommonArgs};
 use tessera_core::{Encoder, TokenTensors};
 use tessera_eval::linear::fit_linear_probe;
-use tessera_eval::metrics::{classification_report, confusion_matrix};
+use tessera_eval::metrics::{classification_report, confusion_matrix, iou_per_class};
 use tessera_eval::{Features, LinearProbeConfig, ResultRow};
 use tessera_splat::{Attributes, SplatFrontend, SplatSample};
 use tessera_tokens::{Rng, Tokens};
@@ -314,28 +314,16 @@ impl Table<'_> {
 /// Per-class IoU (NaN for a class absent from both truth and prediction) and their mean
 /// over the classes present.
 fn ious(y: &[usize], pred: &[usize], classes: usize) -> (Vec<f64>, f64) {
-    let conf = confusion_matrix(y, pred, classes);
-    let iou: Vec<f64> = (0..classes)
-        .map(|c| {
-            let tp = conf[c][c] as f64;
-            let fp: f64 = (0..classes)
-                .filter(|&r| r != c)
-                .map(|r| conf[r][c] as f64)
-                .sum();
-            let fn_: f64 = (0..classes)
-                .filter(|&k| k != c)
-                .map(|k| conf[c][k] as f64)
-                .sum();
-            if tp + fp + fn_ > 0.0 {
-                tp / (tp + fp + fn_)
-            } else {
-                f64::NAN
-            }
-        })
-        .collect();
+    let iou = iou_per_class(&confusion_matrix(y, pred, classes));
     let present: Vec<f64> = iou.iter().copied().filter(|v| v.is_finite()).collect();
     let miou = present.iter().sum::<f64>() / present.len().max(1) as f64;
     (iou, miou)
+}
+
+/// Where the per-Gaussian labels come from.
+enum LabelSource<'a> {
+    File(&'a Path),
+    Property(&'a str),
 }
 
 pub fn run(app: &App<SplatFrontend>, a: &SegmentArgs) -> Result<()> {
@@ -349,9 +337,13 @@ pub fn run(app: &App<SplatFrontend>, a: &SegmentArgs) -> Result<()> {
     if a.passes == 0 {
         bail!("--passes must be at least 1");
     }
-    if a.labels.is_none() && a.label_property.is_none() {
-        bail!("segment needs per-Gaussian labels: --labels FILE or --label-property NAME");
-    }
+    let source = match (&a.labels, &a.label_property) {
+        (Some(file), _) => LabelSource::File(file),
+        (None, Some(prop)) => LabelSource::Property(prop),
+        (None, None) => {
+            bail!("segment needs per-Gaussian labels: --labels FILE or --label-property NAME")
+        }
+    };
     let baseline = match a.baseline.as_deref() {
         None => false,
         Some("attributes") => true,
@@ -370,34 +362,27 @@ pub fn run(app: &App<SplatFrontend>, a: &SegmentArgs) -> Result<()> {
         let r = encoder_for(app, common, a.random_init)?;
         (r.card, Some((r.encoder, r.store)))
     };
-    // A random-init card has no statistics: fit them on the scenes, as pretraining would.
-    if let Some(fit) = tessera_app::source::fit_stats(&card.modality()?, &items, true)? {
-        card.frontend = fit.config;
-    }
-    let fe = card.modality()?;
     let seed = common.seed.unwrap_or(card.seed);
     let run_name = a
         .name
         .clone()
-        .unwrap_or_else(|| match (&enc, a.random_init) {
-            (None, _) => "attributes".into(),
-            (Some(_), true) => "random-init".into(),
-            (Some(_), false) => common
-                .checkpoint
-                .as_ref()
-                .and_then(|c| c.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "pretrained".into()),
-        });
+        .unwrap_or_else(|| run_name(common, a.random_init, baseline.then_some("attributes")));
 
     // Scenes and their labels.
+    // Decoding does not depend on the feature statistics, so a card without them (random
+    // init) fits them on the decoded scenes, as pretraining would.
+    let fe = card.modality()?;
     let mut scenes = Vec::new();
+    let mut stats = fe.stats_start();
     for it in &items {
         let sample = tessera_app::source::decode(&fe, &it.path)?;
+        if let Some(st) = &mut stats {
+            fe.stats_add(st, &sample);
+        }
         let n = sample.g.len();
-        let raw: Vec<String> = match (&a.labels, &a.label_property) {
-            (Some(file), _) => read_label_file(file, a.label_field.as_deref(), n)?,
-            (None, Some(prop)) => match sample.g.extra.iter().find(|(k, _)| k == prop) {
+        let raw: Vec<String> = match source {
+            LabelSource::File(file) => read_label_file(file, a.label_field.as_deref(), n)?,
+            LabelSource::Property(prop) => match sample.g.extra.iter().find(|(k, _)| k == prop) {
                 Some((_, v)) => v.iter().map(|&x| property_label(x)).collect(),
                 None => bail!(
                     "{}: no per-Gaussian property `{prop}` (extra properties: {})",
@@ -415,7 +400,6 @@ pub fn run(app: &App<SplatFrontend>, a: &SegmentArgs) -> Result<()> {
                     }
                 ),
             },
-            (None, None) => unreachable!("checked above"),
         };
         let labels = raw
             .into_iter()
@@ -427,6 +411,13 @@ pub fn run(app: &App<SplatFrontend>, a: &SegmentArgs) -> Result<()> {
             labels,
         });
     }
+    let fe = match stats {
+        Some(st) => {
+            card.frontend = fe.stats_finish(st);
+            card.modality()?
+        }
+        None => fe,
+    };
     let mut classes: Vec<String> = scenes
         .iter()
         .flat_map(|s| s.labels.iter().flatten().cloned())
@@ -528,17 +519,7 @@ pub fn run(app: &App<SplatFrontend>, a: &SegmentArgs) -> Result<()> {
             csv_field(&classes[segment[g]])
         ));
     }
-    let safe: String = run_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let pred_path = out.join(format!("segments-{safe}.csv"));
+    let pred_path = out.join(format!("segments-{}.csv", file_safe(&run_name)));
     std::fs::write(&pred_path, text).with_context(|| format!("writing {}", pred_path.display()))?;
 
     let mut extra: BTreeMap<String, f64> = fold_miou;

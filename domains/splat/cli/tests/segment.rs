@@ -112,63 +112,28 @@ fn segments_a_labelled_scene() {
     assert!((0..4).all(|k| folds.contains(&k)));
 
     // Labels that do not fit the scene: one line naming the file.
+    let baseline_error = |labels: &[&str]| -> String {
+        let mut args = vec!["--baseline", "attributes", "--data", p, "--out", o];
+        args.extend_from_slice(labels);
+        format!("{:#}", segment(&args).unwrap_err())
+    };
     let short = d.join("short.csv");
     std::fs::write(&short, "label\n1\n2\n").unwrap();
-    let e = segment(&[
-        "--baseline",
-        "attributes",
-        "--data",
-        p,
-        "--labels",
-        short.to_str().unwrap(),
-        "--out",
-        o,
-    ])
-    .unwrap_err();
-    let msg = format!("{e:#}");
+    let msg = baseline_error(&["--labels", short.to_str().unwrap()]);
     assert!(
         msg.contains("short.csv") && msg.contains("2 labelled rows"),
         "{msg}"
     );
     let far = d.join("far.csv");
     std::fs::write(&far, "index,label\n999999,1\n").unwrap();
-    let msg = format!(
-        "{:#}",
-        segment(&[
-            "--baseline",
-            "attributes",
-            "--data",
-            p,
-            "--labels",
-            far.to_str().unwrap(),
-            "--out",
-            o
-        ])
-        .unwrap_err()
-    );
+    let msg = baseline_error(&["--labels", far.to_str().unwrap()]);
     assert!(msg.contains("far.csv") && msg.contains("999999"), "{msg}");
-    let msg = format!(
-        "{:#}",
-        segment(&[
-            "--baseline",
-            "attributes",
-            "--data",
-            p,
-            "--label-property",
-            "class",
-            "--out",
-            o
-        ])
-        .unwrap_err()
-    );
+    let msg = baseline_error(&["--label-property", "class"]);
     assert!(
         msg.contains("scene.ply") && msg.contains("`class`") && msg.contains("label"),
         "{msg}"
     );
-    let msg = format!(
-        "{:#}",
-        segment(&["--baseline", "attributes", "--data", p, "--out", o]).unwrap_err()
-    );
+    let msg = baseline_error(&[]);
     assert!(msg.contains("--labels"), "{msg}");
     let _ = std::fs::remove_dir_all(&d);
 }
