@@ -219,6 +219,7 @@ def main():
     ap.add_argument("--mask-ratio", type=float, default=0.75)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sdpa", action="store_true", help="use F.scaled_dot_product_attention instead of matmul-softmax")
+    ap.add_argument("--profile", metavar="JSON", help="profile the timed steps with torch.profiler and write self-CPU time per operator to JSON")
     a = ap.parse_args()
     if a.steps < 1:
         ap.error("--steps must be >= 1")
@@ -243,23 +244,42 @@ def main():
     )
     params = list(model.parameters())
 
+    phases = [0.0, 0.0, 0.0]  # forward + loss, backward, clipping + optimiser (seconds)
+
     def step():
+        t0 = time.perf_counter()
         vis_v, vis_c, msk_v, msk_c = random_mask(values, coords, a.mask_ratio, gen)
         target = norm_targets(msk_v)
         pred = model(vis_v, vis_c, msk_c)
         loss = (pred - target).pow(2).mean(dim=-1).mean()
+        t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        return loss.item()
+        out = loss.item()
+        for i, dt in enumerate((t1 - t0, t2 - t1, time.perf_counter() - t2)):
+            phases[i] += dt
+        return out
 
     for _ in range(a.warmup):
         step()
+    phases[:] = [0.0, 0.0, 0.0]
+    prof = None
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        prof = profile(activities=[ProfilerActivity.CPU])
+        prof.__enter__()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         loss = step()
     elapsed = time.perf_counter() - t0
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        ops = {e.key: e.self_cpu_time_total / 1e3 / a.steps for e in prof.key_averages()}
+        with open(a.profile, "w") as f:
+            json.dump({"step_ms": 1000.0 * elapsed / a.steps, "self_ms_per_step": ops}, f, indent=1)
     if not math.isfinite(loss):
         raise SystemExit(f"non-finite loss {loss}")
 
@@ -269,6 +289,9 @@ def main():
         "threads": torch.get_num_threads(),
         "samples_per_s": round(a.batch_size * a.steps / elapsed, 3),
         "step_ms": round(1000.0 * elapsed / a.steps, 2),
+        "forward_ms": round(1000.0 * phases[0] / a.steps, 1),
+        "backward_ms": round(1000.0 * phases[1] / a.steps, 1),
+        "optimiser_ms": round(1000.0 * phases[2] / a.steps, 1),
         "params_encoder": sum(p.numel() for p in model.encoder.parameters()),
         "attention": "sdpa" if a.sdpa else "matmul",
         "batch_size": a.batch_size,

@@ -102,17 +102,17 @@ fn probabilities(
     // S = scale · Q Kᵀ: Kᵀ has row stride 1 and column stride 3D.
     mm(n, n, dh, &mut p, n, q, row, 1, k, 1, row, scale);
     let brow = bias.map(|b| &b[bi * n..(bi + 1) * n]);
-    for r in p.chunks_mut(n) {
-        if let Some(br) = brow {
-            r.iter_mut().zip(br).for_each(|(x, b)| *x += b);
-        }
-        let mx = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        r.iter_mut()
-            .for_each(|x| *x = crate::ops::fast_exp(*x - mx));
-        let sum: f32 = r.iter().sum();
-        let inv = 1.0 / sum;
-        r.iter_mut().for_each(|x| *x *= inv);
-    }
+    crate::ops::simd(
+        #[inline(always)]
+        || {
+            for r in p.chunks_mut(n) {
+                if let Some(br) = brow {
+                    r.iter_mut().zip(br).for_each(|(x, b)| *x += b);
+                }
+                crate::ops::softmax_in_place(r);
+            }
+        },
+    );
     p
 }
 
@@ -237,12 +237,17 @@ impl CustomOp2 for AttentionBwd {
                 let mut ds = vec![0f32; n * n];
                 mm(n, n, dh, &mut ds, n, g, d, 1, v, 1, row, 1.0);
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P))
-                for (sr, pr) in ds.chunks_mut(n).zip(p.chunks(n)) {
-                    let dot: f32 = sr.iter().zip(pr).map(|(a, b)| a * b).sum();
-                    sr.iter_mut()
-                        .zip(pr)
-                        .for_each(|(s, &pv)| *s = pv * (*s - dot));
-                }
+                crate::ops::simd(
+                    #[inline(always)]
+                    || {
+                        for (sr, pr) in ds.chunks_mut(n).zip(p.chunks(n)) {
+                            let dot = crate::ops::dot(sr, pr);
+                            sr.iter_mut()
+                                .zip(pr)
+                                .for_each(|(s, &pv)| *s = pv * (*s - dot));
+                        }
+                    },
+                );
                 let mut dq = vec![0f32; n * dh];
                 mm(n, dh, n, &mut dq, dh, &ds, n, 1, k, row, 1, self.scale);
                 let mut dk = vec![0f32; n * dh];

@@ -37,23 +37,109 @@ pub fn composed(x: &Tensor) -> bool {
     }
 }
 
-/// `exp(x)` in f32 written so that loops over it vectorise (no libm call): range reduction
-/// `x = n·ln2 + r` with round-to-nearest by the 1.5·2²³ trick, then a degree-6 polynomial.
-/// Relative error below 2e-7 on [-87, 88]; inputs below -87 give ~0 (as exp does).
+/// `exp(x)` in f32 written so that loops over it vectorise (no libm call, no branch, no
+/// saturating float-to-int cast): range reduction `x = n·ln2 + r` with round-to-nearest by
+/// the 1.5·2²³ trick (whose low mantissa bits then hold `n` as an integer), then a
+/// degree-6 polynomial. Relative error below 2e-7 on [-87, 88]; inputs below -87 give ~0
+/// (as exp does).
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let shifted = x * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
+    // `n` exactly, as an integer: |n| < 2^22, so it sits in the mantissa of `shifted`.
+    let ni = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_67 + r * (0.041_666_52 + r * (0.008_333_7 + r * 0.001_394_1)))));
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+    f32::from_bits(((ni + 127) as u32) << 23) * p
+}
+
+/// Runs `f` compiled for AVX2 and FMA when the CPU has them: the crate is built for
+/// baseline x86-64 (SSE2), where the row loops below run 4 lanes wide with scalar
+/// reductions. `f` is inlined into a function with those features enabled.
+#[inline(always)]
+pub fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn wide<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features `wide` is compiled for.
+            return unsafe { wide(f) };
+        }
+    }
+    f()
+}
+
+/// Lanes of the reductions below: independent partial sums let the compiler vectorise
+/// them (a single running sum must be added in order).
+const LANES: usize = 16;
+
+/// `Σ f(i)` over `0..n` in [`LANES`] partial sums (a fixed order: the result does not
+/// depend on the CPU's vector width).
+#[inline(always)]
+fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let whole = n - n % LANES;
+    for i in (0..whole).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    for (l, a) in acc.iter_mut().enumerate().take(n - whole) {
+        *a += f(whole + l);
+    }
+    acc.iter().sum()
+}
+
+/// `Σ x`.
+#[inline(always)]
+pub(crate) fn sum(x: &[f32]) -> f32 {
+    lane_sum(x.len(), |i| x[i])
+}
+
+/// `Σ a·b`.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    lane_sum(n, |i| a[i] * b[i])
+}
+
+/// The largest value of `x` (−∞ for an empty row; NaNs are skipped unless first).
+#[inline(always)]
+fn row_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let whole = x.len() - x.len() % LANES;
+    for c in x[..whole].chunks_exact(LANES) {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(&x[whole..]) {
+        *a = if v > *a { v } else { *a };
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+/// Softmax of one row in place.
+#[inline(always)]
+pub(crate) fn softmax_in_place(r: &mut [f32]) {
+    let mx = row_max(r);
+    r.iter_mut().for_each(|x| *x = fast_exp(*x - mx));
+    let inv = 1.0 / sum(r);
+    r.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// The contiguous f32 data of a CPU storage, or an error naming the op.
@@ -88,9 +174,14 @@ fn map_rows(x: &[f32], d: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) -> Vec<f
     y.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
         .for_each(|(yc, xc)| {
-            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
-                f(yr, xr);
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                        f(yr, xr);
+                    }
+                },
+            )
         });
     y
 }
@@ -107,9 +198,14 @@ fn map_rows2(
     y.par_chunks_mut(chunk)
         .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
         .for_each(|(yc, (ac, bc))| {
-            for ((yr, ar), br) in yc.chunks_mut(d).zip(ac.chunks(d)).zip(bc.chunks(d)) {
-                f(yr, ar, br);
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    for ((yr, ar), br) in yc.chunks_mut(d).zip(ac.chunks(d)).zip(bc.chunks(d)) {
+                        f(yr, ar, br);
+                    }
+                },
+            )
         });
     y
 }
@@ -124,14 +220,15 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "softmax")?;
         let d = last_dim(l);
-        let y = map_rows(x, d, |yr, xr| {
-            let m = xr.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            for (o, &v) in yr.iter_mut().zip(xr) {
-                *o = fast_exp(v - m);
-            }
-            let inv = 1.0 / yr.iter().sum::<f32>();
-            yr.iter_mut().for_each(|o| *o *= inv);
-        });
+        let y = map_rows(
+            x,
+            d,
+            #[inline(always)]
+            |yr, xr| {
+                yr.copy_from_slice(xr);
+                softmax_in_place(yr);
+            },
+        );
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -164,12 +261,18 @@ impl CustomOp2 for SoftmaxBwd {
         let y = contiguous(s1, l1, "softmax-bwd")?;
         let g = contiguous(s2, l2, "softmax-bwd")?;
         let d = last_dim(l1);
-        let dx = map_rows2(y, g, d, |dr, yr, gr| {
-            let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
-            for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
-                *o = yv * (gv - dot);
-            }
-        });
+        let dx = map_rows2(
+            y,
+            g,
+            d,
+            #[inline(always)]
+            |dr, yr, gr| {
+                let dot = dot(yr, gr);
+                for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
+                    *o = yv * (gv - dot);
+                }
+            },
+        );
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -178,10 +281,11 @@ struct Normalize {
     eps: f32,
 }
 
+#[inline(always)]
 fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let d = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / d;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    let mean = sum(x) / d;
+    let var = lane_sum(x.len(), |i| (x[i] - mean) * (x[i] - mean)) / d;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -194,12 +298,17 @@ impl CustomOp1 for Normalize {
         let x = contiguous(s, l, "layer-norm")?;
         let d = last_dim(l);
         let eps = self.eps;
-        let y = map_rows(x, d, |yr, xr| {
-            let (mean, rstd) = moments(xr, eps);
-            for (o, &v) in yr.iter_mut().zip(xr) {
-                *o = (v - mean) * rstd;
-            }
-        });
+        let y = map_rows(
+            x,
+            d,
+            #[inline(always)]
+            |yr, xr| {
+                let (mean, rstd) = moments(xr, eps);
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = (v - mean) * rstd;
+                }
+            },
+        );
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -238,20 +347,21 @@ impl CustomOp2 for NormalizeBwd {
         let g = contiguous(s2, l2, "layer-norm-bwd")?;
         let d = last_dim(l1);
         let eps = self.eps;
-        let dx = map_rows2(x, g, d, |dr, xr, gr| {
-            let (mean, rstd) = moments(xr, eps);
-            let n = d as f32;
-            let (mut mg, mut mgx) = (0f32, 0f32);
-            for (&xv, &gv) in xr.iter().zip(gr) {
-                mg += gv;
-                mgx += gv * (xv - mean) * rstd;
-            }
-            mg /= n;
-            mgx /= n;
-            for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
-                *o = rstd * (gv - mg - (xv - mean) * rstd * mgx);
-            }
-        });
+        let dx = map_rows2(
+            x,
+            g,
+            d,
+            #[inline(always)]
+            |dr, xr, gr| {
+                let (mean, rstd) = moments(xr, eps);
+                let n = d as f32;
+                let mg = sum(gr) / n;
+                let mgx = lane_sum(d, |i| gr[i] * (xr[i] - mean) * rstd) / n;
+                for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
+                    *o = rstd * (gv - mg - (xv - mean) * rstd * mgx);
+                }
+            },
+        );
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -317,11 +427,16 @@ impl CustomOp2 for AddBias {
         if b.len() != c {
             candle_core::bail!("add-bias: bias has {} values, rows have {c}", b.len());
         }
-        let y = map_rows(x, c, |yr, xr| {
-            for ((o, v), bv) in yr.iter_mut().zip(xr).zip(b) {
-                *o = v + bv;
-            }
-        });
+        let y = map_rows(
+            x,
+            c,
+            #[inline(always)]
+            |yr, xr| {
+                for ((o, v), bv) in yr.iter_mut().zip(xr).zip(b) {
+                    *o = v + bv;
+                }
+            },
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -370,12 +485,17 @@ impl candle_core::CustomOp3 for LayerNormOp {
         let b = contiguous(s3, l3, "layer-norm")?;
         let d = last_dim(l1);
         let eps = self.eps;
-        let y = map_rows(x, d, |yr, xr| {
-            let (mean, rstd) = moments(xr, eps);
-            for i in 0..d {
-                yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-            }
-        });
+        let y = map_rows(
+            x,
+            d,
+            #[inline(always)]
+            |yr, xr| {
+                let (mean, rstd) = moments(xr, eps);
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+                }
+            },
+        );
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -404,7 +524,7 @@ impl candle_core::CustomOp3 for LayerNormOp {
 struct Gelu;
 
 /// erf in f32 (Abramowitz & Stegun 7.1.26 refined: |error| < 1.5e-7 relative to 1).
-#[inline]
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
@@ -432,11 +552,16 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "gelu")?;
         // Elementwise: "rows" are just blocks of the flat buffer.
-        let y = map_rows(x, ELEMENTWISE_BLOCK, |yc, xc| {
-            for (o, &v) in yc.iter_mut().zip(xc) {
-                *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
-            }
-        });
+        let y = map_rows(
+            x,
+            ELEMENTWISE_BLOCK,
+            #[inline(always)]
+            |yc, xc| {
+                for (o, &v) in yc.iter_mut().zip(xc) {
+                    *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
+                }
+            },
+        );
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -470,13 +595,19 @@ impl CustomOp2 for GeluBwd {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous(s1, l1, "gelu-bwd")?;
         let g = contiguous(s2, l2, "gelu-bwd")?;
-        let dx = map_rows2(x, g, ELEMENTWISE_BLOCK, |dc, xc, gc| {
-            for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
-                *o = gv * (cdf + v * pdf);
-            }
-        });
+        let dx = map_rows2(
+            x,
+            g,
+            ELEMENTWISE_BLOCK,
+            #[inline(always)]
+            |dc, xc, gc| {
+                for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
+                    let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                    let pdf = INV_SQRT_2PI * fast_exp(-0.5 * v * v);
+                    *o = gv * (cdf + v * pdf);
+                }
+            },
+        );
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
@@ -527,15 +658,15 @@ impl CustomOp2 for MaskedSoftmax {
             .enumerate()
             .for_each(|(r, (yr, xr))| {
                 let br = &bias[(r / rows_per_batch) * m..(r / rows_per_batch + 1) * m];
-                let mut mx = f32::NEG_INFINITY;
-                for (o, (&v, &bv)) in yr.iter_mut().zip(xr.iter().zip(br)) {
-                    *o = v * scale + bv;
-                    mx = mx.max(*o);
-                }
-                yr.iter_mut().for_each(|o| *o = fast_exp(*o - mx));
-                let sum: f32 = yr.iter().sum();
-                let inv = 1.0 / sum;
-                yr.iter_mut().for_each(|o| *o *= inv);
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (o, (&v, &bv)) in yr.iter_mut().zip(xr.iter().zip(br)) {
+                            *o = v * scale + bv;
+                        }
+                        softmax_in_place(yr);
+                    },
+                )
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }

@@ -671,6 +671,8 @@ pub fn bench_steps(
     };
     let mut opt = AdamW::new(store, cfg);
     let mut timed = 0.0;
+    // Seconds in the forward pass + loss, the backward pass, and the optimiser.
+    let mut phases = [0.0f64; 3];
     for i in 0..warmup + steps {
         let t0 = Instant::now();
         let ctx = StepContext {
@@ -678,11 +680,16 @@ pub fn bench_steps(
             total_steps: (warmup + steps) as u64,
         };
         let out = recipe.loss(batch, &ctx, &mut rng)?;
+        let t1 = Instant::now();
         let grads = out.loss.backward()?;
+        let t2 = Instant::now();
         opt.step(store, &grads, 1e-4, i as u64 + 1)?;
         recipe.after_step(store, &ctx, &out)?;
         if i >= warmup {
             timed += t0.elapsed().as_secs_f64();
+            phases[0] += (t1 - t0).as_secs_f64();
+            phases[1] += (t2 - t1).as_secs_f64();
+            phases[2] += t2.elapsed().as_secs_f64();
         }
     }
     let threads = std::env::var("RAYON_NUM_THREADS")
@@ -696,9 +703,12 @@ pub fn bench_steps(
     let bs = batch.views.first().map(|v| v.b).unwrap_or(0);
     let tokens = batch.views.first().map(|v| v.n).unwrap_or(0);
     Ok(format!(
-        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {tokens}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"params_encoder\": {}}}",
+        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {tokens}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"forward_ms\": {:.1}, \"backward_ms\": {:.1}, \"optimiser_ms\": {:.1}, \"params_encoder\": {}}}",
         (bs * steps) as f64 / timed,
         1000.0 * timed / steps.max(1) as f64,
+        1000.0 * phases[0] / steps.max(1) as f64,
+        1000.0 * phases[1] / steps.max(1) as f64,
+        1000.0 * phases[2] / steps.max(1) as f64,
         store.count(tessera_recipes::ENCODER_PREFIX)
     ))
 }

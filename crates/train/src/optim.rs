@@ -5,6 +5,7 @@
 use crate::{Result, TrainConfig, TrainError};
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use tessera_core::params::Decay;
 use tessera_core::ParamStore;
@@ -71,12 +72,15 @@ impl AdamW {
 
     /// Applies one update from host gradients ([`AdamW::host_grads`]) with learning rate
     /// `lr` at 1-based `step`; returns the global gradient norm before clipping.
+    /// Parameters are updated in parallel; each element's arithmetic is the same whatever
+    /// the thread count, so results do not depend on it.
     pub fn apply(&mut self, store: &ParamStore, gs: HostGrads, lr: f64, step: u64) -> Result<f64> {
-        let sq: f64 = gs
-            .iter()
+        // Per-parameter sums in parallel, added in the store's order.
+        let sums: Vec<f64> = gs
+            .par_iter()
             .map(|(_, g)| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-            .sum();
-        let norm = sq.sqrt();
+            .collect();
+        let norm = sums.iter().sum::<f64>().sqrt();
         if !norm.is_finite() {
             return Err(TrainError::NonFinite {
                 what: "gradient norm".into(),
@@ -94,31 +98,49 @@ impl AdamW {
         let bc2 = 1.0 - b2.powi(step as i32);
         let bc2_sqrt = bc2.sqrt() as f32;
         let (b1, b2, eps) = (b1 as f32, b2 as f32, self.eps as f32);
-        for (name, g) in gs {
-            let Some(p) = store.param(&name) else {
-                continue;
-            };
-            let lr = lr * p.lr_scale;
-            let step_size = (lr / bc1) as f32;
-            let decay = if p.decay == Decay::Yes {
-                (lr * self.weight_decay) as f32
-            } else {
-                0.0
-            };
-            let (Some(m), Some(v)) = (self.m.get_mut(&name), self.v.get_mut(&name)) else {
-                continue;
-            };
-            let shape = p.var.shape().clone();
-            let mut w = p.var.flatten_all()?.to_vec1::<f32>()?;
-            for i in 0..w.len() {
-                let gi = g[i] * clip;
-                m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                w[i] -= decay * w[i];
-                w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
+        // One job per parameter with a gradient and moments: (gradient, parameter, m, v).
+        let mut moments: std::collections::HashMap<&str, (&mut Vec<f32>, &mut Vec<f32>)> = self
+            .m
+            .iter_mut()
+            .zip(self.v.iter_mut())
+            .map(|((name, m), (_, v))| (name.as_str(), (m, v)))
+            .collect();
+        let mut jobs = Vec::with_capacity(gs.len());
+        for (name, g) in &gs {
+            if let (Some(p), Some((m, v))) = (store.param(name), moments.remove(name.as_str())) {
+                jobs.push((g, p, m, v));
             }
-            p.var.set(&Tensor::from_vec(w, shape, p.var.device())?)?;
         }
+        let updated: Vec<Result<()>> = jobs
+            .into_par_iter()
+            .map(|(g, p, m, v)| {
+                let lr = lr * p.lr_scale;
+                let step_size = (lr / bc1) as f32;
+                let decay = if p.decay == Decay::Yes {
+                    (lr * self.weight_decay) as f32
+                } else {
+                    0.0
+                };
+                let shape = p.var.shape().clone();
+                let mut w = p.var.flatten_all()?.to_vec1::<f32>()?;
+                let n = w.len().min(g.len()).min(m.len()).min(v.len());
+                tessera_core::ops::simd(
+                    #[inline(always)]
+                    || {
+                        for i in 0..n {
+                            let gi = g[i] * clip;
+                            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                            w[i] -= decay * w[i];
+                            w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
+                        }
+                    },
+                );
+                p.var.set(&Tensor::from_vec(w, shape, p.var.device())?)?;
+                Ok(())
+            })
+            .collect();
+        updated.into_iter().collect::<Result<Vec<()>>>()?;
         Ok(norm)
     }
 }
