@@ -4,6 +4,8 @@
 use candle_core::{Device, Tensor};
 use std::time::Instant;
 
+type Case<'a> = (&'a str, Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>);
+
 fn main() -> candle_core::Result<()> {
     let mut args = std::env::args().skip(1);
     let rows: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4096);
@@ -13,7 +15,7 @@ fn main() -> candle_core::Result<()> {
         let x = Tensor::randn(0f32, 1.0, (rows, din), &dev)?;
         let w = Tensor::randn(0f32, 1.0, (dout, din), &dev)?;
         let dy = Tensor::randn(0f32, 1.0, (rows, dout), &dev)?;
-        let cases: [(&str, Box<dyn Fn() -> candle_core::Result<Tensor>>); 3] = [
+        let cases: [Case; 3] = [
             ("x·Wᵀ", Box::new(|| x.matmul(&w.t()?))),
             ("dY·W", Box::new(|| dy.matmul(&w))),
             ("dYᵀ·x", Box::new(|| dy.t()?.matmul(&x))),
