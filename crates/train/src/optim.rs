@@ -6,7 +6,7 @@ use crate::{Result, TrainConfig, TrainError};
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tessera_core::params::Decay;
 use tessera_core::ParamStore;
 
@@ -99,15 +99,14 @@ impl AdamW {
         let bc2_sqrt = bc2.sqrt() as f32;
         let (b1, b2, eps) = (b1 as f32, b2 as f32, self.eps as f32);
         // One job per parameter with a gradient and moments: (gradient, parameter, m, v).
-        let mut moments: std::collections::HashMap<&str, (&mut Vec<f32>, &mut Vec<f32>)> = self
-            .m
-            .iter_mut()
-            .zip(self.v.iter_mut())
-            .map(|((name, m), (_, v))| (name.as_str(), (m, v)))
-            .collect();
+        let mut ms: HashMap<&str, &mut Vec<f32>> =
+            self.m.iter_mut().map(|(k, m)| (k.as_str(), m)).collect();
+        let mut vs: HashMap<&str, &mut Vec<f32>> =
+            self.v.iter_mut().map(|(k, v)| (k.as_str(), v)).collect();
         let mut jobs = Vec::with_capacity(gs.len());
         for (name, g) in &gs {
-            if let (Some(p), Some((m, v))) = (store.param(name), moments.remove(name.as_str())) {
+            let n = name.as_str();
+            if let (Some(p), Some(m), Some(v)) = (store.param(n), ms.remove(n), vs.remove(n)) {
                 jobs.push((g, p, m, v));
             }
         }
