@@ -86,21 +86,28 @@ pub fn simd<R>(f: impl FnOnce() -> R) -> R {
 /// them (a single running sum must be added in order).
 const LANES: usize = 16;
 
-/// `Σ f(i)` over `0..n` in [`LANES`] partial sums (a fixed order: the result does not
+/// `f(0) ⊕ f(1) ⊕ … ⊕ f(n-1)` in [`LANES`] partial results, each started at `init` and
+/// combined with `op`, then folded together in order (a fixed order: the result does not
 /// depend on the CPU's vector width).
 #[inline(always)]
-fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
+fn lane_fold(n: usize, init: f32, f: impl Fn(usize) -> f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
     let whole = n - n % LANES;
     for i in (0..whole).step_by(LANES) {
         for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(i + l);
+            *a = op(*a, f(i + l));
         }
     }
     for (l, a) in acc.iter_mut().enumerate().take(n - whole) {
-        *a += f(whole + l);
+        *a = op(*a, f(whole + l));
     }
-    acc.iter().sum()
+    acc.iter().fold(init, |r, &a| op(r, a))
+}
+
+/// `Σ f(i)` over `0..n` in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    lane_fold(n, 0.0, f, |a, b| a + b)
 }
 
 /// `Σ x`.
@@ -120,17 +127,12 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// The largest value of `x` (−∞ for an empty row; NaNs are skipped unless first).
 #[inline(always)]
 fn row_max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let whole = x.len() - x.len() % LANES;
-    for c in x[..whole].chunks_exact(LANES) {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = if v > *a { v } else { *a };
-        }
-    }
-    for (a, &v) in acc.iter_mut().zip(&x[whole..]) {
-        *a = if v > *a { v } else { *a };
-    }
-    acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    lane_fold(
+        x.len(),
+        f32::NEG_INFINITY,
+        |i| x[i],
+        |a, v| if v > a { v } else { a },
+    )
 }
 
 /// Softmax of one row in place.

@@ -725,8 +725,8 @@ impl GradStore {
     /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`: the first contribution is stored as it is
     /// (copied only when strided; tensors are immutable, so sharing it is safe) instead of
-    /// being added to a fresh
-    /// tensor of zeros, which cost an allocation, a memset and an addition per node.
+    /// being added to a fresh tensor of zeros, which cost an allocation, a memset and an
+    /// addition per node.
     /// (Tessera's patch of candle-core 0.11.1; see vendor/README.md.)
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
