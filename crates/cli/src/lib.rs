@@ -128,13 +128,18 @@ impl CommonArgs {
 }
 
 /// Keeps freed tensor buffers in the heap instead of returning them to the kernel: a
-/// training step allocates and frees the same large buffers every step, and with glibc's
-/// defaults each of those becomes a fresh mmap and thousands of page faults.
+/// training step or a batch of inference allocates and frees the same large buffers over
+/// and over, and with glibc's defaults each of those becomes a fresh mmap and thousands
+/// of page faults. glibc cannot raise its mmap threshold above 32 MiB, and activations of
+/// 32 samples × 513 tokens × 768 channels are 50 MiB, so mmap is switched off for the main
+/// heap (other threads' heaps still map blocks too large for them); the heap returns
+/// memory only when more than 1 GiB at its top is free.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator thresholds; called before other threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
@@ -143,6 +148,13 @@ fn tune_allocator() {
 /// Call before any work.
 pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
     tune_allocator();
+    // candle 0.11 runs its parallel element-wise maps on a second pool of spinning threads
+    // beside rayon's, and on a few cores those threads take turns with the GEMM workers
+    // (audio MAE step +8 %, one-sample inference +10 % without them, BENCHMARKS.md issue
+    // 15). With one thread that pool has no workers and the maps run on the calling thread.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     if let Some(n) = threads {
         if n == 0 {
             anyhow::bail!("--threads must be at least 1");

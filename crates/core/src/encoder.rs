@@ -11,7 +11,7 @@ use crate::embed::{EmbedConfig, PatchEmbed};
 use crate::layers::{attention_bias, masked_mean, Block, BlockConfig, LayerNorm, Linear};
 use crate::params::{Decay, Init, ParamStore};
 use crate::posenc::{FourierConfig, FourierEncoding};
-use crate::{CoreError, Result, TokenTensors};
+use crate::{no_grad, CoreError, Result, TokenTensors};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -319,12 +319,16 @@ impl Encoder {
     }
 
     /// Frozen-feature embedding for probes: `[B, 2D]` = concat(CLS, mean of patches).
+    /// Runs without recording a graph ([`no_grad`]): each layer's activations are freed as
+    /// soon as the next layer has used them, and the result cannot be differentiated.
     pub fn embed(&self, t: &TokenTensors) -> Result<Tensor> {
-        let out = self.forward(t)?;
-        Ok(Tensor::cat(
-            &[out.cls.clone(), out.mean_patches()?],
-            D::Minus1,
-        )?)
+        no_grad(|| {
+            let out = self.forward(t)?;
+            Ok(Tensor::cat(
+                &[out.cls.clone(), out.mean_patches()?],
+                D::Minus1,
+            )?)
+        })
     }
 }
 

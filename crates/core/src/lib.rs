@@ -12,6 +12,8 @@ pub mod ops;
 pub mod params;
 pub mod posenc;
 
+/// Runs a closure without recording operations for a backward pass (`torch.no_grad()`).
+pub use candle_core::backprop::no_grad;
 pub use embed::{EmbedConfig, PatchEmbed};
 pub use encoder::{Encoder, EncoderConfig, EncoderOutput, EncoderSpec, Forward};
 pub use error::CoreError;

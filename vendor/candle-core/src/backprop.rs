@@ -27,6 +27,30 @@ thread_local! {
     }
 }
 
+thread_local! {
+    static GRAD_ENABLED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Whether operations on this thread record their inputs for a backward pass.
+pub(crate) fn grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Runs `f` with gradient recording off on this thread (PyTorch's `torch.no_grad()`):
+/// results of operations inside keep no reference to their inputs, so each intermediate
+/// tensor is freed as soon as it is last used instead of living until the output is
+/// dropped. The previous setting comes back when `f` returns or unwinds.
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
+    f()
+}
+
 impl Tensor {
     /// Return all the nodes that lead to this value in a topologically sorted vec, the first
     /// elements having dependencies on the latter ones, e.g. the first element if any is the

@@ -1478,7 +1478,9 @@ impl Map2 for MatMul {
         let dst_rs = dst_strides[0];
         let dst_cs = dst_strides[1];
 
-        let mut dst = vec![T::zero(); b * m * n];
+        // Not zeroed (tessera patch): gemm writes every element when `read_dst` is false,
+        // zeros included when k is 0. The length is set once the loop below has run.
+        let mut dst: Vec<T> = Vec::with_capacity(b * m * n);
         let num_threads = crate::utils::get_num_threads();
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
@@ -1502,13 +1504,14 @@ impl Map2 for MatMul {
         for step in 0..b {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
-            let dst_p = &mut dst[step * c_skip..];
+            // SAFETY: within the capacity; every step writes its own m·n block.
+            let dst_p = unsafe { dst.as_mut_ptr().add(step * c_skip) };
             unsafe {
                 gemm(
                     /* m: usize = */ m,
                     /* n: usize = */ n,
                     /* k: usize = */ k,
-                    /* dst: *mut T = */ dst_p.as_mut_ptr(),
+                    /* dst: *mut T = */ dst_p,
                     /* dst_cs: isize = */ dst_cs as isize,
                     /* dst_rs: isize = */ dst_rs as isize,
                     /* read_dst: bool = */ false,
@@ -1527,6 +1530,9 @@ impl Map2 for MatMul {
                 )
             }
         }
+        // SAFETY: the gemm calls above wrote all b·m·n elements (the batches, or the one
+        // stacked matrix that covers them).
+        unsafe { dst.set_len(b * m * n) };
         Ok(dst)
     }
 
