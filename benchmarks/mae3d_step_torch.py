@@ -22,6 +22,7 @@ data loader); masking, gathers and target normalisation are inside the timed ste
 import argparse
 import json
 import math
+import resource
 import os
 import sys
 import time
@@ -118,6 +119,8 @@ def main():
         "threads": torch.get_num_threads(),
         "samples_per_s": round(a.batch_size * a.steps / elapsed, 3),
         "step_ms": round(1000.0 * elapsed / a.steps, 2),
+        # Peak resident memory of the process (Linux reports KiB).
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "params_encoder": sum(p.numel() for p in model.encoder.parameters()),
         "attention": "sdpa" if a.sdpa else "matmul",
         "batch_size": a.batch_size,

@@ -28,6 +28,7 @@ masking, gathers and target normalisation are inside the timed step.
 import argparse
 import json
 import math
+import resource
 import time
 
 import torch
@@ -289,6 +290,8 @@ def main():
         "threads": torch.get_num_threads(),
         "samples_per_s": round(a.batch_size * a.steps / elapsed, 3),
         "step_ms": round(1000.0 * elapsed / a.steps, 2),
+        # Peak resident memory of the process (Linux reports KiB).
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "forward_ms": round(1000.0 * phases[0] / a.steps, 1),
         "backward_ms": round(1000.0 * phases[1] / a.steps, 1),
         "optimiser_ms": round(1000.0 * phases[2] / a.steps, 1),

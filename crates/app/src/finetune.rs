@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tessera_cli::CommonArgs;
 use tessera_core::layers::{LayerNorm, Linear};
-use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
+use tessera_core::{no_grad, CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_eval::ResultRow;
 use tessera_recipes::heads::Pool;
 use tessera_recipes::losses::cross_entropy;
@@ -188,23 +188,29 @@ impl Classifier {
         })
     }
 
+    /// The encoder's features from `f`; with a frozen encoder, computed without a recorded
+    /// graph (nothing flows back into it, and its activations are freed as it goes).
+    fn features(
+        &self,
+        f: impl FnOnce() -> tessera_recipes::Result<Tensor>,
+    ) -> tessera_recipes::Result<Tensor> {
+        if self.cfg.freeze_encoder {
+            no_grad(f)
+        } else {
+            f()
+        }
+    }
+
     /// `[B, classes]`
     pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
-        let out = self.encoder.forward(t)?;
-        let mut f = self.cfg.pool.apply(&out)?;
-        if self.cfg.freeze_encoder {
-            f = f.detach();
-        }
+        let f = self.features(|| self.cfg.pool.apply(&self.encoder.forward(t)?))?;
         self.head.forward(&self.norm.forward(&f)?)
     }
 
     /// Per-token logits `[B, N, classes]`: the same norm and head on every patch token
     /// (token classification, e.g. words on a page).
     pub fn token_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
-        let mut f = self.encoder.forward(t)?.patches;
-        if self.cfg.freeze_encoder {
-            f = f.detach();
-        }
+        let f = self.features(|| Ok(self.encoder.forward(t)?.patches))?;
         self.head.forward(&self.norm.forward(&f)?)
     }
 
@@ -216,7 +222,7 @@ impl Classifier {
         &self.cfg
     }
 
-    /// `f` of token samples in batches of 32, one row per sample.
+    /// `f` of token samples in batches of 32, one row per sample (no graph recorded).
     fn rows(
         &self,
         tokens: &[tessera_tokens::SampleTokens],
@@ -226,7 +232,7 @@ impl Classifier {
         for chunk in tokens.chunks(32) {
             let t =
                 TokenTensors::from_tokens(&Tokens::from_samples(chunk)?, self.encoder.device())?;
-            out.extend(f(&t)?.to_vec2::<f32>()?);
+            out.extend(no_grad(|| f(&t))?.to_vec2::<f32>()?);
         }
         Ok(out)
     }

@@ -15,7 +15,7 @@ use crate::predictor::{gather_tokens, keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
-use tessera_core::{CoreError, Encoder, EncoderConfig, Forward, ParamStore, TokenTensors};
+use tessera_core::{no_grad, CoreError, Encoder, EncoderConfig, Forward, ParamStore, TokenTensors};
 use tessera_tokens::{mask_batch, MaskConfig, MaskStrategy, Rng, Tokens, ViewSpec};
 
 const TEACHER: &str = "teacher";
@@ -114,13 +114,16 @@ impl Data2vec {
     /// sample, as data2vec normalises speech targets). Normalising across tokens, not
     /// within each token, keeps the targets from collapsing to one vector for all tokens.
     fn targets(&self, t: &TokenTensors) -> Result<Tensor> {
-        let out = self.teacher.forward_with(
-            t,
-            &Forward {
-                mask: None,
-                hidden_states: true,
-            },
-        )?;
+        // Without a recorded graph: the teacher's activations are freed as it goes.
+        let out = no_grad(|| {
+            self.teacher.forward_with(
+                t,
+                &Forward {
+                    mask: None,
+                    hidden_states: true,
+                },
+            )
+        })?;
         let keep = (1.0 - t.padding.to_dtype(candle_core::DType::F32)?)?.unsqueeze(D::Minus1)?;
         let k = self.cfg.top_k_layers;
         let top = &out.hidden[out.hidden.len() - k..];

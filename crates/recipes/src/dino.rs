@@ -18,7 +18,7 @@ use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 use tessera_core::ops::softmax_last_dim;
 use tessera_core::params::{Decay, Init};
-use tessera_core::{CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
+use tessera_core::{no_grad, CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
 use tessera_tokens::{Rng, Tokens, ViewKind, ViewSpec};
 
 const TEACHER: &str = "teacher";
@@ -223,7 +223,7 @@ impl Recipe for Dino {
             )));
         }
         let g = Tokens::cat(&globals)?;
-        let teacher = self.logits(&self.teacher, &self.teacher_head, &g)?.detach();
+        let teacher = no_grad(|| self.logits(&self.teacher, &self.teacher_head, &g))?;
         let tt = self.cfg.teacher_temperature_at(ctx);
         let probs = softmax_last_dim(&(teacher.broadcast_sub(&self.center)? / tt)?)?.detach();
         let mut student = vec![self.logits(&self.encoder, &self.head, &g)?];

@@ -16,7 +16,7 @@ use crate::predictor::{gather_tokens, keep_of, Predictor, PredictorShape};
 use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use serde::{Deserialize, Serialize};
 use tessera_core::ops::normalize_last_dim;
-use tessera_core::{CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
+use tessera_core::{no_grad, CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
 use tessera_tokens::{mask_batch, BlockMaskConfig, MaskStrategy, Rng, ViewSpec};
 
 const TEACHER: &str = "teacher";
@@ -113,9 +113,10 @@ impl Recipe for Ijepa {
         let dev = self.encoder.cls_token.device().clone();
         let m = mask_batch(tokens, &self.cfg.mask, rng)?;
         // Teacher targets: the whole view, layer-normalised, gathered at the targets.
-        let full = self
-            .teacher
-            .forward(&TokenTensors::from_tokens(tokens, &dev)?)?;
+        let full = no_grad(|| {
+            self.teacher
+                .forward(&TokenTensors::from_tokens(tokens, &dev)?)
+        })?;
         let target = normalize_last_dim(
             &gather_tokens(&full.patches, &m.masked_idx, m.masked.n)?,
             1e-6,

@@ -16,7 +16,7 @@ use crate::{Batch, Recipe, Result, StepContext, StepOutput, ENCODER_PREFIX};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 use tessera_core::params::{Decay, Init};
-use tessera_core::{CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
+use tessera_core::{no_grad, CoreError, Encoder, EncoderConfig, ParamStore, TokenTensors};
 use tessera_tokens::{Rng, Tokens, ViewSpec};
 
 const TEACHER: &str = "teacher";
@@ -181,10 +181,10 @@ impl Recipe for Moco {
                 .projector
                 .forward(&self.pooled(&self.encoder, &both)?)?,
         )?;
-        let k = self
-            .teacher_projector
-            .forward(&self.pooled(&self.teacher, &both)?)?
-            .detach();
+        let k = no_grad(|| {
+            self.teacher_projector
+                .forward(&self.pooled(&self.teacher, &both)?)
+        })?;
         let (q1, q2) = (q.narrow(0, 0, b)?, q.narrow(0, b, b)?);
         let (k1, k2) = (k.narrow(0, 0, b)?, k.narrow(0, b, b)?);
         let scale = 2.0 * self.cfg.temperature;

@@ -211,10 +211,12 @@ impl SegModel {
 
     /// Voxel logits per token, class-major inside a token: `[B, N, C·V]`.
     pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
-        let mut x = self.encoder.forward(t)?.patches;
-        if self.cfg.freeze_encoder {
-            x = x.detach();
-        }
+        let x = if self.cfg.freeze_encoder {
+            // No graph through a frozen encoder: its activations are freed as it goes.
+            tessera_core::no_grad(|| self.encoder.forward(t))?.patches
+        } else {
+            self.encoder.forward(t)?.patches
+        };
         let mut y = self.head.forward(&self.norm.forward(&x)?)?;
         if let Some(s) = &self.skip {
             y = (y + s.forward(&t.values)?)?;
@@ -477,7 +479,8 @@ fn predict(model: &SegModel, fe: &MedicalFrontend, v: &Volume<f32>) -> Result<Ve
             for &x0 in &starts[0] {
                 let o = [x0, y0, z0];
                 let t = Tokens::from_samples(&[fe.tokens(&fe.block(v, o, win))?])?;
-                let logits = model.logits(&TokenTensors::from_tokens(&t, &Device::Cpu)?)?;
+                let tt = TokenTensors::from_tokens(&t, &Device::Cpu)?;
+                let logits = tessera_core::no_grad(|| model.logits(&tt))?;
                 let rows = logits.flatten_all()?.to_vec1::<f32>()?;
                 let lv = fe.tokenizer.untokenize(&rows, win, c)?; // [C, wz, wy, wx]
                 for z in 0..win[2] {
