@@ -42,10 +42,11 @@ impl Linear {
         let dims = x.dims().to_vec();
         let d_in = dims[dims.len() - 1];
         let rows = x.elem_count() / d_in.max(1);
-        let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
+        let x2 = x.reshape((rows, d_in))?;
         let y = match &self.bias {
-            Some(b) => ops::add_bias(&y, b)?,
-            None => y,
+            Some(b) if !ops::composed(x) => crate::linear::linear_bias(&x2, &self.weight, b)?,
+            Some(b) => ops::add_bias(&x2.matmul(&self.weight.t()?)?, b)?,
+            None => x2.matmul(&self.weight.t()?)?,
         };
         let mut out = dims;
         let last = out.len() - 1;

@@ -8,6 +8,7 @@ pub mod embed;
 pub mod encoder;
 pub mod error;
 pub mod layers;
+mod linear;
 pub mod ops;
 pub mod params;
 pub mod posenc;

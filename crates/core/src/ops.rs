@@ -394,7 +394,7 @@ fn col_sums(x: &[f32], cols: usize) -> Vec<f32> {
 }
 
 /// `[.., C] -> [C]`: sum over every leading dimension.
-struct ColSum;
+pub(crate) struct ColSum;
 
 impl CustomOp1 for ColSum {
     fn name(&self) -> &'static str {

@@ -643,8 +643,8 @@ fn gather_rows(comm: &dyn Collective, local: &candle_core::Tensor) -> Result<can
 /// recipe's after-step update) on one fixed
 /// batch of `samples` (the recipe's views: the samples themselves, local views cut from
 /// them): `warmup` untimed steps, then `steps` timed ones. Returns the JSON line every
-/// `bench-step` prints (`impl`, `threads`, `tokens`, `samples_per_s`, `step_ms`,
-/// `params_encoder`), the format the PyTorch peers in `benchmarks/` print too.
+/// `bench-step` prints (`impl`, `threads`, `tokens`, `samples_per_s`, `step_ms`, the
+/// forward/backward/optimiser split, `peak_rss_mib`, `params_encoder`), the format the PyTorch peers in `benchmarks/` print too.
 pub fn bench_steps(
     recipe: &mut dyn Recipe,
     store: &ParamStore,
@@ -703,14 +703,24 @@ pub fn bench_steps(
     let bs = batch.views.first().map(|v| v.b).unwrap_or(0);
     let tokens = batch.views.first().map(|v| v.n).unwrap_or(0);
     Ok(format!(
-        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {tokens}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"forward_ms\": {:.1}, \"backward_ms\": {:.1}, \"optimiser_ms\": {:.1}, \"params_encoder\": {}}}",
+        "{{\"impl\": \"tessera\", \"threads\": {threads}, \"tokens\": {tokens}, \"samples_per_s\": {:.3}, \"step_ms\": {:.1}, \"forward_ms\": {:.1}, \"backward_ms\": {:.1}, \"optimiser_ms\": {:.1}, \"peak_rss_mib\": {}, \"params_encoder\": {}}}",
         (bs * steps) as f64 / timed,
         1000.0 * timed / steps.max(1) as f64,
         1000.0 * phases[0] / steps.max(1) as f64,
         1000.0 * phases[1] / steps.max(1) as f64,
         1000.0 * phases[2] / steps.max(1) as f64,
+        peak_rss_mib().map_or("null".to_string(), |m| format!("{m:.1}")),
         store.count(tessera_recipes::ENCODER_PREFIX)
     ))
+}
+
+/// The process's peak resident memory in MiB (`VmHWM` of `/proc/self/status`; `None`
+/// where that file does not exist).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Epoch-wise shuffled data order that is a pure function of the seed and the epoch (so a
