@@ -365,13 +365,13 @@ pub fn attention_composed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
     use tessera_tokens::Rng;
 
     /// Standard-normal values from the seeded generator (candle's cannot be seeded).
-    fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
+    pub(crate) fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
         let n = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()

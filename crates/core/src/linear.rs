@@ -199,14 +199,9 @@ pub(crate) fn linear_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::attention::tests::randn;
+    use candle_core::Var;
     use tessera_tokens::Rng;
-
-    fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
-        let n = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
 
     /// Values and gradients (x, W, b) of the fused op and of candle's matmul + add.
     #[test]
