@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use tessera_core::params::Decay;
 use tessera_core::ParamStore;
 
+/// Elements per parallel task of the AdamW update.
+const UPDATE_CHUNK: usize = 1 << 15;
+
 /// Gradients by parameter name, as host vectors.
 pub type HostGrads = Vec<(String, Vec<f32>)>;
 
@@ -58,16 +61,16 @@ impl AdamW {
     /// host vectors: what [`AdamW::apply`] takes, and what data-parallel training adds up
     /// over micro-batches and processes.
     pub fn host_grads(&self, store: &ParamStore, grads: &GradStore) -> Result<HostGrads> {
-        let mut gs = Vec::new();
-        for (name, p) in store
+        let params: Vec<_> = store
             .iter()
             .filter(|(n, p)| p.trainable && self.m.contains_key(*n))
-        {
-            if let Some(g) = grads.get(p.var.as_tensor()) {
-                gs.push((name.clone(), g.flatten_all()?.to_vec1::<f32>()?));
-            }
-        }
-        Ok(gs)
+            .filter_map(|(n, p)| grads.get(p.var.as_tensor()).map(|g| (n, g)))
+            .collect();
+        // Copied in parallel, kept in the store's order.
+        params
+            .into_par_iter()
+            .map(|(name, g)| Ok((name.clone(), g.flatten_all()?.to_vec1::<f32>()?)))
+            .collect()
     }
 
     /// Applies one update from host gradients ([`AdamW::host_grads`]) with learning rate
@@ -110,23 +113,37 @@ impl AdamW {
                 jobs.push((g, p, m, v));
             }
         }
-        let updated: Vec<Result<()>> = jobs
+        // Parameters to the host in parallel, then the update in chunks of at most
+        // UPDATE_CHUNK elements (a few large layers would otherwise leave a thread idle),
+        // then back. Each element's arithmetic is the same whatever the chunking.
+        let mut ws: Vec<Vec<f32>> = jobs
+            .par_iter()
+            .map(|(_, p, _, _)| Ok(p.var.flatten_all()?.to_vec1::<f32>()?))
+            .collect::<Result<_>>()?;
+        let mut tasks = Vec::new();
+        for ((g, p, m, v), w) in jobs.iter_mut().zip(ws.iter_mut()) {
+            let lr = lr * p.lr_scale;
+            let step_size = (lr / bc1) as f32;
+            let decay = if p.decay == Decay::Yes {
+                (lr * self.weight_decay) as f32
+            } else {
+                0.0
+            };
+            let n = w.len().min(g.len()).min(m.len()).min(v.len());
+            let chunks = w[..n]
+                .chunks_mut(UPDATE_CHUNK)
+                .zip(g[..n].chunks(UPDATE_CHUNK))
+                .zip(m[..n].chunks_mut(UPDATE_CHUNK))
+                .zip(v[..n].chunks_mut(UPDATE_CHUNK));
+            tasks.extend(chunks.map(|(((w, g), m), v)| (w, g, m, v, step_size, decay)));
+        }
+        tasks
             .into_par_iter()
-            .map(|(g, p, m, v)| {
-                let lr = lr * p.lr_scale;
-                let step_size = (lr / bc1) as f32;
-                let decay = if p.decay == Decay::Yes {
-                    (lr * self.weight_decay) as f32
-                } else {
-                    0.0
-                };
-                let shape = p.var.shape().clone();
-                let mut w = p.var.flatten_all()?.to_vec1::<f32>()?;
-                let n = w.len().min(g.len()).min(m.len()).min(v.len());
+            .for_each(|(w, g, m, v, step_size, decay)| {
                 tessera_core::ops::simd(
                     #[inline(always)]
                     || {
-                        for i in 0..n {
+                        for i in 0..w.len() {
                             let gi = g[i] * clip;
                             m[i] = b1 * m[i] + (1.0 - b1) * gi;
                             v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
@@ -134,12 +151,15 @@ impl AdamW {
                             w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + eps);
                         }
                     },
-                );
-                p.var.set(&Tensor::from_vec(w, shape, p.var.device())?)?;
-                Ok(())
+                )
+            });
+        jobs.par_iter()
+            .zip(ws)
+            .map(|((_, p, _, _), w)| {
+                let t = Tensor::from_vec(w, p.var.shape().clone(), p.var.device())?;
+                Ok(p.var.set(&t)?)
             })
-            .collect();
-        updated.into_iter().collect::<Result<Vec<()>>>()?;
+            .collect::<Result<Vec<()>>>()?;
         Ok(norm)
     }
 }
