@@ -13,7 +13,8 @@ Writes into runs/doc/:
                      name order). Pages carry `#dpi=72` (612 × 792 px letter / A4 at 72 dpi).
 - pretrain.csv       unlabelled pages for pretraining: the rendered TeX Live pages, the 50
                      FUNSD training pages and the 14 PubLayNet training pages (no test page).
-Usage: python3 benchmarks/doc_make_manifest.py [DATA_DIR] [RENDERED_DIR]
+Usage: python3 benchmarks/doc_make_manifest.py [DATA_DIR] [RENDERED_DIR] [OUT_DIR]
+(RENDERED_DIR may be absent: then only the FUNSD and PubLayNet training pages pretrain.)
 """
 import csv
 import json
@@ -22,7 +23,7 @@ import sys
 
 data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/document"
 rendered = sys.argv[2] if len(sys.argv) > 2 else "runs/doc/texlive_pages"
-out = "runs/doc"
+out = sys.argv[3] if len(sys.argv) > 3 else "runs/doc"
 os.makedirs(out, exist_ok=True)
 data = os.path.abspath(data)
 

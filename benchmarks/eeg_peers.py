@@ -16,7 +16,9 @@ Peers
   bandpower : log band power per channel (delta 1-4, theta 4-8, alpha 8-13, beta 13-30, gamma 30-45 Hz;
               Welch, 1 s Hann segments, 50 % overlap), standardised on train, LogisticRegression with
               balanced class weights; C chosen by 5-fold CV on train (GroupKFold by `subject` if the
-              column exists with >= 5 subjects in train, else StratifiedKFold) on balanced accuracy.
+              column exists with >= 5 subjects in train, else by recording (`source`, as Tessera's
+              `epochs` manifests have no subject column) with >= 5 recordings, else
+              StratifiedKFold) on balanced accuracy.
               Deterministic: fitted once, the same row is reported for every seed.
   shallow   : braindecode ShallowFBCSPNet, from scratch.
   eegnet    : braindecode EEGNet (EEGNetv4 in older braindecode), from scratch.
@@ -29,6 +31,7 @@ Output: a table, rows `peer,seed,balanced_accuracy,accuracy,n_train,n_test,secon
 mean +- sd (sample sd, ddof=1) per peer.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -51,6 +54,8 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="CSV of per-seed rows")
     ap.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    ap.add_argument("--json", action="store_true",
+                    help="also print one JSON line per (peer, seed): run, seed, balanced_accuracy, ... (tessera-bench)")
     a = ap.parse_args()
     if a.epochs is not None and a.minutes is not None:
         ap.error("give --epochs or --minutes, not both")
@@ -166,7 +171,7 @@ def run_bandpower(Xtr, ytr, Xte, yte, groups, rate):
                          LogisticRegression(class_weight="balanced", max_iter=10000))
     grid = {"logisticregression__C": list(np.logspace(-4, 2, 13))}
     if groups is not None and len(np.unique(groups)) >= 5:
-        cv, kw, cvname = GroupKFold(n_splits=5), {"groups": groups}, "GroupKFold(subject)"
+        cv, kw, cvname = GroupKFold(n_splits=5), {"groups": groups}, "GroupKFold"
     else:
         cv, kw, cvname = StratifiedKFold(n_splits=5), {}, "StratifiedKFold"
     gs = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=cv, n_jobs=1)
@@ -269,7 +274,8 @@ def main():
     te = (m["split"] == "test").to_numpy()
     if not tr.any() or not te.any():
         raise SystemExit("manifest needs both train and test rows")
-    groups = m.loc[tr, "subject"].astype(str).to_numpy() if "subject" in m.columns else None
+    gcol = "subject" if "subject" in m.columns else "source" if "source" in m.columns else None
+    groups = m.loc[tr, gcol].astype(str).to_numpy() if gcol else None
     Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
     log(f"classes {classes}; train {np.bincount(ytr, minlength=len(classes)).tolist()}, "
         f"test {np.bincount(yte, minlength=len(classes)).tolist()}; threads {a.threads}")
@@ -289,6 +295,10 @@ def main():
                                 n_train=int(tr.sum()), n_test=int(te.sum()), seconds=round(secs, 2)))
             log(f"{pname} seed {s}: bal.acc {ba:.4f} acc {acc:.4f} ({secs:.1f} s) {info}")
 
+    if a.json:
+        for r in results:
+            print(json.dumps({"run": r["peer"], "features": "raw signal" if r["peer"] != "bandpower_logreg" else "band power",
+                              **{k: v for k, v in r.items() if k != "peer"}}), flush=True)
     df = pd.DataFrame(results)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print()

@@ -8,10 +8,11 @@ Needs torch and numpy (benchmarks/setup_torch.sh) plus pillow and scikit-learn
 (`$PY -m pip install pillow scikit-learn`).
 Usage: python benchmarks/eo_peers.py runs/eo/mstar.csv runs/eo/peers.csv [seeds...]
 Environment: PEER_K (default `1,5,10,all`), PEER_STEPS_ALL (default 1500 steps of 32 with
-all labels; 600 with k per class).
+all labels), PEER_STEPS_K (default 600 with k per class).
 Writes one CSV row per (k, seed): k,seed,accuracy,macro_f1,train_s.
 """
 import csv
+import json
 import os
 import sys
 import time
@@ -77,7 +78,7 @@ def run(k, seed):
     idx = np.where(train)[0]
     if k:
         idx = np.concatenate([rng.permutation(idx[y[idx] == c])[:k] for c in range(len(classes))])
-    steps = int(os.environ.get("PEER_STEPS_ALL", 1500)) if not k else 600
+    steps = int(os.environ.get("PEER_STEPS_ALL", 1500)) if not k else int(os.environ.get("PEER_STEPS_K", 600))
     net = Net(len(classes))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -114,3 +115,6 @@ with open(out, "w", newline="") as f:
             w.writerow([k or "all", s, f"{acc:.4f}", f"{f1:.4f}", f"{ts:.0f}"])
             f.flush()
             print(f"k={k or 'all'} seed={s} acc={acc:.4f} f1={f1:.4f} ({ts:.0f} s)", flush=True)
+            # The same row for tessera-bench (every JSON line of the output is a row).
+            print(json.dumps({"features": f"{k} per class" if k else "all labels",
+                              "seed": s, "accuracy": acc, "macro_f1": f1, "k": k, "train_s": ts}), flush=True)

@@ -253,6 +253,10 @@ def scores(rows):
     d1, d2 = mean("dice_1"), mean("dice_2")
     h1, h2 = mean("hd95_1"), mean("hd95_2")
     return {
+        "dice_1": d1,
+        "dice_2": d2,
+        "hd95_1": h1,
+        "hd95_2": h2,
         "dice_anterior": d1,
         "dice_posterior": d2,
         "dice_mean": round((d1 + d2) / 2, 4),

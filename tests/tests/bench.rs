@@ -52,6 +52,7 @@ fn the_smoke_suite_runs_reuses_its_cache_resumes_and_reports() {
         jobs: 1,
         threads: 1,
         dry_run: false,
+        python: None,
     };
     let runner = InProcess::default();
     let first = run_suite(suite, d, &runner, &opts).unwrap();
@@ -120,4 +121,52 @@ fn the_smoke_suite_runs_reuses_its_cache_resumes_and_reports() {
         "a dry run runs nothing"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn every_suite_plans_under_both_budgets_and_names_files_that_exist() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let registry = Registry::load(&repo.join("benchmarks/datasets")).unwrap();
+    let suites = load_suites(&repo.join("benchmarks/suites"), &registry).unwrap();
+    let domains: Vec<&str> = suites
+        .values()
+        .map(|s| registry.get(&s.dataset).unwrap().domain.as_str())
+        .collect();
+    for d in ["audio", "medical", "eeg", "eo", "doc", "splat"] {
+        assert!(domains.contains(&d), "no suite for the {d} domain");
+    }
+    let files = tessera_bench::suite::PlanData {
+        manifest: "m.csv".into(),
+        pretrain: "p.txt".into(),
+        base: "base".into(),
+        dir: "data".into(),
+    };
+    for s in suites.values() {
+        let d = registry.get(&s.dataset).unwrap();
+        for budget in [Budget::Small, Budget::Full] {
+            let jobs = s.plan(d, &files, budget, None);
+            assert!(!jobs.is_empty(), "{}", s.name);
+            for j in &jobs {
+                // Every repository file a command names (configs, peer scripts) exists.
+                for a in j.args.iter().filter(|a| a.starts_with("benchmarks/")) {
+                    assert!(repo.join(a).is_file(), "suite {}: {a} is missing", s.name);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn benchmarks_md_agrees_with_the_published_reports() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let doc = std::fs::read_to_string(repo.join("BENCHMARKS.md")).unwrap();
+    assert!(
+        doc.contains("<!-- include benchmarks/results/"),
+        "BENCHMARKS.md includes no generated table"
+    );
+    let (_, stale) = tessera_bench::report::include(&doc, repo).unwrap();
+    assert!(
+        stale.is_empty(),
+        "BENCHMARKS.md differs from {stale:?}: run `tessera-bench include BENCHMARKS.md`"
+    );
 }

@@ -37,6 +37,15 @@ enum Cmd {
     Check { datasets: Vec<String> },
     /// Print the checksums of a dataset's folder, to record in its TOML.
     Checksum { dataset: String },
+    /// Rewrite the `<!-- include FILE#SECTION -->` blocks of a Markdown file (BENCHMARKS.md)
+    /// from the published reports, so prose and numbers cannot disagree.
+    Include {
+        /// The Markdown file.
+        doc: PathBuf,
+        /// Only check: fail, naming the blocks, if any differs from its report.
+        #[arg(long)]
+        check: bool,
+    },
     /// Run suites (`all` for every suite), reusing cached runs; writes OUT/<suite>/report.md.
     Run {
         /// Suite names, or `all`.
@@ -64,6 +73,10 @@ enum Cmd {
         /// Folder of the tessera-<domain> binaries (default: beside this one, else PATH).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// Python with PyTorch for the peers (default: what benchmarks/setup_torch.sh
+        /// finds or installs, when a peer first runs).
+        #[arg(long)]
+        python: Option<String>,
     },
 }
 
@@ -153,6 +166,30 @@ fn real_main() -> Result<()> {
             let t = tree_digest(&dir)?;
             println!("[tree]\nfiles = {}\nsha256 = \"{}\"", t.files, t.sha256);
         }
+        Cmd::Include { doc, check } => {
+            let text = std::fs::read_to_string(&doc)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", doc.display()))?;
+            let base = doc.parent().unwrap_or(std::path::Path::new("."));
+            let (new, changed) = tessera_bench::report::include(&text, base)?;
+            if check {
+                if !changed.is_empty() {
+                    bail!(
+                        "{}: out of date with {} (run `tessera-bench include {}`)",
+                        doc.display(),
+                        changed.join(", "),
+                        doc.display()
+                    );
+                }
+                println!("{}: every included block matches its report", doc.display());
+            } else if changed.is_empty() {
+                println!("{}: up to date", doc.display());
+            } else {
+                let tmp = doc.with_extension("md.tmp");
+                std::fs::write(&tmp, new)?;
+                std::fs::rename(&tmp, &doc)?;
+                println!("{}: rewrote {}", doc.display(), changed.join(", "));
+            }
+        }
         Cmd::Run {
             suites: names,
             budget,
@@ -163,6 +200,7 @@ fn real_main() -> Result<()> {
             publish,
             dry_run,
             bin_dir,
+            python,
         } => {
             let names: Vec<String> = if names.iter().any(|n| n == "all") {
                 suites.keys().cloned().collect()
@@ -178,6 +216,7 @@ fn real_main() -> Result<()> {
                 threads: threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 dry_run,
+                python,
             };
             let runner = ProcessRunner { bin_dir };
             let budget_name = format!("{budget:?}").to_lowercase();

@@ -19,9 +19,14 @@ pub struct Dataset {
     /// The labelled manifest (CSV) the suites pass as `--data`, relative to `path` (or to
     /// the `prepare` command's output folder).
     pub manifest: String,
+    /// What `pretrain` reads instead of the manifest (same base folder; `.` is the folder
+    /// itself): unlabelled files that the labelled manifest does not list.
+    #[serde(default)]
+    pub pretrain: Option<String>,
     /// A command that derives the manifest from the raw files (run from the repository
     /// root; `{data}` is the dataset's folder, `{out}` a folder the harness keeps under
-    /// its output): for datasets whose labels live in the file names or arrays.
+    /// its output, `{cli}` the domain's `tessera-<domain>` binary): for datasets whose
+    /// labels live in the file names or arrays, or whose windows a CLI cuts.
     #[serde(default)]
     pub prepare: Option<Vec<String>>,
     pub licence: String,
@@ -53,6 +58,10 @@ pub struct Split {
     pub column: String,
     #[serde(default = "test")]
     pub test: String,
+    /// Labelled samples per class of the few-shot protocols (an evaluation with `shots`
+    /// runs once per value; each seed draws its own samples).
+    #[serde(default)]
+    pub shots: Vec<usize>,
 }
 
 fn test() -> String {
@@ -66,6 +75,8 @@ pub enum TaskKind {
     Classification,
     MultiLabel,
     Regression,
+    /// Dense labels (label maps or per-element classes) named by the manifest itself.
+    Segmentation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,24 +84,48 @@ pub enum TaskKind {
 pub struct Task {
     pub name: String,
     pub kind: TaskKind,
-    pub label_column: String,
+    /// Manifest column of the labels (classification, multi-label, regression).
+    #[serde(default)]
+    pub label_column: Option<String>,
+    /// This task's own manifest (same base folder as the dataset's), e.g. a box list.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// The flag that names the task's manifest (default `--data`).
+    #[serde(default)]
+    pub data_flag: Option<String>,
+    /// Flags used instead of the ones derived from `kind` (for commands whose flags
+    /// differ, such as `boxes --task patches --task-name NAME`).
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
 }
 
 impl Task {
     /// The CLI flags that select this task.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--label-column".to_string(),
-            self.label_column.clone(),
-            "--task".into(),
-            self.name.clone(),
-        ];
+        if let Some(a) = &self.args {
+            return a.clone();
+        }
+        let mut a = Vec::new();
+        if let Some(c) = &self.label_column {
+            a.extend(["--label-column".to_string(), c.clone()]);
+        }
+        a.extend(["--task".to_string(), self.name.clone()]);
         match self.kind {
-            TaskKind::Classification => {}
+            TaskKind::Classification | TaskKind::Segmentation => {}
             TaskKind::MultiLabel => a.push("--multi-label".into()),
             TaskKind::Regression => a.push("--regression".into()),
         }
         a
+    }
+
+    /// The flag and file of this task's manifest (`None`: the dataset's, as `--data`).
+    pub fn data_args(&self, base: &Path) -> Option<[String; 2]> {
+        self.data.as_ref().map(|f| {
+            [
+                self.data_flag.clone().unwrap_or_else(|| "--data".into()),
+                base.join(f).display().to_string(),
+            ]
+        })
     }
 }
 
@@ -131,11 +166,21 @@ impl Registry {
                     message: format!("the file name must be `{}.toml`", d.name),
                 });
             }
+            let bad = |message: String| BenchError::Parse {
+                path: path.clone(),
+                message,
+            };
             if d.tasks.is_empty() {
-                return Err(BenchError::Parse {
-                    path,
-                    message: "a dataset needs at least one [[tasks]]".into(),
-                });
+                return Err(bad("a dataset needs at least one [[tasks]]".into()));
+            }
+            for t in &d.tasks {
+                let labelled = matches!(
+                    t.kind,
+                    TaskKind::Classification | TaskKind::MultiLabel | TaskKind::Regression
+                );
+                if labelled && t.label_column.is_none() && t.args.is_none() {
+                    return Err(bad(format!("task `{}` needs a label_column", t.name)));
+                }
             }
             datasets.insert(d.name.clone(), d);
         }
@@ -169,11 +214,25 @@ impl Dataset {
         root.join(&self.path)
     }
 
+    /// The folder that the manifest and the other named files are relative to: the
+    /// `prepare` command's output, else the dataset's folder.
+    pub fn base(&self, root: &Path, prepared: &Path) -> PathBuf {
+        match self.prepare {
+            Some(_) => prepared.to_path_buf(),
+            None => self.dir(root),
+        }
+    }
+
     /// The manifest the suites read; `prepared` is the `prepare` command's folder.
     pub fn manifest_path(&self, root: &Path, prepared: &Path) -> PathBuf {
-        match self.prepare {
-            Some(_) => prepared.join(&self.manifest),
-            None => self.dir(root).join(&self.manifest),
+        self.base(root, prepared).join(&self.manifest)
+    }
+
+    /// What `pretrain` reads: `pretrain` when set, else the manifest.
+    pub fn pretrain_path(&self, root: &Path, prepared: &Path) -> PathBuf {
+        match &self.pretrain {
+            Some(p) => self.base(root, prepared).join(p),
+            None => self.manifest_path(root, prepared),
         }
     }
 
@@ -185,19 +244,32 @@ impl Dataset {
         }
     }
 
-    /// Runs the `prepare` command unless its manifest exists.
-    pub fn prepare(&self, root: &Path, prepared: &Path) -> Result<()> {
+    /// Runs the `prepare` command unless its manifest exists from the same command (its
+    /// arguments and the content of the files it names, such as the script; the data is
+    /// covered by the checksums); `cli` is the domain's binary.
+    pub fn prepare(&self, root: &Path, prepared: &Path, cli: &Path) -> Result<()> {
         let Some(cmd) = &self.prepare else {
             return Ok(());
         };
-        if self.manifest_path(root, prepared).is_file() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(prepared).map_err(io(prepared))?;
         let fill = |a: &String| {
             a.replace("{data}", &self.dir(root).display().to_string())
                 .replace("{out}", &prepared.display().to_string())
+                .replace("{cli}", &cli.display().to_string())
         };
+        let mut key = String::new();
+        for a in cmd {
+            key += &match Path::new(a).is_file() {
+                true => format!("file {}\n", sha256_file(Path::new(a))?),
+                false => format!("arg {a}\n"),
+            };
+        }
+        let stamp = prepared.join(".prepared-by");
+        if self.manifest_path(root, prepared).is_file()
+            && std::fs::read_to_string(&stamp).is_ok_and(|s| s == key)
+        {
+            return Ok(());
+        }
+        std::fs::create_dir_all(prepared).map_err(io(prepared))?;
         let args: Vec<String> = cmd.iter().map(fill).collect();
         let Some((prog, rest)) = args.split_first() else {
             return Err(BenchError::Config(format!(
@@ -217,6 +289,7 @@ impl Dataset {
                 self.manifest_path(root, prepared).display()
             )));
         }
+        std::fs::write(&stamp, key).map_err(io(&stamp))?;
         Ok(())
     }
 
@@ -324,6 +397,7 @@ mod tests {
             citation: String::new(),
             source: String::new(),
             generated: false,
+            pretrain: None,
             split: None,
             tasks: Vec::new(),
             checksums: BTreeMap::from([(
@@ -343,6 +417,39 @@ mod tests {
         std::fs::write(dir.join("m.csv"), "path,label\n").unwrap();
         assert_eq!(d.check(&root).unwrap().len(), 2);
         assert_ne!(d.fingerprint(&root, &root).unwrap(), before);
+        // A prepared manifest is made once per prepare command and remade when it changes.
+        let prepared = root.join("prepared");
+        let script = root.join("prep.sh");
+        std::fs::write(
+            &script,
+            "echo path,label > \"$1/m.csv\"; echo run >> \"$1/log\"\n",
+        )
+        .unwrap();
+        let p = Dataset {
+            prepare: Some(vec![
+                "sh".into(),
+                script.display().to_string(),
+                "{out}".into(),
+            ]),
+            ..d.clone()
+        };
+        let runs = || {
+            std::fs::read_to_string(prepared.join("log"))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        p.prepare(&root, &prepared, Path::new("cli")).unwrap();
+        p.prepare(&root, &prepared, Path::new("cli")).unwrap();
+        assert_eq!(runs(), 1);
+        std::fs::write(
+            &script,
+            "echo path,label > \"$1/m.csv\"; echo again >> \"$1/log\"\n",
+        )
+        .unwrap();
+        p.prepare(&root, &prepared, Path::new("cli")).unwrap();
+        assert_eq!(runs(), 2, "an edited script prepares again");
+        assert!(p.manifest_path(&root, &prepared).is_file());
         std::fs::remove_file(dir.join("m.csv")).unwrap();
         assert!(!d.present(&root));
         assert!(d.check(&root).unwrap()[0].contains("missing"));

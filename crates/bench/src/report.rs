@@ -5,18 +5,33 @@
 use crate::registry::Dataset;
 use crate::run::SuiteRun;
 use crate::suite::Suite;
-use crate::{io, Result};
+use crate::{io, BenchError, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tessera_eval::{MeanStd, ResultRow};
 
-/// The headline metric of a row: accuracy, else mAP (macro), else R².
-pub fn main_metric(r: &ResultRow) -> Option<(&'static str, f64)> {
+/// The headline metric of a row: `preferred` when the row has it, else accuracy, else
+/// balanced accuracy, else mAP (macro), mean Dice, mIoU or R².
+pub fn main_metric<'a>(r: &ResultRow, preferred: Option<&'a str>) -> Option<(&'a str, f64)> {
+    if let Some(m) = preferred {
+        let v = match m {
+            "accuracy" => r.accuracy,
+            "macro_f1" => r.macro_f1,
+            "balanced_accuracy" => r.balanced_accuracy,
+            _ => r.extra.get(m).copied().unwrap_or(f64::NAN),
+        };
+        if v.is_finite() {
+            return Some((m, v));
+        }
+    }
     if r.accuracy.is_finite() {
         return Some(("accuracy", r.accuracy));
     }
-    ["map_macro", "r2"]
+    if r.balanced_accuracy.is_finite() {
+        return Some(("balanced_accuracy", r.balanced_accuracy));
+    }
+    ["map_macro", "dice_mean", "miou", "r2"]
         .into_iter()
         .find_map(|m| r.extra.get(m).filter(|v| v.is_finite()).map(|v| (m, *v)))
 }
@@ -28,29 +43,35 @@ pub struct Paired {
     pub protocol: String,
     pub features: String,
     pub run: String,
-    pub metric: &'static str,
+    pub metric: String,
     pub diff: MeanStd,
     /// Seeds where `run` beat the reference, out of `diff.n`.
     pub wins: usize,
 }
 
-/// Differences of the headline metric between every run and `reference`, over the seeds
-/// both have, per (task, protocol, features).
-pub fn paired(rows: &[ResultRow], reference: &str) -> Vec<Paired> {
+/// Differences of the headline metric (`metric` where rows have it) between every run and
+/// `reference`, over the seeds both have, per (task, protocol, features).
+pub fn paired(rows: &[ResultRow], reference: &str, metric: Option<&str>) -> Vec<Paired> {
     type Key = (String, String, String);
-    type BySeed = BTreeMap<u64, (&'static str, f64)>;
-    let mut by: BTreeMap<Key, BTreeMap<String, BySeed>> = BTreeMap::new();
+    // Per seed: the metric's name, sum and count (repeated draws of a seed are averaged).
+    type BySeed<'a> = BTreeMap<u64, (&'a str, f64, usize)>;
+    let mut acc: BTreeMap<Key, BTreeMap<String, BySeed>> = BTreeMap::new();
     for r in rows {
-        if let Some(m) = main_metric(r) {
-            by.entry((r.task.clone(), r.protocol.clone(), r.features.clone()))
+        if let Some((m, v)) = main_metric(r, metric) {
+            let e = acc
+                .entry((r.task.clone(), r.protocol.clone(), r.features.clone()))
                 .or_default()
                 .entry(r.run.clone())
                 .or_default()
-                .insert(r.seed, m);
+                .entry(r.seed)
+                .or_insert((m, 0.0, 0));
+            e.1 += v;
+            e.2 += 1;
         }
     }
     let mut out = Vec::new();
-    for ((task, protocol, features), runs) in &by {
+    let mean = |(_, sum, n): &(&str, f64, usize)| sum / *n as f64;
+    for ((task, protocol, features), runs) in &acc {
         let Some(base) = runs.get(reference) else {
             continue;
         };
@@ -60,7 +81,11 @@ pub fn paired(rows: &[ResultRow], reference: &str) -> Vec<Paired> {
             }
             let d: Vec<f64> = seeds
                 .iter()
-                .filter_map(|(s, (m, v))| base.get(s).filter(|(bm, _)| bm == m).map(|(_, b)| v - b))
+                .filter_map(|(s, a)| {
+                    base.get(s)
+                        .filter(|b| b.0 == a.0)
+                        .map(|b| mean(a) - mean(b))
+                })
                 .collect();
             if d.is_empty() {
                 continue;
@@ -70,7 +95,11 @@ pub fn paired(rows: &[ResultRow], reference: &str) -> Vec<Paired> {
                 protocol: protocol.clone(),
                 features: features.clone(),
                 run: run.clone(),
-                metric: seeds.values().next().map_or("accuracy", |m| m.0),
+                metric: seeds
+                    .values()
+                    .next()
+                    .map_or("accuracy", |m| m.0)
+                    .to_string(),
                 wins: d.iter().filter(|&&x| x > 0.0).count(),
                 diff: MeanStd::of(&d),
             });
@@ -118,13 +147,25 @@ pub fn write_report(
         "Dataset `{}`: {} Licence: {}. Cite: {}\n",
         d.name, d.source, d.licence, d.citation
     );
-    let _ = writeln!(md, "## Mean ± sd over seeds\n");
-    md += &tessera_eval::summary_to_markdown(&summary);
-    let pairs = paired(rows, suite.reference());
+    let _ = writeln!(md, "{}## Mean ± sd over seeds\n", section("summary"));
+    // The report shows the suite's chosen extra metrics (all of them stay in the tables).
+    let shown: Vec<_> = summary
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if !suite.columns.is_empty() {
+                r.extra.retain(|k, _| suite.columns.contains(k));
+            }
+            r
+        })
+        .collect();
+    md += &tessera_eval::summary_to_markdown(&shown);
+    let pairs = paired(rows, suite.reference(), suite.metric.as_deref());
     if !pairs.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Against `{}`, paired by seed\n\n| task | protocol | features | run | metric | difference (mean ± sd) | seeds better |\n|---|---|---|---|---|---:|---:|",
+            "\n{}## Against `{}`, paired by seed\n\n| task | protocol | features | run | metric | difference (mean ± sd) | seeds better |\n|---|---|---|---|---|---:|---:|",
+            section("paired"),
             suite.reference()
         );
         for p in &pairs {
@@ -146,7 +187,8 @@ pub fn write_report(
     if !d.anchors.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Published anchors\n\n| task | protocol | metric | published | what | source | best here (mean over seeds) |\n|---|---|---|---:|---|---|---:|"
+            "\n{}## Published anchors\n\n| task | protocol | metric | published | what | source | best here (mean over seeds) |\n|---|---|---|---:|---|---|---:|",
+            section("anchors")
         );
         for a in &d.anchors {
             let best = summary
@@ -168,12 +210,20 @@ pub fn write_report(
             );
         }
     }
-    let _ = writeln!(md, "\n## Commands\n\n```");
+    let _ = writeln!(md, "\n{}## Commands\n\n```", section("commands"));
     for c in &run.commands {
         let _ = writeln!(md, "{c}");
     }
     let _ = writeln!(md, "```");
-    for metric in ["accuracy", "macro_f1", "map_macro", "r2"] {
+    for metric in [
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "map_macro",
+        "dice_mean",
+        "miou",
+        "r2",
+    ] {
         if summary
             .iter()
             .any(|r| r.metric(metric).is_some_and(|m| m.mean.is_finite()))
@@ -206,4 +256,140 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!("{cpu}, {cores} cores")
+}
+
+/// The marker that opens a named section of a report (`summary`, `paired`, `anchors`,
+/// `commands`), which [`include`] can copy into another document.
+fn section(name: &str) -> String {
+    format!("<!-- section: {name} -->\n")
+}
+
+const INCLUDE: &str = "<!-- include ";
+const END: &str = "<!-- end include -->";
+
+/// Rewrites every block `<!-- include FILE#SECTION -->` … `<!-- end include -->` of `doc`
+/// with that section of the generated report `base/FILE` (the whole file without
+/// `#SECTION`), so that prose and tables cannot disagree. Returns the new text and the
+/// blocks that changed.
+pub fn include(doc: &str, base: &Path) -> Result<(String, Vec<String>)> {
+    let mut out = String::with_capacity(doc.len());
+    let mut changed = Vec::new();
+    let mut rest = doc;
+    while let Some(i) = rest.find(INCLUDE) {
+        let (head, tail) = rest.split_at(i);
+        out += head;
+        let close = tail
+            .find("-->")
+            .ok_or_else(|| BenchError::Config("an include marker is not closed".into()))?;
+        let target = tail[INCLUDE.len()..close].trim().to_string();
+        let body_start = close + 3;
+        let end = tail[body_start..]
+            .find(END)
+            .ok_or_else(|| BenchError::Config(format!("`{INCLUDE}{target} -->` has no `{END}`")))?
+            + body_start;
+        let (file, name) = target.split_once('#').unwrap_or((target.as_str(), ""));
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let body = if name.is_empty() {
+            text
+        } else {
+            let open = section(name);
+            let from = text.find(&open).ok_or_else(|| BenchError::Parse {
+                path: path.clone(),
+                message: format!("no section `{name}`"),
+            })? + open.len();
+            let to = text[from..]
+                .find("<!-- section: ")
+                .map_or(text.len(), |k| k + from);
+            // The section's own heading is left out: the document has its own.
+            let body = text[from..to].trim_start();
+            match body.starts_with('#') {
+                true => body.split_once('\n').map_or("", |x| x.1).to_string(),
+                false => body.to_string(),
+            }
+        };
+        let block = format!("\n{}\n", body.trim());
+        if tail[body_start..end] != block {
+            changed.push(target.clone());
+        }
+        out += &tail[..body_start];
+        out += &block;
+        out += END;
+        rest = &tail[end + END.len()..];
+    }
+    out += rest;
+    Ok((out, changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_differences_average_the_draws_of_a_seed() {
+        let row = |run: &str, seed: u64, acc: f64| ResultRow {
+            run: run.into(),
+            task: "t".into(),
+            protocol: "linear-1shot".into(),
+            seed,
+            accuracy: acc,
+            ..Default::default()
+        };
+        let rows = vec![
+            row("ref", 0, 0.5),
+            row("ref", 1, 0.6),
+            row("new", 0, 0.6),
+            row("new", 0, 0.8), // two draws of seed 0: mean 0.7
+            row("new", 1, 0.5),
+        ];
+        let p = paired(&rows, "ref", None);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].diff.n, p[0].wins), (2, 1));
+        assert!(
+            (p[0].diff.mean - (0.2 - 0.1) / 2.0).abs() < 1e-12,
+            "{:?}",
+            p[0]
+        );
+        // A preferred metric the rows lack falls back to accuracy.
+        assert_eq!(
+            paired(&rows, "ref", Some("dice_mean"))[0].metric,
+            "accuracy"
+        );
+    }
+
+    #[test]
+    fn included_blocks_follow_their_report_and_stale_ones_are_named() {
+        let dir = std::env::temp_dir().join(format!("tessera-bench-inc-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("results")).unwrap();
+        let report = format!(
+            "# r\n{}## Mean\n\n| a |\n|---|\n| 1 |\n\n{}## Commands\n\nx\n",
+            section("summary"),
+            section("commands")
+        );
+        std::fs::write(dir.join("results/s.md"), &report).unwrap();
+        let doc = "intro\n<!-- include results/s.md#summary -->\nold table\n<!-- end include -->\nafter\n";
+        let (new, changed) = include(doc, &dir).unwrap();
+        assert_eq!(changed, ["results/s.md#summary"]);
+        assert_eq!(
+            new,
+            "intro\n<!-- include results/s.md#summary -->\n| a |\n|---|\n| 1 |\n<!-- end include -->\nafter\n"
+        );
+        // Up to date now: nothing changes.
+        let (again, changed) = include(&new, &dir).unwrap();
+        assert!(changed.is_empty());
+        assert_eq!(again, new);
+        // Errors name what is wrong.
+        let e = include(
+            "<!-- include results/s.md#nope -->\n<!-- end include -->",
+            &dir,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no section `nope`") && e.contains("s.md"), "{e}");
+        let e = include("<!-- include results/s.md -->\nno end", &dir)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("end include"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,17 +1,57 @@
 //! Running a suite's plan: cached by key, resumable, several jobs at a time.
 
 use crate::registry::Dataset;
-use crate::suite::{Budget, Job, JobKind, Suite};
+use crate::suite::{Budget, Job, JobKind, PeerSpec, PlanData, Suite};
 use crate::{io, sha256_file, sha256_hex, BenchError, Result};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Instant;
 use tessera_eval::ResultRow;
 
-/// Runs one command of a domain's CLI.
+/// Runs one command of a domain's CLI, or an external program.
 pub trait Runner: Sync {
     /// Runs `tessera-<domain> <args>`, its output going to `log`.
     fn run(&self, domain: &str, args: &[String], log: &Path) -> Result<()>;
+
+    /// The domain's CLI as a program path (for `prepare` commands).
+    fn cli(&self, domain: &str) -> PathBuf {
+        PathBuf::from(format!("tessera-{domain}"))
+    }
+
+    /// Runs `argv` (a peer), its standard output going to `stdout` and its errors to `log`.
+    fn run_program(&self, argv: &[String], stdout: &Path, log: &Path) -> Result<()> {
+        let (prog, rest) = argv
+            .split_first()
+            .ok_or_else(|| BenchError::Config("empty peer command".into()))?;
+        let out = std::fs::File::create(stdout).map_err(io(stdout))?;
+        let err = std::fs::File::create(log).map_err(io(log))?;
+        let status = std::process::Command::new(prog)
+            .args(rest)
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(|e| BenchError::Config(format!("cannot start {prog}: {e}")))?;
+        exit_status(
+            status,
+            format!("{prog} {}", rest.first().map_or("", |s| s.as_str())),
+            log,
+        )
+    }
+}
+
+fn exit_status(status: std::process::ExitStatus, what: String, log: &Path) -> Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Run {
+            what,
+            code: status
+                .code()
+                .map_or_else(|| "by signal".into(), |c| c.to_string()),
+            log: log.to_path_buf(),
+        })
+    }
 }
 
 /// Runs the domain CLIs as processes: `tessera-<domain>` from `bin_dir` (default: the
@@ -22,17 +62,21 @@ pub struct ProcessRunner {
 }
 
 impl Runner for ProcessRunner {
-    fn run(&self, domain: &str, args: &[String], log: &Path) -> Result<()> {
+    fn cli(&self, domain: &str) -> PathBuf {
         let name = format!("tessera-{domain}");
         let dir = self.bin_dir.clone().or_else(|| {
             std::env::current_exe()
                 .ok()
                 .and_then(|p| p.parent().map(Path::to_path_buf))
         });
-        let bin = dir
-            .map(|d| d.join(&name))
+        dir.map(|d| d.join(&name))
             .filter(|p| p.is_file())
-            .unwrap_or_else(|| PathBuf::from(&name));
+            .unwrap_or_else(|| PathBuf::from(&name))
+    }
+
+    fn run(&self, domain: &str, args: &[String], log: &Path) -> Result<()> {
+        let name = format!("tessera-{domain}");
+        let bin = self.cli(domain);
         let out = std::fs::File::create(log).map_err(io(log))?;
         let err = out.try_clone().map_err(io(log))?;
         let status = std::process::Command::new(&bin)
@@ -46,17 +90,11 @@ impl Runner for ProcessRunner {
                     bin.display()
                 ))
             })?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(BenchError::Run {
-                what: format!("{name} {}", args.first().map_or("", |s| s.as_str())),
-                code: status
-                    .code()
-                    .map_or_else(|| "by signal".into(), |c| c.to_string()),
-                log: log.to_path_buf(),
-            })
-        }
+        exit_status(
+            status,
+            format!("{name} {}", args.first().map_or("", |s| s.as_str())),
+            log,
+        )
     }
 }
 
@@ -76,6 +114,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// Print the plan without running it.
     pub dry_run: bool,
+    /// The Python of the peers (`None`: `benchmarks/setup_torch.sh` finds or makes one
+    /// when a peer first runs).
+    pub python: Option<String>,
 }
 
 /// What a suite run produced.
@@ -129,10 +170,15 @@ pub fn run_suite(
         )));
     }
     let prepared = opts.out.join("prepared").join(&d.name);
-    d.prepare(&root, &prepared)?;
+    d.prepare(&root, &prepared, &runner.cli(&d.domain))?;
     let fingerprint = d.fingerprint(&root, &prepared)?;
-    let manifest = d.manifest_path(&root, &prepared);
-    let jobs = suite.plan(d, &manifest, opts.budget, opts.seeds.as_deref());
+    let files = PlanData {
+        manifest: d.manifest_path(&root, &prepared),
+        pretrain: d.pretrain_path(&root, &prepared),
+        base: d.base(&root, &prepared),
+        dir: d.dir(&root),
+    };
+    let jobs = suite.plan(d, &files, opts.budget, opts.seeds.as_deref());
     let keys = job_keys(&jobs, &d.domain, &fingerprint)?;
     let cache = opts.out.join("cache");
     let dirs: Vec<PathBuf> = keys.iter().map(|k| cache.join(&k[..16])).collect();
@@ -140,27 +186,7 @@ pub fn run_suite(
     let commands: Vec<(Vec<String>, String)> = jobs
         .iter()
         .zip(&dirs)
-        .map(|(j, dir)| {
-            let mut args = vec![j.kind.command().to_string()];
-            args.extend(j.args.iter().cloned());
-            match j.kind {
-                JobKind::Pretrain => {
-                    args.extend(["--out".into(), dir.join("run").display().to_string()])
-                }
-                JobKind::Eval(_) => {
-                    if let Some(n) = j.needs {
-                        args.extend([
-                            "--checkpoint".into(),
-                            dirs[n].join("run").display().to_string(),
-                        ]);
-                    }
-                    args.extend(["--out".into(), dir.join("out").display().to_string()]);
-                }
-            }
-            args.extend(["--threads".into(), threads.to_string()]);
-            let shown = format!("tessera-{} {}", d.domain, shell_words(&args));
-            (args, shown)
-        })
+        .map(|(j, dir)| command_line(j, dir, &dirs, threads, &d.domain))
         .collect();
     let mut result = SuiteRun {
         commands: commands.iter().map(|c| c.1.clone()).collect(),
@@ -177,97 +203,327 @@ pub fn run_suite(
         }
         return Ok(result);
     }
-    // Pretraining first, then the evaluations that read it.
-    for phase in [true, false] {
-        let todo: Vec<usize> = (0..jobs.len())
-            .filter(|&i| (jobs[i].kind == JobKind::Pretrain) == phase)
-            .collect();
-        let (next, finished) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        let failed = AtomicBool::new(false);
-        let workers = opts.jobs.max(1).min(todo.len().max(1));
-        // Each worker takes the next job until none is left or one has failed.
-        let outcomes: Vec<Result<bool>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut mine = Vec::new();
-                        while let Some(&i) = todo.get(next.fetch_add(1, Ordering::SeqCst)) {
-                            if failed.load(Ordering::SeqCst) {
-                                break;
-                            }
-                            let t0 = Instant::now();
-                            let (args, shown) = &commands[i];
-                            let r = run_job(&jobs[i], args, shown, &dirs[i], d, runner);
-                            let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
-                            let j = &jobs[i];
-                            let what = format!(
-                                "[{done}/{}] {} {} seed {}",
-                                todo.len(),
-                                j.kind.command(),
-                                j.run,
-                                j.seed
-                            );
-                            match &r {
-                                Ok(true) => {
-                                    eprintln!("{what}: {:.0} s", t0.elapsed().as_secs_f64())
-                                }
-                                Ok(false) => eprintln!("{what}: cached"),
-                                Err(_) => failed.store(true, Ordering::SeqCst),
-                            }
-                            mine.push(r);
-                        }
-                        mine
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        for r in outcomes {
-            match r? {
-                true => result.computed += 1,
-                false => result.cached += 1,
-            }
+    let python = OnceLock::new();
+    let ctx = JobContext {
+        suite,
+        domain: &d.domain,
+        runner,
+        opts,
+        python: &python,
+    };
+    for r in schedule(&jobs, opts.jobs, |i| {
+        ctx.run(&jobs[i], &commands[i], &dirs[i])
+    })? {
+        match r {
+            true => result.computed += 1,
+            false => result.cached += 1,
         }
     }
     for (j, dir) in jobs.iter().zip(&dirs) {
-        if let JobKind::Eval(_) = j.kind {
-            result
-                .rows
-                .extend(tessera_eval::read_rows_jsonl(&dir.join("out/rows.jsonl"))?);
+        if j.kind == JobKind::Pretrain {
+            continue;
         }
+        let mut rows = tessera_eval::read_rows_jsonl(&dir.join("out/rows.jsonl"))?;
+        if let JobKind::Eval(_) = j.kind {
+            mark_draws(&mut rows, j.seed);
+            if let Some(p) = &j.protocol {
+                for r in &mut rows {
+                    r.protocol = p.clone();
+                }
+            }
+        }
+        result.rows.extend(rows);
     }
     Ok(result)
 }
 
-/// Runs one job unless its folder is marked done; `Ok(true)` when it ran.
-fn run_job(
-    job: &Job,
-    args: &[String],
-    shown: &str,
-    dir: &Path,
-    d: &Dataset,
-    runner: &dyn Runner,
-) -> Result<bool> {
-    if dir.join("done").exists() {
-        return Ok(false);
+/// Rows of one evaluation that repeat a (task, protocol, features) are repeated draws of
+/// it (few-shot samples, numbered as their seed): they get the job's seed and their draw
+/// number as the `draw` metric, so draws of different seeds stay apart.
+fn mark_draws(rows: &mut [ResultRow], seed: u64) {
+    let key = |r: &ResultRow| (r.task.clone(), r.protocol.clone(), r.features.clone());
+    let mut count = std::collections::BTreeMap::new();
+    for r in rows.iter() {
+        *count.entry(key(r)).or_insert(0usize) += 1;
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut args = args.to_vec();
-    match job.kind {
-        // An interrupted pretraining run continues from its last checkpoint.
-        JobKind::Pretrain if dir.join("run/checkpoints/latest").exists() => {
-            args.push("--resume".into())
+    for r in rows.iter_mut() {
+        if count[&key(r)] > 1 {
+            r.extra.insert("draw".into(), r.seed as f64);
+            r.seed = seed;
         }
-        JobKind::Pretrain => remove_if_exists(&dir.join("run"))?,
-        JobKind::Eval(_) => remove_if_exists(&dir.join("out"))?,
     }
-    std::fs::write(dir.join("command.txt"), format!("{shown}\n")).map_err(io(dir))?;
-    runner.run(&d.domain, &args, &dir.join("log.txt"))?;
-    std::fs::write(dir.join("done"), "").map_err(io(dir))?;
-    Ok(true)
+}
+
+/// A job's arguments (placeholders `{out}` and `{threads}` of peers filled) and the
+/// command as a user would type it.
+fn command_line(
+    j: &Job,
+    dir: &Path,
+    dirs: &[PathBuf],
+    threads: usize,
+    domain: &str,
+) -> (Vec<String>, String) {
+    if j.kind == JobKind::Peer {
+        let out = dir.join("out").display().to_string();
+        let args: Vec<String> = j
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{out}", &out)
+                    .replace("{threads}", &threads.to_string())
+            })
+            .collect();
+        let shown = shell_words(&args);
+        return (args, shown);
+    }
+    let mut args = vec![j.kind.command().to_string()];
+    args.extend(j.args.iter().cloned());
+    match j.kind {
+        JobKind::Pretrain => args.extend(["--out".into(), dir.join("run").display().to_string()]),
+        _ => {
+            if let Some(n) = j.needs {
+                args.extend([
+                    "--checkpoint".into(),
+                    dirs[n].join("run").display().to_string(),
+                ]);
+            }
+            args.extend(["--out".into(), dir.join("out").display().to_string()]);
+        }
+    }
+    args.extend(["--threads".into(), threads.to_string()]);
+    let shown = format!("tessera-{domain} {}", shell_words(&args));
+    (args, shown)
+}
+
+/// Runs `run(i)` for every job on `workers` threads, a job only once the pretraining it
+/// reads is done; pretraining jobs are taken first (they unblock the others). Stops
+/// handing out jobs after a failure and returns the first error.
+fn schedule(
+    jobs: &[Job],
+    workers: usize,
+    run: impl Fn(usize) -> Result<bool> + Sync,
+) -> Result<Vec<bool>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Waiting,
+        Running,
+        Done,
+    }
+    let state = Mutex::new((vec![State::Waiting; jobs.len()], None::<BenchError>));
+    let wake = Condvar::new();
+    let outcomes = Mutex::new(Vec::new());
+    let finished = AtomicUsize::new(0);
+    let pick = |st: &[State]| {
+        let ready = |i: &usize| {
+            st[*i] == State::Waiting && jobs[*i].needs.is_none_or(|n| st[n] == State::Done)
+        };
+        (0..jobs.len())
+            .filter(ready)
+            .find(|&i| jobs[i].kind == JobKind::Pretrain)
+            .or_else(|| (0..jobs.len()).find(ready))
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1).min(jobs.len().max(1)) {
+            s.spawn(|| loop {
+                let i = {
+                    let mut g = state.lock().unwrap_or_else(|p| p.into_inner());
+                    loop {
+                        if g.1.is_some() || g.0.iter().all(|&x| x != State::Waiting) {
+                            return;
+                        }
+                        if let Some(i) = pick(&g.0) {
+                            g.0[i] = State::Running;
+                            break i;
+                        }
+                        g = wake.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                };
+                let t0 = Instant::now();
+                let r = run(i);
+                let done = finished.fetch_add(1, Ordering::SeqCst) + 1;
+                let j = &jobs[i];
+                let what = format!(
+                    "[{done}/{}] {} {} seed {}",
+                    jobs.len(),
+                    j.kind.command(),
+                    j.run,
+                    j.seed
+                );
+                let mut g = state.lock().unwrap_or_else(|p| p.into_inner());
+                match r {
+                    Ok(ran) => {
+                        if ran {
+                            eprintln!("{what}: {:.0} s", t0.elapsed().as_secs_f64());
+                        } else {
+                            eprintln!("{what}: cached");
+                        }
+                        g.0[i] = State::Done;
+                        outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(ran);
+                    }
+                    Err(e) => {
+                        eprintln!("{what}: failed: {e}");
+                        g.1.get_or_insert(e);
+                    }
+                }
+                drop(g);
+                wake.notify_all();
+            });
+        }
+    });
+    let (_, err) = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    match err {
+        Some(e) => Err(e),
+        None => Ok(outcomes.into_inner().unwrap_or_else(|p| p.into_inner())),
+    }
+}
+
+/// What running one job needs besides the job.
+struct JobContext<'a> {
+    suite: &'a Suite,
+    domain: &'a str,
+    runner: &'a dyn Runner,
+    opts: &'a RunOptions,
+    python: &'a OnceLock<std::result::Result<String, String>>,
+}
+
+impl JobContext<'_> {
+    /// Runs one job unless its folder is marked done; `Ok(true)` when it ran.
+    fn run(&self, job: &Job, (args, shown): &(Vec<String>, String), dir: &Path) -> Result<bool> {
+        if dir.join("done").exists() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut args = args.to_vec();
+        match job.kind {
+            // An interrupted pretraining run continues from its last checkpoint.
+            JobKind::Pretrain if dir.join("run/checkpoints/latest").exists() => {
+                args.push("--resume".into())
+            }
+            JobKind::Pretrain => remove_if_exists(&dir.join("run"))?,
+            _ => remove_if_exists(&dir.join("out"))?,
+        }
+        std::fs::write(dir.join("command.txt"), format!("{shown}\n")).map_err(io(dir))?;
+        let log = dir.join("log.txt");
+        if job.kind == JobKind::Peer {
+            let out = dir.join("out");
+            std::fs::create_dir_all(&out).map_err(io(&out))?;
+            let peer = self
+                .suite
+                .peer(&job.run)
+                .ok_or_else(|| BenchError::Config(format!("no peer `{}` in the suite", job.run)))?;
+            if args.iter().any(|a| a.contains("{python}")) {
+                let py = self.python()?;
+                if !peer.requires.is_empty() {
+                    let mut pip = vec![py.clone(), "-m".into(), "pip".into(), "install".into()];
+                    pip.push("-q".into());
+                    pip.extend(peer.requires.iter().cloned());
+                    self.runner
+                        .run_program(&pip, &dir.join("pip.txt"), &dir.join("pip.log"))?;
+                }
+                for a in &mut args {
+                    *a = a.replace("{python}", &py);
+                }
+            }
+            let stdout = dir.join("stdout.txt");
+            self.runner.run_program(&args, &stdout, &log)?;
+            let rows = peer_rows(&stdout, peer, job.seed)?;
+            if rows.is_empty() {
+                return Err(BenchError::Config(format!(
+                    "peer `{}` printed no JSON result line ({})",
+                    job.run,
+                    stdout.display()
+                )));
+            }
+            let jl = out.join("rows.jsonl");
+            let mut text = String::new();
+            for r in &rows {
+                text += &serde_json::to_string(r).map_err(|e| BenchError::Config(e.to_string()))?;
+                text.push('\n');
+            }
+            std::fs::write(&jl, text).map_err(io(&jl))?;
+        } else {
+            self.runner.run(self.domain, &args, &log)?;
+        }
+        std::fs::write(dir.join("done"), "").map_err(io(dir))?;
+        Ok(true)
+    }
+
+    /// The peers' Python: `--python`, else what `benchmarks/setup_torch.sh` prints.
+    fn python(&self) -> Result<String> {
+        if let Some(p) = &self.opts.python {
+            return Ok(p.clone());
+        }
+        self.python
+            .get_or_init(|| {
+                let out = std::process::Command::new("bash")
+                    .arg("benchmarks/setup_torch.sh")
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .map_err(|e| format!("cannot run benchmarks/setup_torch.sh: {e}"))?;
+                let py = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if out.status.success() && !py.is_empty() {
+                    Ok(py)
+                } else {
+                    Err(
+                        "benchmarks/setup_torch.sh found no Python with torch (give --python)"
+                            .into(),
+                    )
+                }
+            })
+            .clone()
+            .map_err(BenchError::Config)
+    }
+}
+
+/// The rows of a peer's output: every line that is a JSON object.
+pub fn peer_rows(stdout: &Path, peer: &PeerSpec, seed: u64) -> Result<Vec<ResultRow>> {
+    let text = std::fs::read_to_string(stdout).map_err(io(stdout))?;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let Ok(serde_json::Value::Object(m)) = serde_json::from_str(line.trim()) else {
+            continue;
+        };
+        let s = |k: &str, default: &str| {
+            m.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or(default)
+                .to_string()
+        };
+        let num = |k: &str| m.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        let fixed = [
+            "run",
+            "task",
+            "protocol",
+            "features",
+            "seed",
+            "n_test",
+            "test_cases",
+            "accuracy",
+            "macro_f1",
+            "balanced_accuracy",
+        ];
+        let extra = m
+            .iter()
+            .filter(|(k, _)| !fixed.contains(&k.as_str()))
+            .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+            .collect();
+        rows.push(ResultRow {
+            run: s("run", &peer.name),
+            task: s("task", &peer.task),
+            protocol: s("protocol", &peer.protocol),
+            features: s("features", ""),
+            seed: m.get("seed").and_then(|v| v.as_u64()).unwrap_or(seed),
+            accuracy: num("accuracy"),
+            macro_f1: num("macro_f1"),
+            balanced_accuracy: num("balanced_accuracy"),
+            n_test: ["n_test", "test_cases"]
+                .iter()
+                .find_map(|k| m.get(*k).and_then(|v| v.as_u64()))
+                .unwrap_or(0) as usize,
+            extra,
+        });
+    }
+    Ok(rows)
 }
 
 fn remove_if_exists(p: &Path) -> Result<()> {
@@ -317,4 +573,115 @@ pub fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(kind: JobKind, needs: Option<usize>) -> Job {
+        Job {
+            kind,
+            run: "r".into(),
+            seed: 0,
+            args: Vec::new(),
+            needs,
+            protocol: None,
+        }
+    }
+
+    #[test]
+    fn jobs_start_only_after_the_pretraining_they_read_and_a_failure_stops_the_rest() {
+        let eval = || JobKind::Eval("probe".into());
+        // An evaluation listed before the pretraining it reads still waits for it.
+        let jobs = vec![
+            job(eval(), Some(2)),
+            job(eval(), None),
+            job(JobKind::Pretrain, None),
+            job(eval(), Some(2)),
+        ];
+        let done = Mutex::new(Vec::new());
+        let r = schedule(&jobs, 2, |i| {
+            let mut d = done.lock().unwrap();
+            if let Some(n) = jobs[i].needs {
+                assert!(d.contains(&n), "job {i} ran before job {n}");
+            }
+            d.push(i);
+            Ok(i != 1)
+        })
+        .unwrap();
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.iter().filter(|&&x| x).count(), 3);
+        assert_eq!(done.lock().unwrap()[0], 2, "pretraining is taken first");
+        // A failed pretraining: what reads it never runs, and the error comes back.
+        let ran = AtomicUsize::new(0);
+        let e = schedule(&jobs, 1, |i| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            if i == 2 {
+                Err(BenchError::Config("boom".into()))
+            } else {
+                Ok(true)
+            }
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("boom"));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn repeated_draws_of_an_evaluation_keep_the_job_seed() {
+        let row = |protocol: &str, seed| ResultRow {
+            protocol: protocol.into(),
+            seed,
+            ..Default::default()
+        };
+        let mut rows = vec![
+            row("linear-5shot", 0),
+            row("linear-5shot", 1),
+            row("linear", 0),
+        ];
+        mark_draws(&mut rows, 7);
+        assert_eq!((rows[0].seed, rows[0].extra["draw"]), (7, 0.0));
+        assert_eq!((rows[1].seed, rows[1].extra["draw"]), (7, 1.0));
+        assert_eq!(rows[2].seed, 0, "a single row is left as it is");
+        assert!(rows[2].extra.is_empty());
+    }
+
+    #[test]
+    fn peer_output_lines_that_are_json_objects_become_rows() {
+        let dir = std::env::temp_dir().join(format!("tessera-bench-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("stdout.txt");
+        std::fs::write(
+            &out,
+            "training...\n{\"impl\": \"torch\", \"dice_mean\": 0.84, \"steps\": 800}\n[1, 2]\n\
+             {\"run\": \"eegnet\", \"seed\": 3, \"balanced_accuracy\": 0.6, \"task\": \"mat\", \"n_test\": 420}\n",
+        )
+        .unwrap();
+        let peer = PeerSpec {
+            name: "unet".into(),
+            command: Vec::new(),
+            task: "seg".into(),
+            protocol: "supervised".into(),
+            steps: None,
+            once: false,
+            requires: Vec::new(),
+        };
+        let rows = peer_rows(&out, &peer, 1).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].run.as_str(), rows[0].task.as_str(), rows[0].seed),
+            ("unet", "seg", 1)
+        );
+        assert_eq!(rows[0].extra["dice_mean"], 0.84);
+        assert_eq!(rows[0].extra["steps"], 800.0);
+        assert!(rows[0].accuracy.is_nan() && !rows[0].extra.contains_key("impl"));
+        assert_eq!(
+            (rows[1].run.as_str(), rows[1].seed, rows[1].n_test),
+            ("eegnet", 3, 420)
+        );
+        assert_eq!(rows[1].balanced_accuracy, 0.6);
+        assert_eq!(rows[1].protocol, "supervised");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -19,11 +19,12 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tessera_app::{encoder_for, App, RunCard};
+use tessera_app::{encoder_for, save_rows, App, RunCard};
 use tessera_cli::{list_data, progress, CommonArgs, DataItem, ManifestColumns};
 use tessera_core::layers::{Conv3d, LayerNorm, Linear};
 use tessera_core::{CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_eval::segmentation::{cases_csv, score_label_maps, summarise_segmentation};
+use tessera_eval::ResultRow;
 use tessera_medical::modality::random_origin;
 use tessera_medical::synth::{write_nifti, Voxels};
 use tessera_medical::tokenizer::{crop_block, PatchConfig, VolumeTokenizer};
@@ -60,6 +61,9 @@ pub struct SegmentArgs {
     /// Name of this run in the printed results (default: the output folder name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Task name in the results table (`OUT/rows.jsonl`).
+    #[arg(long, default_value = "segmentation")]
+    pub task: String,
 }
 
 fn three() -> usize {
@@ -539,7 +543,7 @@ pub fn run(app: &App<MedicalFrontend>, args: &SegmentArgs) -> Result<()> {
     let out = common.out()?;
     let all = list_cases(common)?;
     let test: Vec<_> = all.iter().filter(|(i, _)| common.is_test(i)).collect();
-    let (seg, fe, model, head) = if args.evaluate {
+    let (seg, fe, model, head, seed) = if args.evaluate {
         if test.is_empty() {
             bail!("no `{}` rows to evaluate", common.test_split);
         }
@@ -554,7 +558,7 @@ pub fn run(app: &App<MedicalFrontend>, args: &SegmentArgs) -> Result<()> {
                 .unwrap_or(Path::new(""))
                 .display()
         );
-        (seg, fe, model, head)
+        (seg, fe, model, head, common.seed.unwrap_or(0))
     } else {
         fit(app, args, out, &all, test.len())?
     };
@@ -562,26 +566,36 @@ pub fn run(app: &App<MedicalFrontend>, args: &SegmentArgs) -> Result<()> {
         println!("no `{}` rows: nothing to evaluate", common.test_split);
         return Ok(());
     }
-    evaluate(
-        &model,
-        &fe,
-        &test,
-        seg.classes,
-        out,
-        &run_name(args, out),
-        &head,
-    )
+    let row = ResultRow {
+        run: run_name(args, out),
+        task: args.task.clone(),
+        protocol: if seg.freeze_encoder {
+            "frozen"
+        } else {
+            "finetune"
+        }
+        .into(),
+        features: if seg.conv_layers > 0 {
+            "conv decoder"
+        } else {
+            "linear head"
+        }
+        .into(),
+        seed,
+        ..Default::default()
+    };
+    evaluate(&model, &fe, &test, seg.classes, out, row, &head)
 }
 
 /// Trains the segmentation model on the non-test (or `--train-split`) rows of `all`;
-/// returns it with the head of its result line.
+/// returns it with the head of its result line and its seed.
 fn fit(
     app: &App<MedicalFrontend>,
     args: &SegmentArgs,
     out: &Path,
     all: &[(DataItem, PathBuf)],
     test_cases: usize,
-) -> Result<(SegmentConfig, MedicalFrontend, SegModel, String)> {
+) -> Result<(SegmentConfig, MedicalFrontend, SegModel, String, u64)> {
     let common = &args.common;
     let run = encoder_for(app, common, args.random_init)?;
     let (mut card, enc, mut store) = (run.card, run.encoder, run.store);
@@ -691,7 +705,7 @@ fn fit(
         summary.last_step,
         summary.elapsed_s
     );
-    Ok((seg, fe, model, head))
+    Ok((seg, fe, model, head, card.seed))
 }
 
 fn run_name(args: &SegmentArgs, out: &Path) -> String {
@@ -702,14 +716,15 @@ fn run_name(args: &SegmentArgs, out: &Path) -> String {
     })
 }
 
-/// Dice and HD95 of every test case: `cases.csv`, `summary.json` and one printed JSON line.
+/// Dice and HD95 of every test case: `cases.csv`, `summary.json`, one printed JSON line and
+/// `row` with the means appended to `rows.jsonl` (Dice and HD95 per class, `dice_mean`).
 fn evaluate(
     model: &SegModel,
     fe: &MedicalFrontend,
     test: &[&(DataItem, PathBuf)],
     classes: usize,
     out: &Path,
-    name: &str,
+    mut row: ResultRow,
     head: &str,
 ) -> Result<()> {
     let bar = progress(test.len() as u64, "evaluating");
@@ -735,7 +750,8 @@ fn evaluate(
     let sum = summarise_segmentation(&scores)?;
     let mean_dice = sum.iter().map(|c| c.dice_mean).sum::<f64>() / sum.len() as f64;
     let mut line = format!(
-        "{{\"name\": \"{name}\", {head}, \"test_cases\": {}",
+        "{{\"name\": \"{}\", {head}, \"test_cases\": {}",
+        row.run,
         test.len()
     );
     for c in &sum {
@@ -743,9 +759,15 @@ fn evaluate(
             ", \"dice_{}\": {:.4}, \"hd95_{}\": {:.3}",
             c.class, c.dice_mean, c.class, c.hd95_mean_mm
         );
+        row.extra.insert(format!("dice_{}", c.class), c.dice_mean);
+        row.extra
+            .insert(format!("hd95_{}", c.class), c.hd95_mean_mm);
     }
     line += &format!(", \"dice_mean\": {mean_dice:.4}}}");
+    row.extra.insert("dice_mean".into(), mean_dice);
+    row.n_test = test.len();
     std::fs::write(out.join("summary.json"), format!("{line}\n"))?;
+    save_rows(out, std::slice::from_ref(&row))?;
     println!("{line}");
     Ok(())
 }

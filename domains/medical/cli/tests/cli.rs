@@ -156,6 +156,18 @@ fn pretrain_segment_apply_and_export() {
     );
     let cases = std::fs::read_to_string(seg.join("cases.csv")).unwrap();
     assert_eq!(cases.lines().count(), 1 + 3 * 2, "{cases}");
+    // The same scores as a row of the shared results table (what tessera-bench reads).
+    let rows = std::fs::read_to_string(seg.join("rows.jsonl")).unwrap();
+    let row: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    assert_eq!(row["task"], "segmentation");
+    assert_eq!(row["protocol"], "finetune");
+    assert_eq!(row["n_test"], 3);
+    let dice = row["extra"]["dice_mean"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&dice), "{rows}");
+    assert!(
+        line.contains(&format!("\"dice_mean\": {dice:.4}")),
+        "{line} / {rows}"
+    );
     let latest = std::fs::read_to_string(seg.join("checkpoints/latest")).unwrap();
     let card = std::fs::read_to_string(
         seg.join("checkpoints")
