@@ -95,6 +95,18 @@ impl ResultRow {
             ..Self::default()
         }
     }
+
+    /// The named metric: `accuracy`, `macro_f1`, `balanced_accuracy` or a key of
+    /// [`ResultRow::extra`]; `None` when the row does not have it or it is not finite.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "accuracy" => Some(self.accuracy),
+            "macro_f1" => Some(self.macro_f1),
+            "balanced_accuracy" => Some(self.balanced_accuracy),
+            _ => self.extra.get(name).copied(),
+        }
+        .filter(|v| v.is_finite())
+    }
 }
 
 /// Mean and spread of one metric over seeds (or few-shot draws).

@@ -72,6 +72,20 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The part of a cache key that an argument list gives: each argument that names a file
+/// as that file's SHA-256, every other one as itself.
+pub(crate) fn args_key(args: &[String]) -> Result<String> {
+    let mut s = String::new();
+    for a in args {
+        let p = std::path::Path::new(a);
+        s += &match p.is_file() {
+            true => format!("file {}\n", sha256_file(p)?),
+            false => format!("arg {a}\n"),
+        };
+    }
+    Ok(s)
+}
+
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &std::path::Path) -> Result<String> {
     use sha2::Digest;

@@ -1,6 +1,6 @@
 //! The dataset registry: one TOML file per public dataset under `benchmarks/datasets/`.
 
-use crate::{io, read_toml, sha256_file, sha256_hex, BenchError, Result};
+use crate::{args_key, io, read_toml, sha256_file, sha256_hex, BenchError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -256,13 +256,7 @@ impl Dataset {
                 .replace("{out}", &prepared.display().to_string())
                 .replace("{cli}", &cli.display().to_string())
         };
-        let mut key = String::new();
-        for a in cmd {
-            key += &match Path::new(a).is_file() {
-                true => format!("file {}\n", sha256_file(Path::new(a))?),
-                false => format!("arg {a}\n"),
-            };
-        }
+        let key = args_key(cmd)?;
         let stamp = prepared.join(".prepared-by");
         if self.manifest_path(root, prepared).is_file()
             && std::fs::read_to_string(&stamp).is_ok_and(|s| s == key)

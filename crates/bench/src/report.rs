@@ -14,26 +14,17 @@ use tessera_eval::{MeanStd, ResultRow};
 /// The headline metric of a row: `preferred` when the row has it, else accuracy, else
 /// balanced accuracy, else mAP (macro), mean Dice, mIoU or R².
 pub fn main_metric<'a>(r: &ResultRow, preferred: Option<&'a str>) -> Option<(&'a str, f64)> {
-    if let Some(m) = preferred {
-        let v = match m {
-            "accuracy" => r.accuracy,
-            "macro_f1" => r.macro_f1,
-            "balanced_accuracy" => r.balanced_accuracy,
-            _ => r.extra.get(m).copied().unwrap_or(f64::NAN),
-        };
-        if v.is_finite() {
-            return Some((m, v));
-        }
-    }
-    if r.accuracy.is_finite() {
-        return Some(("accuracy", r.accuracy));
-    }
-    if r.balanced_accuracy.is_finite() {
-        return Some(("balanced_accuracy", r.balanced_accuracy));
-    }
-    ["map_macro", "dice_mean", "miou", "r2"]
+    preferred
         .into_iter()
-        .find_map(|m| r.extra.get(m).filter(|v| v.is_finite()).map(|v| (m, *v)))
+        .chain([
+            "accuracy",
+            "balanced_accuracy",
+            "map_macro",
+            "dice_mean",
+            "miou",
+            "r2",
+        ])
+        .find_map(|m| r.metric(m).map(|v| (m, v)))
 }
 
 /// One paired comparison: `run` minus the reference, seed by seed.

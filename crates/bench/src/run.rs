@@ -2,7 +2,7 @@
 
 use crate::registry::Dataset;
 use crate::suite::{Budget, Job, JobKind, PeerSpec, PlanData, Suite};
-use crate::{io, sha256_file, sha256_hex, BenchError, Result};
+use crate::{args_key, io, sha256_hex, BenchError, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -26,21 +26,29 @@ pub trait Runner: Sync {
             .ok_or_else(|| BenchError::Config("empty peer command".into()))?;
         let out = std::fs::File::create(stdout).map_err(io(stdout))?;
         let err = std::fs::File::create(log).map_err(io(log))?;
-        let status = std::process::Command::new(prog)
-            .args(rest)
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .map_err(|e| BenchError::Config(format!("cannot start {prog}: {e}")))?;
-        exit_status(
-            status,
+        finish(
+            std::process::Command::new(prog)
+                .args(rest)
+                .stdout(out)
+                .stderr(err),
             format!("{prog} {}", rest.first().map_or("", |s| s.as_str())),
             log,
+            |e| format!("cannot start {prog}: {e}"),
         )
     }
 }
 
-fn exit_status(status: std::process::ExitStatus, what: String, log: &Path) -> Result<()> {
+/// Runs `cmd` to its end: a failure to start is `start_error`'s message, a non-zero exit
+/// names `what` and its `log`.
+fn finish(
+    cmd: &mut std::process::Command,
+    what: String,
+    log: &Path,
+    start_error: impl FnOnce(std::io::Error) -> String,
+) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| BenchError::Config(start_error(e)))?;
     if status.success() {
         Ok(())
     } else {
@@ -79,21 +87,19 @@ impl Runner for ProcessRunner {
         let bin = self.cli(domain);
         let out = std::fs::File::create(log).map_err(io(log))?;
         let err = out.try_clone().map_err(io(log))?;
-        let status = std::process::Command::new(&bin)
-            .args(args)
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .map_err(|e| {
-                BenchError::Config(format!(
-                    "cannot start {} ({e}); build it with `cargo build --release -p {name}-cli` or put it on PATH",
-                    bin.display()
-                ))
-            })?;
-        exit_status(
-            status,
+        finish(
+            std::process::Command::new(&bin)
+                .args(args)
+                .stdout(out)
+                .stderr(err),
             format!("{name} {}", args.first().map_or("", |s| s.as_str())),
             log,
+            |e| {
+                format!(
+                    "cannot start {} ({e}); build it with `cargo build --release -p {name}-cli` or put it on PATH",
+                    bin.display()
+                )
+            },
         )
     }
 }
@@ -539,17 +545,10 @@ fn job_keys(jobs: &[Job], domain: &str, fingerprint: &str) -> Result<Vec<String>
     let mut keys: Vec<String> = Vec::with_capacity(jobs.len());
     for j in jobs {
         let mut s = format!(
-            "{KEY_VERSION}\n{domain}\n{}\ndata={fingerprint}\n",
-            j.kind.command()
+            "{KEY_VERSION}\n{domain}\n{}\ndata={fingerprint}\n{}",
+            j.kind.command(),
+            args_key(&j.args)?
         );
-        for a in &j.args {
-            let p = Path::new(a);
-            if p.is_file() {
-                s += &format!("file {}\n", sha256_file(p)?);
-            } else {
-                s += &format!("arg {a}\n");
-            }
-        }
         if let Some(n) = j.needs {
             s += &format!("needs {}\n", keys[n]);
         }
