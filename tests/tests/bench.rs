@@ -53,6 +53,8 @@ fn the_smoke_suite_runs_reuses_its_cache_resumes_and_reports() {
         threads: 1,
         dry_run: false,
         python: None,
+        reuse: None,
+        record: Some(out.join("published")),
     };
     let runner = InProcess::default();
     let first = run_suite(suite, d, &runner, &opts).unwrap();
@@ -119,6 +121,27 @@ fn the_smoke_suite_runs_reuses_its_cache_resumes_and_reports() {
         runner.calls.load(Ordering::SeqCst),
         calls,
         "a dry run runs nothing"
+    );
+
+    // Another clone takes the recorded runs instead of computing them, and skips the
+    // pretrainings that only they read.
+    let clone = RunOptions {
+        out: out.join("clone"),
+        reuse: opts.record.clone(),
+        record: None,
+        ..opts.clone()
+    };
+    let calls = runner.calls.load(Ordering::SeqCst);
+    let taken = run_suite(suite, d, &runner, &clone).unwrap();
+    assert_eq!(
+        (taken.computed, taken.cached, taken.reused, taken.skipped),
+        (0, 0, 10, 2)
+    );
+    assert_eq!(taken.rows, first.rows);
+    assert_eq!(
+        runner.calls.load(Ordering::SeqCst),
+        calls + 1,
+        "only the demo data is generated again"
     );
     let _ = std::fs::remove_dir_all(&out);
 }

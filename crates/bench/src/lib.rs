@@ -18,6 +18,7 @@
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod store;
 pub mod suite;
 
 use std::path::PathBuf;

@@ -64,9 +64,14 @@ enum Cmd {
         threads: Option<usize>,
         #[arg(long, default_value = "runs/bench")]
         out: PathBuf,
-        /// Also copy each report.md to DIR/<suite>.md (BENCHMARKS.md links benchmarks/results).
+        /// Also copy each report.md to DIR/<suite>.md (BENCHMARKS.md links benchmarks/results),
+        /// and record every run in DIR/runs/<suite>.jsonl, each as it finishes.
         #[arg(long, value_name = "DIR")]
         publish: Option<PathBuf>,
+        /// Take the runs recorded in DIR/runs/<suite>.jsonl (by `--publish DIR`, perhaps on
+        /// another machine) instead of computing them.
+        #[arg(long, value_name = "DIR")]
+        reuse: Option<PathBuf>,
         /// Print the commands (and which are cached) without running them.
         #[arg(long)]
         dry_run: bool,
@@ -198,6 +203,7 @@ fn real_main() -> Result<()> {
             threads,
             out,
             publish,
+            reuse,
             dry_run,
             bin_dir,
             python,
@@ -217,6 +223,8 @@ fn real_main() -> Result<()> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 dry_run,
                 python,
+                reuse,
+                record: publish.clone(),
             };
             let runner = ProcessRunner { bin_dir };
             let budget_name = format!("{budget:?}").to_lowercase();

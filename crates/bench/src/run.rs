@@ -2,7 +2,8 @@
 
 use crate::registry::Dataset;
 use crate::suite::{Budget, Job, JobKind, PeerSpec, PlanData, Suite};
-use crate::{args_key, io, sha256_hex, BenchError, Result};
+use crate::{args_key, io, sha256_hex, store, BenchError, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -123,6 +124,12 @@ pub struct RunOptions {
     /// The Python of the peers (`None`: `benchmarks/setup_torch.sh` finds or makes one
     /// when a peer first runs).
     pub python: Option<String>,
+    /// A folder of published runs (`DIR/runs/<suite>.jsonl`): runs recorded there are taken
+    /// instead of computed, and a pretraining whose every reader is taken is not run.
+    pub reuse: Option<PathBuf>,
+    /// Record every finished evaluation and peer run in `DIR/runs/<suite>.jsonl`: each as
+    /// it finishes, and at the end every run of the plan, cached ones included.
+    pub record: Option<PathBuf>,
 }
 
 /// What a suite run produced.
@@ -131,6 +138,10 @@ pub struct SuiteRun {
     pub rows: Vec<ResultRow>,
     pub computed: usize,
     pub cached: usize,
+    /// Runs taken from the published runs of `RunOptions::reuse`.
+    pub reused: usize,
+    /// Pretrainings not run because every run that reads them was taken or cached.
+    pub skipped: usize,
     /// The commands, as a user would type them (for the report).
     pub commands: Vec<String>,
 }
@@ -198,10 +209,33 @@ pub fn run_suite(
         commands: commands.iter().map(|c| c.1.clone()).collect(),
         ..Default::default()
     };
+    let (published, published_from) = match &opts.reuse {
+        Some(d) => {
+            let p = store::path(d, &suite.name);
+            (store::load(&p)?, p)
+        }
+        None => (BTreeMap::new(), PathBuf::new()),
+    };
+    let done = |i: usize| dirs[i].join("done").exists();
+    let reusable: Vec<bool> = (0..jobs.len())
+        .map(|i| jobs[i].kind != JobKind::Pretrain && !done(i) && published.contains_key(&keys[i]))
+        .collect();
+    // A pretraining is needed only while something that reads it is still to run.
+    let skip: Vec<bool> = (0..jobs.len())
+        .map(|i| {
+            jobs[i].kind == JobKind::Pretrain
+                && !done(i)
+                && (0..jobs.len()).all(|k| jobs[k].needs != Some(i) || done(k) || reusable[k])
+        })
+        .collect();
     if opts.dry_run {
-        for (j, (c, dir)) in jobs.iter().zip(commands.iter().zip(&dirs)) {
-            let state = if dir.join("done").exists() {
+        for (i, (j, c)) in jobs.iter().zip(&commands).enumerate() {
+            let state = if done(i) {
                 "cached"
+            } else if reusable[i] {
+                "published"
+            } else if skip[i] {
+                "not needed"
             } else {
                 "to run"
             };
@@ -209,6 +243,30 @@ pub fn run_suite(
         }
         return Ok(result);
     }
+    for i in (0..jobs.len()).filter(|&i| reusable[i]) {
+        store::import(&published[&keys[i]], &dirs[i], &published_from)?;
+        result.reused += 1;
+    }
+    result.skipped = skip.iter().filter(|&&s| s).count();
+    let record = opts.record.as_ref().map(|d| store::path(d, &suite.name));
+    let stored = |i: usize| {
+        let j = &jobs[i];
+        store::from_cache(&dirs[i], &keys[i], &j.run, j.seed, &commands[i].1)
+    };
+    // Every finished run of the plan, cached ones included, into the published runs: before
+    // the schedule (so an interruption keeps them) and after it.
+    let sync = || -> Result<()> {
+        if let Some(p) = &record {
+            let mut runs = store::load(p)?;
+            for i in (0..jobs.len()).filter(|&i| jobs[i].kind != JobKind::Pretrain && done(i)) {
+                runs.insert(keys[i].clone(), stored(i)?);
+            }
+            store::write_all(p, &runs)?;
+        }
+        Ok(())
+    };
+    sync()?;
+    let recording = Mutex::new(());
     let python = OnceLock::new();
     let ctx = JobContext {
         suite,
@@ -217,14 +275,21 @@ pub fn run_suite(
         opts,
         python: &python,
     };
-    for r in schedule(&jobs, opts.jobs, |i| {
-        ctx.run(&jobs[i], &commands[i], &dirs[i])
+    for r in schedule(&jobs, &skip, opts.jobs, |i| {
+        let ran = ctx.run(&jobs[i], &commands[i], &dirs[i])?;
+        if let (true, Some(p)) = (ran && jobs[i].kind != JobKind::Pretrain, &record) {
+            let _one_writer = recording.lock().unwrap_or_else(|p| p.into_inner());
+            store::append(p, &stored(i)?)?;
+        }
+        Ok(ran)
     })? {
         match r {
             true => result.computed += 1,
             false => result.cached += 1,
         }
     }
+    result.cached -= result.reused;
+    sync()?;
     for (j, dir) in jobs.iter().zip(&dirs) {
         if j.kind == JobKind::Pretrain {
             continue;
@@ -301,11 +366,12 @@ fn command_line(
     (args, shown)
 }
 
-/// Runs `run(i)` for every job on `workers` threads, a job only once the pretraining it
-/// reads is done; pretraining jobs are taken first (they unblock the others). Stops
-/// handing out jobs after a failure and returns the first error.
+/// Runs `run(i)` for every job not in `skip` on `workers` threads, a job only once the
+/// pretraining it reads is done; pretraining jobs are taken first (they unblock the
+/// others). Stops handing out jobs after a failure and returns the first error.
 fn schedule(
     jobs: &[Job],
+    skip: &[bool],
     workers: usize,
     run: impl Fn(usize) -> Result<bool> + Sync,
 ) -> Result<Vec<bool>> {
@@ -315,7 +381,14 @@ fn schedule(
         Running,
         Done,
     }
-    let state = Mutex::new((vec![State::Waiting; jobs.len()], None::<BenchError>));
+    let initial = |i: usize| match skip.get(i) {
+        Some(true) => State::Done,
+        _ => State::Waiting,
+    };
+    let state = Mutex::new((
+        (0..jobs.len()).map(initial).collect::<Vec<_>>(),
+        None::<BenchError>,
+    ));
     let wake = Condvar::new();
     let outcomes = Mutex::new(Vec::new());
     let finished = AtomicUsize::new(0);
@@ -600,7 +673,7 @@ mod tests {
             job(eval(), Some(2)),
         ];
         let done = Mutex::new(Vec::new());
-        let r = schedule(&jobs, 2, |i| {
+        let r = schedule(&jobs, &[], 2, |i| {
             let mut d = done.lock().unwrap();
             if let Some(n) = jobs[i].needs {
                 assert!(d.contains(&n), "job {i} ran before job {n}");
@@ -614,7 +687,7 @@ mod tests {
         assert_eq!(done.lock().unwrap()[0], 2, "pretraining is taken first");
         // A failed pretraining: what reads it never runs, and the error comes back.
         let ran = AtomicUsize::new(0);
-        let e = schedule(&jobs, 1, |i| {
+        let e = schedule(&jobs, &[], 1, |i| {
             ran.fetch_add(1, Ordering::SeqCst);
             if i == 2 {
                 Err(BenchError::Config("boom".into()))
@@ -625,6 +698,13 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("boom"));
         assert_eq!(ran.load(Ordering::SeqCst), 1);
+        // A skipped pretraining counts as done: its readers run, it does not.
+        let r = schedule(&jobs, &[false, false, true, false], 1, |i| {
+            assert_ne!(i, 2, "the skipped pretraining ran");
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(r.len(), 3);
     }
 
     #[test]
