@@ -128,7 +128,8 @@ pub struct RunOptions {
     /// instead of computed, and a pretraining whose every reader is taken is not run.
     pub reuse: Option<PathBuf>,
     /// Record every finished evaluation and peer run in `DIR/runs/<suite>.jsonl`: each as
-    /// it finishes, and at the end every run of the plan, cached ones included.
+    /// it finishes, and before and after the schedule every finished run of the plan,
+    /// cached ones included.
     pub record: Option<PathBuf>,
 }
 
