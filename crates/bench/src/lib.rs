@@ -54,6 +54,16 @@ pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Bench
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it, so a crash leaves the old
+/// file whole.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
 /// Reads and parses a TOML file, naming it in any error.
 pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;

@@ -189,9 +189,7 @@ fn real_main() -> Result<()> {
             } else if changed.is_empty() {
                 println!("{}: up to date", doc.display());
             } else {
-                let tmp = doc.with_extension("md.tmp");
-                std::fs::write(&tmp, new)?;
-                std::fs::rename(&tmp, &doc)?;
+                tessera_bench::write_atomic(&doc, new.as_bytes())?;
                 println!("{}: rewrote {}", doc.display(), changed.join(", "));
             }
         }

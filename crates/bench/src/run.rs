@@ -285,11 +285,11 @@ pub fn run_suite(
         Ok(ran)
     })? {
         match r {
-            true => result.computed += 1,
-            false => result.cached += 1,
+            (_, true) => result.computed += 1,
+            (i, false) if !reusable[i] => result.cached += 1,
+            _ => {} // taken from the published runs, counted above
         }
     }
-    result.cached -= result.reused;
     sync()?;
     for (j, dir) in jobs.iter().zip(&dirs) {
         if j.kind == JobKind::Pretrain {
@@ -369,13 +369,14 @@ fn command_line(
 
 /// Runs `run(i)` for every job not in `skip` on `workers` threads, a job only once the
 /// pretraining it reads is done; pretraining jobs are taken first (they unblock the
-/// others). Stops handing out jobs after a failure and returns the first error.
+/// others). Returns each job's index and whether it ran, in the order they finished; stops
+/// handing out jobs after a failure and returns the first error.
 fn schedule(
     jobs: &[Job],
     skip: &[bool],
     workers: usize,
     run: impl Fn(usize) -> Result<bool> + Sync,
-) -> Result<Vec<bool>> {
+) -> Result<Vec<(usize, bool)>> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         Waiting,
@@ -438,7 +439,7 @@ fn schedule(
                             eprintln!("{what}: cached");
                         }
                         g.0[i] = State::Done;
-                        outcomes.lock().unwrap_or_else(|p| p.into_inner()).push(ran);
+                        outcomes.lock().unwrap_or_else(|p| p.into_inner()).push((i, ran));
                     }
                     Err(e) => {
                         eprintln!("{what}: failed: {e}");
@@ -684,7 +685,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.len(), 4);
-        assert_eq!(r.iter().filter(|&&x| x).count(), 3);
+        assert_eq!(r.iter().filter(|x| x.1).count(), 3);
+        assert!(r.contains(&(1, false)));
         assert_eq!(done.lock().unwrap()[0], 2, "pretraining is taken first");
         // A failed pretraining: what reads it never runs, and the error comes back.
         let ran = AtomicUsize::new(0);
@@ -706,6 +708,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.len(), 3);
+        assert!(r.iter().all(|x| x.0 != 2));
     }
 
     #[test]

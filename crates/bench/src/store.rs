@@ -116,9 +116,7 @@ pub fn write_all(path: &Path, runs: &BTreeMap<String, StoredRun>) -> Result<()> 
         text += &serde_json::to_string(r).map_err(|e| BenchError::Config(e.to_string()))?;
         text.push('\n');
     }
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    crate::write_atomic(path, text.as_bytes())
 }
 
 #[cfg(test)]
