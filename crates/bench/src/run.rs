@@ -383,9 +383,9 @@ fn schedule(
         Running,
         Done,
     }
-    let initial = |i: usize| match skip.get(i) {
-        Some(true) => State::Done,
-        _ => State::Waiting,
+    let initial = |i| match skip.get(i) == Some(&true) {
+        true => State::Done,
+        false => State::Waiting,
     };
     let state = Mutex::new((
         (0..jobs.len()).map(initial).collect::<Vec<_>>(),
@@ -439,7 +439,10 @@ fn schedule(
                             eprintln!("{what}: cached");
                         }
                         g.0[i] = State::Done;
-                        outcomes.lock().unwrap_or_else(|p| p.into_inner()).push((i, ran));
+                        outcomes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((i, ran));
                     }
                     Err(e) => {
                         eprintln!("{what}: failed: {e}");

@@ -92,11 +92,7 @@ pub fn import(r: &StoredRun, dir: &Path, from: &Path) -> Result<()> {
 /// Appends one run to `path` (a single write of one line, so an interruption leaves the
 /// earlier lines whole).
 pub fn append(path: &Path, r: &StoredRun) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(io(d))?;
-    }
-    let mut line = serde_json::to_string(r).map_err(|e| BenchError::Config(e.to_string()))?;
-    line.push('\n');
+    let line = lines(path, [r])?;
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -108,15 +104,21 @@ pub fn append(path: &Path, r: &StoredRun) -> Result<()> {
 /// Rewrites `path` with `runs`, one line each in key order (through a temporary file, so
 /// a crash leaves the old file).
 pub fn write_all(path: &Path, runs: &BTreeMap<String, StoredRun>) -> Result<()> {
+    let text = lines(path, runs.values())?;
+    crate::write_atomic(path, text.as_bytes())
+}
+
+/// `runs` as JSON lines, after making the folder of `path`, the file they go to.
+fn lines<'a>(path: &Path, runs: impl IntoIterator<Item = &'a StoredRun>) -> Result<String> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(io(d))?;
     }
     let mut text = String::new();
-    for r in runs.values() {
+    for r in runs {
         text += &serde_json::to_string(r).map_err(|e| BenchError::Config(e.to_string()))?;
         text.push('\n');
     }
-    crate::write_atomic(path, text.as_bytes())
+    Ok(text)
 }
 
 #[cfg(test)]
