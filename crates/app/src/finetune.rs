@@ -16,6 +16,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tessera_cli::CommonArgs;
 use tessera_core::layers::{LayerNorm, Linear};
+use tessera_core::params::{Decay, Init};
 use tessera_core::{no_grad, CoreError, Encoder, ParamStore, TokenTensors};
 use tessera_eval::ResultRow;
 use tessera_recipes::heads::Pool;
@@ -63,6 +64,13 @@ pub struct FinetuneConfig {
     /// ModelNet10 it fine-tuned worse, BENCHMARKS.md).
     #[serde(default)]
     pub probe_views: usize,
+    /// How the pooled (or per-token) features are normalised before the classifier.
+    #[serde(default)]
+    pub feature_norm: FeatureNorm,
+    /// Weight of each step's batch statistics in the running ones (`feature_norm =
+    /// "batch"`).
+    #[serde(default = "point_one")]
+    pub norm_momentum: f64,
     #[serde(default = "default_train")]
     pub train: TrainConfig,
 }
@@ -74,6 +82,47 @@ pub enum HeadInit {
     #[default]
     Probe,
     Random,
+}
+
+/// The classifier's feature normalisation (`[finetune] feature_norm`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureNorm {
+    /// A layer norm with a learned scale and shift (MAE's `fc_norm`).
+    #[default]
+    Layer,
+    /// Every feature standardised by the statistics of the batch's rows while training and
+    /// by their running averages at test (batch norm without scale and shift, as MAE's
+    /// linear probe): a shift or rescaling that fine-tuning gives every sample's features
+    /// alike does not move the logits.
+    Batch,
+}
+
+/// The feature normaliser in front of the head.
+enum Norm {
+    Layer(LayerNorm),
+    /// Running mean and variance `[D]` (non-trainable parameters, kept in checkpoints).
+    Batch {
+        mean: Tensor,
+        var: Tensor,
+    },
+}
+
+const BN_EPS: f64 = 1e-5;
+const BN_MEAN: &str = "finetune.bn.running_mean";
+const BN_VAR: &str = "finetune.bn.running_var";
+
+/// Per-feature mean and (population) variance `[D]` of the rows of `x [R, D]`.
+fn row_moments(x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let mean = x.mean(0)?;
+    let var = x.broadcast_sub(&mean)?.sqr()?.mean(0)?;
+    Ok((mean, var))
+}
+
+/// `x [.., D]` standardised per feature: `(x − mean) / sqrt(var + ε)`.
+fn standardise(x: &Tensor, mean: &Tensor, var: &Tensor) -> candle_core::Result<Tensor> {
+    x.broadcast_sub(mean)?
+        .broadcast_div(&(var + BN_EPS)?.sqrt()?)
 }
 
 /// The temperature `τ` (from 1/64 to 4, on a log grid) whose scaled `logits [n, c]`
@@ -152,13 +201,31 @@ impl Default for FinetuneConfig {
     }
 }
 
-/// Encoder + layer norm + linear classifier.
+/// Encoder + feature normalisation + linear classifier.
 pub struct Classifier {
     encoder: Encoder,
-    norm: LayerNorm,
+    norm: Norm,
     head: Linear,
     cfg: FinetuneConfig,
     classes: usize,
+}
+
+/// Logits, and (with batch statistics) the detached feature rows they were taken over.
+pub struct TrainLogits {
+    pub logits: Tensor,
+    rows: Option<Tensor>,
+}
+
+impl TrainLogits {
+    /// The step's output, carrying the feature rows `after_step` updates the running
+    /// statistics with.
+    pub fn output(self, loss: Tensor, metrics: Vec<(String, f64)>) -> StepOutput {
+        let mut out = StepOutput::new(loss, metrics);
+        if let Some(rows) = self.rows {
+            out.state.push(("features", rows));
+        }
+        out
+    }
 }
 
 impl Classifier {
@@ -177,10 +244,30 @@ impl Classifier {
         if !(0.0..1.0).contains(&cfg.label_smoothing) {
             bail!("finetune: label_smoothing must be in [0, 1)");
         }
+        if !(cfg.norm_momentum > 0.0 && cfg.norm_momentum <= 1.0) {
+            bail!(
+                "finetune: norm_momentum must be in (0, 1], got {}",
+                cfg.norm_momentum
+            );
+        }
         encoder.set_layer_decay(store, ENCODER_PREFIX, cfg.layer_decay);
         let d = encoder.cfg.dim;
+        let norm = match cfg.feature_norm {
+            FeatureNorm::Layer => Norm::Layer(LayerNorm::new(
+                store,
+                "finetune.norm",
+                d,
+                encoder.cfg.norm_eps,
+            )?),
+            FeatureNorm::Batch => {
+                let mean = store.get(BN_MEAN, &[d], Init::Zeros, Decay::No)?;
+                let var = store.get(BN_VAR, &[d], Init::Ones, Decay::No)?;
+                store.set_trainable("finetune.bn", false);
+                Norm::Batch { mean, var }
+            }
+        };
         Ok(Self {
-            norm: LayerNorm::new(store, "finetune.norm", d, encoder.cfg.norm_eps)?,
+            norm,
             head: Linear::new(store, "finetune.head", d, classes, true)?,
             encoder,
             cfg: cfg.clone(),
@@ -201,17 +288,74 @@ impl Classifier {
         }
     }
 
-    /// `[B, classes]`
-    pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
-        let f = self.features(|| self.cfg.pool.apply(&self.encoder.forward(t)?))?;
-        self.head.forward(&self.norm.forward(&f)?)
+    /// What the probe of LP-FT is fitted on: the layer-normed features, or (batch
+    /// statistics) the raw ones, which the probe standardises itself.
+    fn probe_input(&self, f: &Tensor) -> tessera_recipes::Result<Tensor> {
+        match &self.norm {
+            Norm::Layer(n) => n.forward(f),
+            Norm::Batch { .. } => Ok(f.clone()),
+        }
     }
 
-    /// Per-token logits `[B, N, classes]`: the same norm and head on every patch token
-    /// (token classification, e.g. words on a page).
+    /// The head's logits of features `f [.., D]`: normalised by the running statistics
+    /// (test), or, in training (`keep` given: the rows of `f` that count, `[R]` indices
+    /// into its flattened rows), by those rows' own statistics.
+    fn head_logits(
+        &self,
+        f: &Tensor,
+        keep: Option<&Tensor>,
+    ) -> tessera_recipes::Result<TrainLogits> {
+        let (x, rows) = match (&self.norm, keep) {
+            (Norm::Layer(n), _) => (n.forward(f)?, None),
+            (Norm::Batch { mean, var }, None) => (standardise(f, mean, var)?, None),
+            (Norm::Batch { .. }, Some(keep)) => {
+                let d = f.dim(candle_core::D::Minus1)?;
+                let rows = f.reshape(((), d))?.index_select(keep, 0)?;
+                let (m, v) = row_moments(&rows)?;
+                (standardise(f, &m, &v)?, Some(rows.detach()))
+            }
+        };
+        Ok(TrainLogits {
+            logits: self.head.forward(&x)?,
+            rows,
+        })
+    }
+
+    /// `[B, classes]`, normalised by the running statistics.
+    pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
+        let f = self.features(|| self.cfg.pool.apply(&self.encoder.forward(t)?))?;
+        Ok(self.head_logits(&f, None)?.logits)
+    }
+
+    /// `[B, classes]` as training computes them (batch statistics over the samples).
+    pub fn train_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<TrainLogits> {
+        let f = self.features(|| self.cfg.pool.apply(&self.encoder.forward(t)?))?;
+        let all = Tensor::arange(0u32, f.dim(0)? as u32, f.device())?;
+        self.head_logits(&f, Some(&all))
+    }
+
+    /// Per-token logits `[B, N, classes]`: the same normalisation and head on every patch
+    /// token (token classification, e.g. words on a page).
     pub fn token_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
         let f = self.features(|| Ok(self.encoder.forward(t)?.patches))?;
-        self.head.forward(&self.norm.forward(&f)?)
+        Ok(self.head_logits(&f, None)?.logits)
+    }
+
+    /// [`Classifier::token_logits`] as training computes them (batch statistics over the
+    /// batch's real tokens).
+    pub fn train_token_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<TrainLogits> {
+        let f = self.features(|| Ok(self.encoder.forward(t)?.patches))?;
+        let real: Vec<u32> = t
+            .padding
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p == 0.0)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let real = Tensor::from_vec(real.clone(), real.len(), f.device())?;
+        self.head_logits(&f, Some(&real))
     }
 
     pub fn classes(&self) -> usize {
@@ -220,6 +364,27 @@ impl Classifier {
 
     pub fn config(&self) -> &FinetuneConfig {
         &self.cfg
+    }
+
+    /// Moves the running statistics towards the step's feature rows (batch statistics;
+    /// nothing for a layer norm).
+    pub fn update_statistics(
+        &self,
+        store: &ParamStore,
+        out: &StepOutput,
+    ) -> tessera_recipes::Result<()> {
+        let Norm::Batch { mean, var } = &self.norm else {
+            return Ok(());
+        };
+        let rows = out.state("finetune", "features")?;
+        let (m, v) = row_moments(rows)?;
+        let k = self.cfg.norm_momentum;
+        let next = |old: &Tensor, new: &Tensor| -> candle_core::Result<Tensor> {
+            (old * (1.0 - k))? + (new * k)?
+        };
+        tessera_recipes::ema::set_state(store, BN_MEAN, &next(mean, &m)?)?;
+        tessera_recipes::ema::set_state(store, BN_VAR, &next(var, &v)?)?;
+        Ok(())
     }
 
     /// `f` of token samples in batches of 32, one row per sample (no graph recorded).
@@ -251,7 +416,7 @@ impl Classifier {
     }
 
     /// LP-FT's first stage on whole samples: [`Classifier::head_from_probe`] on the
-    /// pooled, layer-normed features of `tokens` (the encoder frozen).
+    /// pooled features of `tokens` (the encoder frozen).
     pub fn init_head_from_probe(
         &self,
         store: &ParamStore,
@@ -262,7 +427,7 @@ impl Classifier {
     ) -> Result<f64> {
         let feats = self.rows(tokens, |t| {
             let f = self.cfg.pool.apply(&self.encoder.forward(t)?)?;
-            self.norm.forward(&f)
+            self.probe_input(&f)
         })?;
         self.head_from_probe(store, &feats, y, groups, seed)
     }
@@ -270,7 +435,7 @@ impl Classifier {
     /// The head's input features of every patch token, `[B, N, D]` (token
     /// classification's counterpart of the pooled features).
     pub fn token_features(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
-        self.norm.forward(&self.encoder.forward(t)?.patches)
+        self.probe_input(&self.encoder.forward(t)?.patches)
     }
 
     /// Fits a linear probe (L-BFGS; L2 chosen on a stratified 20 % of the groups when
@@ -329,19 +494,40 @@ impl Classifier {
             self.classes,
             self.cfg.label_smoothing,
         );
-        // logits = τ (W ((x - mean) / std) + b) = τ (W / std) x + τ (b - W (mean / std))
         let (mean, std) = probe.standardisation();
         let (w, b) = (probe.weights(), probe.bias());
         let mut weight = vec![0f32; self.classes * d];
         let mut bias = vec![0f32; self.classes];
-        for c in 0..self.classes {
-            let mut shift = 0.0;
-            for j in 0..d {
-                let wj = w[c * d + j] / std[j];
-                weight[c * d + j] = (tau * wj) as f32;
-                shift += wj * mean[j];
+        match &self.norm {
+            // logits = τ (W ((x - mean) / std) + b) = τ (W / std) x + τ (b - W (mean / std))
+            Norm::Layer(_) => {
+                for c in 0..self.classes {
+                    let mut shift = 0.0;
+                    for j in 0..d {
+                        let wj = w[c * d + j] / std[j];
+                        weight[c * d + j] = (tau * wj) as f32;
+                        shift += wj * mean[j];
+                    }
+                    bias[c] = (tau * (b[c] - shift)) as f32;
+                }
             }
-            bias[c] = (tau * (b[c] - shift)) as f32;
+            // The probe's standardisation becomes the running statistics.
+            Norm::Batch { .. } => {
+                for (o, &v) in weight.iter_mut().zip(w) {
+                    *o = (tau * v) as f32;
+                }
+                for (o, &v) in bias.iter_mut().zip(b) {
+                    *o = (tau * v) as f32;
+                }
+                let dev = self.encoder.device();
+                let var: Vec<f32> = std
+                    .iter()
+                    .map(|s| (s * s - BN_EPS).max(0.0) as f32)
+                    .collect();
+                let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+                tessera_recipes::ema::set_state(store, BN_MEAN, &Tensor::from_vec(mean, d, dev)?)?;
+                tessera_recipes::ema::set_state(store, BN_VAR, &Tensor::from_vec(var, d, dev)?)?;
+            }
         }
         let dev = self.encoder.device();
         let tensors = std::collections::HashMap::from([
@@ -377,7 +563,8 @@ impl Recipe for Classifier {
             ));
         };
         let dev = self.encoder.device().clone();
-        let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
+        let out = self.train_logits(&TokenTensors::from_tokens(x, &dev)?)?;
+        let logits = &out.logits;
         let (b, c) = (y.len(), self.classes);
         let eps = self.cfg.label_smoothing as f32;
         let mut target = vec![eps / c as f32; b * c];
@@ -385,7 +572,7 @@ impl Recipe for Classifier {
             target[i * c + k.min(c - 1)] += 1.0 - eps;
         }
         let target = Tensor::from_vec(target, (b, c), &dev)?;
-        let loss = cross_entropy(&logits, &target, None)?;
+        let loss = cross_entropy(logits, &target, None)?;
         let pred = logits.argmax(1)?.to_vec1::<u32>()?;
         let acc = pred
             .iter()
@@ -393,7 +580,16 @@ impl Recipe for Classifier {
             .filter(|(p, t)| **p as usize == **t)
             .count() as f64
             / b.max(1) as f64;
-        Ok(StepOutput::new(loss, vec![("train_acc".into(), acc)]))
+        Ok(out.output(loss, vec![("train_acc".into(), acc)]))
+    }
+
+    fn after_step(
+        &mut self,
+        store: &ParamStore,
+        _ctx: &StepContext,
+        out: &StepOutput,
+    ) -> tessera_recipes::Result<()> {
+        self.update_statistics(store, out)
     }
 
     fn encoder(&self) -> &Encoder {
@@ -644,26 +840,41 @@ mod tests {
             .unzip()
     }
 
-    #[test]
-    fn a_probe_initialised_head_predicts_as_the_probe_does() {
+    fn classifier(norm: FeatureNorm) -> (Classifier, ParamStore) {
         let enc = EncoderConfig::preset("nano", 8, vec![4.0]).unwrap();
-        let cfg = FinetuneConfig::default();
-        assert_eq!(cfg.head_init, HeadInit::Probe);
+        let cfg = FinetuneConfig {
+            feature_norm: norm,
+            ..Default::default()
+        };
         let mut store = ParamStore::new(0, &candle_core::Device::Cpu);
         let encoder = Encoder::new(&enc, &mut store, ENCODER_PREFIX).unwrap();
         let model = Classifier::new(&cfg, encoder, &mut store, 3).unwrap();
-        let (x, y) = samples(30, 1);
-        let random = model.predict(&x).unwrap();
-        let groups: Vec<usize> = (0..y.len()).map(|i| i / 2).collect();
-        let probe_acc = model
-            .init_head_from_probe(&store, &x, &y, &groups, 0)
-            .unwrap();
-        // The folded standardisation reproduces the probe's predictions exactly.
-        let pred = model.predict(&x).unwrap();
-        let acc = tessera_eval::metrics::accuracy(&y, &pred);
-        assert!((acc - probe_acc).abs() < 1e-9, "{acc} vs probe {probe_acc}");
-        assert!(acc > 0.9, "separable classes: {acc}");
-        assert!(tessera_eval::metrics::accuracy(&y, &random) < 0.9);
+        (model, store)
+    }
+
+    #[test]
+    fn a_probe_initialised_head_predicts_as_the_probe_does() {
+        assert_eq!(FinetuneConfig::default().head_init, HeadInit::Probe);
+        for norm in [FeatureNorm::Layer, FeatureNorm::Batch] {
+            let (model, store) = classifier(norm);
+            let (x, y) = samples(30, 1);
+            let random = model.predict(&x).unwrap();
+            let groups: Vec<usize> = (0..y.len()).map(|i| i / 2).collect();
+            let probe_acc = model
+                .init_head_from_probe(&store, &x, &y, &groups, 0)
+                .unwrap();
+            // The folded standardisation (layer norm) or the running statistics (batch
+            // statistics) reproduce the probe's predictions exactly.
+            let pred = model.predict(&x).unwrap();
+            let acc = tessera_eval::metrics::accuracy(&y, &pred);
+            assert!(
+                (acc - probe_acc).abs() < 1e-9,
+                "{norm:?}: {acc} vs probe {probe_acc}"
+            );
+            assert!(acc > 0.9, "separable classes: {acc}");
+            assert!(tessera_eval::metrics::accuracy(&y, &random) < 0.9);
+        }
+        let (model, store) = classifier(FeatureNorm::Layer);
         // One sample per class: no validation split, a fixed L2; still a valid head.
         let (x1, y1) = samples(3, 2);
         assert!(
@@ -680,5 +891,64 @@ mod tests {
         assert!(smoothed_temperature(&logits, &[0, 1], 3, 0.0) >= 1.0);
         let random: FinetuneConfig = toml::from_str("head_init = \"random\"").unwrap();
         assert_eq!(random.head_init, HeadInit::Random);
+    }
+
+    #[test]
+    fn batch_statistics_ignore_a_common_shift_and_are_tracked_by_running_averages() {
+        let (model, store) = classifier(FeatureNorm::Batch);
+        let dev = candle_core::Device::Cpu;
+        let mut rng = Rng::new(3);
+        let f: Vec<f32> = (0..8 * 128).map(|_| rng.normal() as f32).collect();
+        let f = Tensor::from_vec(f, (8, 128), &dev).unwrap();
+        let all = Tensor::arange(0u32, 8, &dev).unwrap();
+        let a = model.head_logits(&f, Some(&all)).unwrap();
+        // Every sample's features moved and scaled alike: the same training logits.
+        let moved = ((&f * 3.0).unwrap() + 5.0).unwrap();
+        let b = model.head_logits(&moved, Some(&all)).unwrap();
+        let diff = (&a.logits - &b.logits)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
+        // Test logits use the running statistics (0 and 1 at first), which then move
+        // towards the step's rows by the momentum (0.1).
+        let test = model.head_logits(&moved, None).unwrap().logits;
+        assert!(
+            test.sub(&b.logits)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 1.0
+        );
+        let out = b.output(Tensor::new(0f32, &dev).unwrap(), Vec::new());
+        model.update_statistics(&store, &out).unwrap();
+        let mean = store
+            .param(BN_MEAN)
+            .unwrap()
+            .var
+            .as_tensor()
+            .to_vec1::<f32>()
+            .unwrap();
+        let want = moved.mean(0).unwrap().to_vec1::<f32>().unwrap();
+        for (m, w) in mean.iter().zip(&want) {
+            assert!((m - 0.1 * w).abs() < 1e-5, "{m} vs 0.1 * {w}");
+        }
+        assert!(!store.param(BN_VAR).unwrap().trainable);
+        let bad: FinetuneConfig =
+            toml::from_str("feature_norm = \"batch\"\nnorm_momentum = 0.0").unwrap();
+        let (encoder, mut s2) = {
+            let enc = EncoderConfig::preset("nano", 8, vec![4.0]).unwrap();
+            let mut s2 = ParamStore::new(0, &dev);
+            (Encoder::new(&enc, &mut s2, ENCODER_PREFIX).unwrap(), s2)
+        };
+        assert!(Classifier::new(&bad, encoder, &mut s2, 3).is_err());
     }
 }

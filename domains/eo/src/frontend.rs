@@ -35,6 +35,10 @@ pub struct EoAugment {
     pub band_drop: f64,
     /// Gaussian noise on normalised values, for recipes that ask.
     pub noise_std: f64,
+    /// Training crops at most this many pixels off the centre crop in each direction
+    /// (object-centred chips such as MSTAR's, where a crop anywhere in the chip can miss
+    /// the target); unset: anywhere in the raster (scenes).
+    pub centre_jitter_px: Option<usize>,
 }
 
 impl Default for EoAugment {
@@ -43,6 +47,7 @@ impl Default for EoAugment {
             flip: true,
             band_drop: 0.0,
             noise_std: 0.0,
+            centre_jitter_px: None,
         }
     }
 }
@@ -433,8 +438,21 @@ impl EoFrontend {
     /// A random crop (and flip/rotation when `[eo.augment] flip`), all bands.
     pub fn random_tokens(&self, s: &EoSample, rng: &mut Rng) -> Result<SampleTokens, EoError> {
         let c = self.cfg.crop_px;
-        let x0 = rng.below(s.w.saturating_sub(c) + 1);
-        let y0 = rng.below(s.h.saturating_sub(c) + 1);
+        let (x0, y0) = match self.cfg.augment.centre_jitter_px {
+            None => (
+                rng.below(s.w.saturating_sub(c) + 1),
+                rng.below(s.h.saturating_sub(c) + 1),
+            ),
+            Some(j) => {
+                // Offsets in [-j, j] around the centre crop, kept inside the raster.
+                let near = |size: usize, rng: &mut Rng| {
+                    let (centre, max) = (size.saturating_sub(c) / 2, size.saturating_sub(c));
+                    let lo = centre.saturating_sub(j);
+                    lo + rng.below((centre + j).min(max) - lo + 1)
+                };
+                (near(s.w, rng), near(s.h, rng))
+            }
+        };
         let t = if self.cfg.augment.flip {
             rng.below(8) as u8
         } else {

@@ -780,3 +780,52 @@ fn real_files_read() {
         );
     }
 }
+
+/// `[eo.augment] centre_jitter_px`: training crops stay within the jitter of the centre
+/// crop (object-centred chips), and still move; unset, they range over the raster.
+#[test]
+fn centre_jitter_keeps_training_crops_near_the_centre() {
+    let d = tmp("jitter");
+    let manifest = EoFrontend::write_demo_data(&d, 1).unwrap();
+    let line = std::fs::read_to_string(&manifest).unwrap();
+    let p = d.join(line.lines().nth(1).unwrap().split(',').next().unwrap());
+    let cfg = |j: Option<usize>| EoConfig {
+        crop_px: 16,
+        patch_px: 4,
+        augment: tessera_eo::frontend::EoAugment {
+            flip: false,
+            centre_jitter_px: j,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let offsets = |j: Option<usize>| {
+        let fe = EoFrontend::new(&cfg(j)).unwrap();
+        let s = fe.decode(&p).unwrap();
+        let all: Vec<usize> = (0..s.bands.len()).collect();
+        let (cx, cy) = ((s.w - 16) / 2, (s.h - 16) / 2);
+        let mut rng = tessera_tokens::Rng::new(5);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let t = fe.random_tokens(&s, &mut rng).unwrap();
+            let at = (0..=s.w - 16)
+                .flat_map(|x| (0..=s.h - 16).map(move |y| (x, y)))
+                .find(|&(x, y)| fe.tokens_at(&s, x, y, 0, &all).unwrap().values == t.values)
+                .expect("a crop of the raster");
+            seen.insert((at.0 as i64 - cx as i64, at.1 as i64 - cy as i64));
+        }
+        seen
+    };
+    let near = offsets(Some(2));
+    assert!(
+        near.iter().all(|(x, y)| x.abs() <= 2 && y.abs() <= 2),
+        "{near:?}"
+    );
+    assert!(near.len() > 10, "{near:?}");
+    let anywhere = offsets(None);
+    assert!(
+        anywhere.iter().any(|(x, y)| x.abs() > 2 || y.abs() > 2),
+        "{anywhere:?}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

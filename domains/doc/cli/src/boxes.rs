@@ -732,7 +732,10 @@ impl Recipe for TokenClassifier {
             ));
         };
         let dev = Device::Cpu;
-        let logits = self.logits(&TokenTensors::from_tokens(x, &dev)?)?;
+        let out = self
+            .0
+            .train_token_logits(&TokenTensors::from_tokens(x, &dev)?)?;
+        let logits = &out.logits;
         let (b, n, c) = (x.b, x.n, self.0.classes());
         let eps = self.0.config().label_smoothing as f32;
         let mut target = vec![0f32; b * n * c];
@@ -749,7 +752,7 @@ impl Recipe for TokenClassifier {
         let kept = keep.iter().sum::<f32>();
         let target = Tensor::from_vec(target, (b, n, c), &dev)?;
         let keep_t = Tensor::from_vec(keep.clone(), (b, n), &dev)?;
-        let loss = cross_entropy(&logits, &target, Some(&keep_t))?;
+        let loss = cross_entropy(logits, &target, Some(&keep_t))?;
         let pred = logits.argmax(2)?.flatten_all()?.to_vec1::<u32>()?;
         let right = pred
             .iter()
@@ -757,10 +760,19 @@ impl Recipe for TokenClassifier {
             .zip(&keep)
             .filter(|((p, l), k)| **k > 0.0 && **p as f32 == **l)
             .count();
-        Ok(StepOutput::new(
+        Ok(out.output(
             loss,
             vec![("train_acc".into(), right as f64 / kept.max(1.0) as f64)],
         ))
+    }
+
+    fn after_step(
+        &mut self,
+        store: &ParamStore,
+        _ctx: &StepContext,
+        out: &StepOutput,
+    ) -> tessera_recipes::Result<()> {
+        self.0.update_statistics(store, out)
     }
 
     fn encoder(&self) -> &Encoder {
