@@ -16,6 +16,7 @@ bn='s/^label_smoothing = 0.1/label_smoothing = 0.1\nfeature_norm = "batch"/'
 sed "$bn" benchmarks/eo_finetune.toml > "$OUT/eo_bn.toml"
 sed 's/^lr = 5e-4/lr = 6e-5/' benchmarks/eo_finetune.toml > "$OUT/eo_lr6e5.toml"
 sed 's/^lr = 5e-4/lr = 6e-5/' "$OUT/eo_bn.toml" > "$OUT/eo_bn_lr6e5.toml"
+sed 's/^label_smoothing = 0.1/label_smoothing = 0.1\nhead_init = "random"/' "$OUT/eo_lr6e5.toml" > "$OUT/eo_lr6e5_random_head.toml"
 printf '[eo.augment]\nflip = true\ncentre_jitter_px = 8\n' > "$OUT/centre.toml"
 cat "$OUT/centre.toml" "$OUT/eo_bn.toml" > "$OUT/centre_bn.toml"
 sed "$bn" benchmarks/splat_finetune.toml > "$OUT/splat_bn.toml"
@@ -26,7 +27,9 @@ ft() { eo finetune --data "$EO" --steps 300 --seed 0 --out "$OUT/mstar" "$@"; }
 ft --checkpoint "$OUT/mae" --config benchmarks/eo_finetune.toml --name pre-layer
 ft --random-init --preset eo-mstar-mae --config benchmarks/eo_finetune.toml --name random-layer
 ft --checkpoint "$OUT/mae" --config "$OUT/eo_lr6e5.toml" --name pre-layer-lr6e-5
+ft --checkpoint "$OUT/mae" --config "$OUT/eo_lr6e5_random_head.toml" --name pre-layer-lr6e-5-random-head
 ft --checkpoint "$OUT/mae" --config "$OUT/eo_bn.toml" --name pre-batch
+ft --random-init --preset eo-mstar-mae --config "$OUT/eo_bn.toml" --name random-batch
 ft --checkpoint "$OUT/mae" --config "$OUT/eo_bn_lr6e5.toml" --name pre-batch-lr6e-5
 ft --checkpoint "$OUT/maec" --config "$OUT/eo_bn.toml" --name centre-pre-batch
 ft --random-init --preset eo-mstar-mae --config "$OUT/centre_bn.toml" --name centre-random-batch
