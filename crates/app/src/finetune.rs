@@ -905,29 +905,16 @@ mod tests {
         // Every sample's features moved and scaled alike: the same training logits.
         let moved = ((&f * 3.0).unwrap() + 5.0).unwrap();
         let b = model.head_logits(&moved, Some(&all)).unwrap();
-        let diff = (&a.logits - &b.logits)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let max_diff = |x: &Tensor, y: &Tensor| -> f32 {
+            let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+            d.to_scalar::<f32>().unwrap()
+        };
+        let diff = max_diff(&a.logits, &b.logits);
         assert!(diff < 1e-4, "{diff}");
         // Test logits use the running statistics (0 and 1 at first), which then move
         // towards the step's rows by the momentum (0.1).
         let test = model.head_logits(&moved, None).unwrap().logits;
-        assert!(
-            test.sub(&b.logits)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-                > 1.0
-        );
+        assert!(max_diff(&test, &b.logits) > 1.0);
         let out = b.output(Tensor::new(0f32, &dev).unwrap(), Vec::new());
         model.update_statistics(&store, &out).unwrap();
         let mean = store
