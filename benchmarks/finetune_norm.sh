@@ -2,7 +2,7 @@
 # Fine-tuning's feature normalisation ([finetune] feature_norm = "layer" or "batch") and
 # MSTAR's training crops ([eo.augment] centre_jitter_px), seed 0, on MSTAR SOC (300 MAE
 # steps, 300 fine-tuning steps of 32, all labels) and ModelNet10 (300 Point-MAE steps, 100
-# fine-tuning steps of 32). Writes its configs under $OUT; BENCHMARKS.md has the figures.
+# fine-tuning steps of 32, fine-tuning seeds 0 and 1). Writes its configs under $OUT; BENCHMARKS.md has the figures.
 # Usage: OUT=runs/ftnorm benchmarks/finetune_norm.sh   (manifests as eo.sh and splat.sh make them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,5 +37,7 @@ eo probe --checkpoint "$OUT/mae" --data "$EO" --seed 0 --out "$OUT/mstar-probe"
 eo probe --checkpoint "$OUT/maec" --data "$EO" --seed 0 --out "$OUT/mstar-probe"
 sp() { "$B/tessera-splat" "$@"; }
 [ -f "$OUT/pointmae/done" ] || { sp pretrain --data "$MN" --preset splat-tiny-pointmae --config benchmarks/splat_modelnet.toml --steps 300 --seed 0 --out "$OUT/pointmae" && touch "$OUT/pointmae/done"; }
-sp finetune --checkpoint "$OUT/pointmae" --data "$MN" --config "$OUT/splat_bn.toml" --steps 100 --seed 0 --name pre-batch --out "$OUT/modelnet"
-sp finetune --checkpoint "$OUT/pointmae" --data "$MN" --config benchmarks/splat_finetune.toml --steps 100 --seed 0 --name pre-layer --out "$OUT/modelnet"
+for s in 0 1; do
+  sp finetune --checkpoint "$OUT/pointmae" --data "$MN" --config "$OUT/splat_bn.toml" --steps 100 --seed "$s" --name pre-batch --out "$OUT/modelnet"
+  sp finetune --checkpoint "$OUT/pointmae" --data "$MN" --config benchmarks/splat_finetune.toml --steps 100 --seed "$s" --name pre-layer --out "$OUT/modelnet"
+done
