@@ -244,6 +244,9 @@ impl Classifier {
         if !(0.0..1.0).contains(&cfg.label_smoothing) {
             bail!("finetune: label_smoothing must be in [0, 1)");
         }
+        if cfg.feature_norm == FeatureNorm::Batch && cfg.train.batch_size < 2 {
+            bail!("finetune: feature_norm = \"batch\" needs a batch_size of at least 2");
+        }
         if !(cfg.norm_momentum > 0.0 && cfg.norm_momentum <= 1.0) {
             bail!(
                 "finetune: norm_momentum must be in (0, 1], got {}",
@@ -354,6 +357,10 @@ impl Classifier {
             .filter(|(_, &p)| p == 0.0)
             .map(|(i, _)| i as u32)
             .collect();
+        if real.is_empty() {
+            // Nothing but filler: no statistics to take, the running ones serve.
+            return self.head_logits(&f, None);
+        }
         let real = Tensor::from_vec(real.clone(), real.len(), f.device())?;
         self.head_logits(&f, Some(&real))
     }
@@ -376,7 +383,10 @@ impl Classifier {
         let Norm::Batch { mean, var } = &self.norm else {
             return Ok(());
         };
-        let rows = out.state("finetune", "features")?;
+        // A step without feature rows (only filler tokens) leaves the statistics as they are.
+        let Some((_, rows)) = out.state.iter().find(|(n, _)| *n == "features") else {
+            return Ok(());
+        };
         let (m, v) = row_moments(rows)?;
         let k = self.cfg.norm_momentum;
         let next = |old: &Tensor, new: &Tensor| -> candle_core::Result<Tensor> {
