@@ -111,6 +111,18 @@ enum Norm {
 const BN_EPS: f64 = 1e-5;
 const BN_MEAN: &str = "finetune.bn.running_mean";
 const BN_VAR: &str = "finetune.bn.running_var";
+/// The step output's state entry holding the feature rows of the batch statistics.
+const FEATURES: &str = "features";
+
+/// Which statistics standardise the features (`feature_norm = "batch"`).
+#[derive(Clone, Copy)]
+enum Stats<'a> {
+    /// The running averages (test).
+    Running,
+    /// The batch's own (training): of every row, or of the rows at these indices `[R]`
+    /// into the flattened rows (real tokens).
+    Batch(Option<&'a Tensor>),
+}
 
 /// Per-feature mean and (population) variance `[D]` of the rows of `x [R, D]`.
 fn row_moments(x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
@@ -222,7 +234,7 @@ impl TrainLogits {
     pub fn output(self, loss: Tensor, metrics: Vec<(String, f64)>) -> StepOutput {
         let mut out = StepOutput::new(loss, metrics);
         if let Some(rows) = self.rows {
-            out.state.push(("features", rows));
+            out.state.push((FEATURES, rows));
         }
         out
     }
@@ -300,20 +312,18 @@ impl Classifier {
         }
     }
 
-    /// The head's logits of features `f [.., D]`: normalised by the running statistics
-    /// (test), or, in training (`keep` given: the rows of `f` that count, `[R]` indices
-    /// into its flattened rows), by those rows' own statistics.
-    fn head_logits(
-        &self,
-        f: &Tensor,
-        keep: Option<&Tensor>,
-    ) -> tessera_recipes::Result<TrainLogits> {
-        let (x, rows) = match (&self.norm, keep) {
+    /// The head's logits of features `f [.., D]`, normalised with `stats`.
+    fn head_logits(&self, f: &Tensor, stats: Stats) -> tessera_recipes::Result<TrainLogits> {
+        let (x, rows) = match (&self.norm, stats) {
             (Norm::Layer(n), _) => (n.forward(f)?, None),
-            (Norm::Batch { mean, var }, None) => (standardise(f, mean, var)?, None),
-            (Norm::Batch { .. }, Some(keep)) => {
+            (Norm::Batch { mean, var }, Stats::Running) => (standardise(f, mean, var)?, None),
+            (Norm::Batch { .. }, Stats::Batch(keep)) => {
                 let d = f.dim(candle_core::D::Minus1)?;
-                let rows = f.reshape(((), d))?.index_select(keep, 0)?;
+                let rows = f.reshape(((), d))?;
+                let rows = match keep {
+                    Some(keep) => rows.index_select(keep, 0)?,
+                    None => rows,
+                };
                 let (m, v) = row_moments(&rows)?;
                 (standardise(f, &m, &v)?, Some(rows.detach()))
             }
@@ -327,21 +337,20 @@ impl Classifier {
     /// `[B, classes]`, normalised by the running statistics.
     pub fn logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
         let f = self.features(|| self.cfg.pool.apply(&self.encoder.forward(t)?))?;
-        Ok(self.head_logits(&f, None)?.logits)
+        Ok(self.head_logits(&f, Stats::Running)?.logits)
     }
 
     /// `[B, classes]` as training computes them (batch statistics over the samples).
     pub fn train_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<TrainLogits> {
         let f = self.features(|| self.cfg.pool.apply(&self.encoder.forward(t)?))?;
-        let all = Tensor::arange(0u32, f.dim(0)? as u32, f.device())?;
-        self.head_logits(&f, Some(&all))
+        self.head_logits(&f, Stats::Batch(None))
     }
 
     /// Per-token logits `[B, N, classes]`: the same normalisation and head on every patch
     /// token (token classification, e.g. words on a page).
     pub fn token_logits(&self, t: &TokenTensors) -> tessera_recipes::Result<Tensor> {
         let f = self.features(|| Ok(self.encoder.forward(t)?.patches))?;
-        Ok(self.head_logits(&f, None)?.logits)
+        Ok(self.head_logits(&f, Stats::Running)?.logits)
     }
 
     /// [`Classifier::token_logits`] as training computes them (batch statistics over the
@@ -359,10 +368,11 @@ impl Classifier {
             .collect();
         if real.is_empty() {
             // Nothing but filler: no statistics to take, the running ones serve.
-            return self.head_logits(&f, None);
+            return self.head_logits(&f, Stats::Running);
         }
-        let real = Tensor::from_vec(real.clone(), real.len(), f.device())?;
-        self.head_logits(&f, Some(&real))
+        let n = real.len();
+        let real = Tensor::from_vec(real, n, f.device())?;
+        self.head_logits(&f, Stats::Batch(Some(&real)))
     }
 
     pub fn classes(&self) -> usize {
@@ -384,7 +394,9 @@ impl Classifier {
             return Ok(());
         };
         // A step without feature rows (only filler tokens) leaves the statistics as they are.
-        let Some((_, rows)) = out.state.iter().find(|(n, _)| *n == "features") else {
+        // Moments are taken again from the rows (not passed on from the loss) because a
+        // data-parallel step gathers the rows of every part before this runs.
+        let Some((_, rows)) = out.state.iter().find(|(n, _)| *n == FEATURES) else {
             return Ok(());
         };
         let (m, v) = row_moments(rows)?;
@@ -910,11 +922,10 @@ mod tests {
         let mut rng = Rng::new(3);
         let f: Vec<f32> = (0..8 * 128).map(|_| rng.normal() as f32).collect();
         let f = Tensor::from_vec(f, (8, 128), &dev).unwrap();
-        let all = Tensor::arange(0u32, 8, &dev).unwrap();
-        let a = model.head_logits(&f, Some(&all)).unwrap();
+        let a = model.head_logits(&f, Stats::Batch(None)).unwrap();
         // Every sample's features moved and scaled alike: the same training logits.
         let moved = ((&f * 3.0).unwrap() + 5.0).unwrap();
-        let b = model.head_logits(&moved, Some(&all)).unwrap();
+        let b = model.head_logits(&moved, Stats::Batch(None)).unwrap();
         let max_diff = |x: &Tensor, y: &Tensor| -> f32 {
             let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
             d.to_scalar::<f32>().unwrap()
@@ -923,7 +934,7 @@ mod tests {
         assert!(diff < 1e-4, "{diff}");
         // Test logits use the running statistics (0 and 1 at first), which then move
         // towards the step's rows by the momentum (0.1).
-        let test = model.head_logits(&moved, None).unwrap().logits;
+        let test = model.head_logits(&moved, Stats::Running).unwrap().logits;
         assert!(max_diff(&test, &b.logits) > 1.0);
         let out = b.output(Tensor::new(0f32, &dev).unwrap(), Vec::new());
         model.update_statistics(&store, &out).unwrap();
