@@ -9,21 +9,7 @@ threads=${1:-2}
 rounds=${2:-3}
 cargo build --release -q -p tessera-medical-cli
 PY=$(benchmarks/setup_torch.sh)
-t=(); p=(); tm=(); pm=()
-for r in $(seq "$rounds"); do
-  a=$("${CARGO_TARGET_DIR:-target}/release/tessera-medical" bench-step --preset medical-micro-mae-bench --batch-size 4 --threads "$threads" --warmup 2 --timed-steps 6)
-  b=$("$PY" benchmarks/mae3d_step_torch.py --threads "$threads" --batch-size 4 --crop 96 --patch 16 --steps 6 --warmup 2)
-  echo "$a"; echo "$b"
-  t+=("$(echo "$a" | sed -E 's/.*"samples_per_s": ([0-9.]+).*/\1/')")
-  p+=("$(echo "$b" | sed -E 's/.*"samples_per_s": ([0-9.]+).*/\1/')")
-  tm+=("$(echo "$a" | sed -E 's/.*"peak_rss_mib": ([0-9.]+).*/\1/')")
-  pm+=("$(echo "$b" | sed -E 's/.*"peak_rss_mib": ([0-9.]+).*/\1/')")
-done
-python3 - "${t[*]}" "${p[*]}" "${tm[*]}" "${pm[*]}" <<'PY'
-import statistics, sys
-t, p, tm, pm = ([float(x) for x in arg.split()] for arg in sys.argv[1:5])
-mt, mp = statistics.median(t), statistics.median(p)
-print(f"tessera median {mt:.2f} samples/s, pytorch median {mp:.2f} samples/s, ratio tessera/pytorch {mt/mp:.2f}")
-rt, rp = statistics.median(tm), statistics.median(pm)
-print(f"peak RSS of the process: tessera {rt:.0f} MiB, pytorch {rp:.0f} MiB, ratio {rt/rp:.2f}")
-PY
+tessera_step() { "${CARGO_TARGET_DIR:-target}/release/tessera-medical" bench-step --preset medical-micro-mae-bench --batch-size 4 --threads "$threads" --warmup 2 --timed-steps 6; }
+torch_step() { "$PY" benchmarks/mae3d_step_torch.py --threads "$threads" --batch-size 4 --crop 96 --patch 16 --steps 6 --warmup 2; }
+. benchmarks/side_by_side.sh
+side_by_side "$rounds"

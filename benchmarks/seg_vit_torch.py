@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import sys
 import time
 
@@ -165,6 +166,43 @@ def predict(model, img, batch=8):
     return prob[:, : shape[0], : shape[1], : shape[2]].argmax(0).numpy()
 
 
+def bench(model, opt, params, sampler, a):
+    """Times whole steps (forward and loss, backward, clipping and AdamW at a fixed rate) on
+    one batch of crops, split as Tessera's bench lines are."""
+    x, y = sampler.sample(a.batch_size)
+    for gr in opt.param_groups:
+        gr["lr"] = 1e-4
+    phases = [0.0, 0.0, 0.0]
+    for i in range(a.warmup + a.bench_steps):
+        t0 = time.perf_counter()
+        loss = dice_ce_all(model(x), y)
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        t3 = time.perf_counter()
+        if i >= a.warmup:
+            for k, d in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                phases[k] += d
+    total = sum(phases)
+    n = a.bench_steps
+    print(json.dumps({
+        "impl": "pytorch",
+        "threads": torch.get_num_threads(),
+        "tokens": (CROP // PATCH) ** 3,
+        "samples_per_s": round(a.batch_size * n / total, 3),
+        "step_ms": round(1000 * total / n, 1),
+        "forward_ms": round(1000 * phases[0] / n, 1),
+        "backward_ms": round(1000 * phases[1] / n, 1),
+        "optimiser_ms": round(1000 * phases[2] / n, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "decoder": a.decoder,
+        "torch": torch.__version__,
+    }), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", default=os.path.join(U.HERE, "msd_hippocampus_split.csv"))
@@ -175,6 +213,10 @@ def main():
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--fg-fraction", type=float, default=2.0 / 3.0)
     ap.add_argument("--decoder", choices=["linear", "conv"], default="linear")
+    ap.add_argument("--bench-steps", type=int, default=None,
+                    help="time this many steps on one batch of crops (after --warmup) and print "
+                         "the JSON line of Tessera's `segment --bench-steps` instead of training")
+    ap.add_argument("--warmup", type=int, default=2)
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -184,7 +226,7 @@ def main():
     split = U.read_split(a.split)
     t_load = time.perf_counter()
     train_cases = [U.load_case(i, l) for i, l in split["labelled"]]
-    test_cases = [U.load_case(i, l) for i, l in split["test"]]
+    test_cases = [] if a.bench_steps else [U.load_case(i, l) for i, l in split["test"]]
     load_s = time.perf_counter() - t_load
 
     model = VitSeg(decoder=a.decoder)
@@ -202,6 +244,9 @@ def main():
     sampler = U.CropSampler(train_cases, CROP, a.fg_fraction, False, rng)
 
     model.train()
+    if a.bench_steps:
+        bench(model, opt, params, sampler, a)
+        return
 
     def step(i):
         for gr in opt.param_groups:

@@ -99,10 +99,13 @@ impl Conv3d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, z, y, w, c) = x.dims5()?;
         let k = self.kernel;
+        if k > 1 && !ops::composed(x) {
+            return Ok(crate::conv::conv3d(x, &self.weight, &self.bias, k)?);
+        }
         let y_out = if k == 1 {
             x.reshape((b * z * y * w, c))?.matmul(&self.weight.t()?)?
         } else {
-            ops::unfold3d(x, k)?
+            ops::unfold3d_composed(x, k)?
                 .reshape((b * z * y * w, k * k * k * c))?
                 .matmul(&self.weight.t()?)?
         };

@@ -4,6 +4,7 @@
 //! that every domain and recipe shares.
 
 pub mod attention;
+mod conv;
 pub mod embed;
 pub mod encoder;
 pub mod error;

@@ -730,136 +730,9 @@ pub fn layer_norm(
     x.contiguous()?.apply_op3(weight, bias, LayerNormOp { eps })
 }
 
-/// The `k³` neighbourhoods of a channel-last volume `[B, Z, Y, X, C]`, zero-padded:
-/// `[B, Z, Y, X, k³·C]`, neighbourhood-major (`dz, dy, dx`, then channel). Its backward
-/// pass is [`Fold3d`], which sums each neighbourhood gradient back onto its voxels.
-struct Unfold3d {
-    k: usize,
-}
-
-/// Shape `[B, Z, Y, X, C]` of a channel-last volume layout.
-fn dims5(l: &Layout, op: &str) -> candle_core::Result<[usize; 5]> {
-    match l.dims() {
-        &[b, z, y, x, c] => Ok([b, z, y, x, c]),
-        d => candle_core::bail!("{op}: expected [B, Z, Y, X, C], got {d:?}"),
-    }
-}
-
-/// Calls `f(o, n)` for every offset `o` (index of `(dz, dy, dx)` in `k³`, `dx` fastest) of
-/// voxel `p = (z, y, x)` whose neighbour `n` (a voxel index inside one `[Z, Y, X]` volume)
-/// lies inside the volume, skipping the zero padding. With `mirror`, offset `o` reads the
-/// neighbour at the opposite offset `k − 1 − d`: the voxels whose neighbourhood holds `p`
-/// at position `o` (the adjoint, for the backward pass).
-#[inline]
-fn each_neighbour(
-    p: [usize; 3],
-    k: usize,
-    dims: [usize; 3],
-    mirror: bool,
-    mut f: impl FnMut(usize, usize),
-) {
-    let h = k / 2;
-    let at = |a: usize, d: usize| -> Option<usize> {
-        let d = if mirror { k - 1 - d } else { d };
-        let v = (p[a] + d).checked_sub(h)?;
-        (v < dims[a]).then_some(v)
-    };
-    let mut o = 0;
-    for dz in 0..k {
-        for dy in 0..k {
-            for dx in 0..k {
-                if let (Some(z), Some(y), Some(x)) = (at(0, dz), at(1, dy), at(2, dx)) {
-                    f(o, (z * dims[1] + y) * dims[2] + x);
-                }
-                o += 1;
-            }
-        }
-    }
-}
-
-/// Fills `out` (`b` volumes of `dims` voxels, `width` values per voxel) voxel by voxel,
-/// one parallel task per `(batch, z)` slice: `f(batch, [z, y, x], voxel's values)`.
-fn per_voxel(
-    out: &mut [f32],
-    dims: [usize; 3],
-    width: usize,
-    f: impl Fn(usize, [usize; 3], &mut [f32]) + Sync,
-) {
-    let [z, y, w] = dims;
-    out.par_chunks_mut(y * w * width)
-        .enumerate()
-        .for_each(|(bz, chunk)| {
-            for (i, cell) in chunk.chunks_mut(width).enumerate() {
-                f(bz / z, [bz % z, i / w, i % w], cell);
-            }
-        });
-}
-
-impl CustomOp1 for Unfold3d {
-    fn name(&self) -> &'static str {
-        "tessera-unfold3d"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "unfold3d")?;
-        let [b, z, y, w, c] = dims5(l, "unfold3d")?;
-        let k = self.k;
-        let kc = k * k * k * c;
-        let vol = z * y * w;
-        let mut out = vec![0f32; b * vol * kc];
-        per_voxel(&mut out, [z, y, w], kc, |bi, p, row| {
-            let src = &x[bi * vol * c..(bi + 1) * vol * c];
-            each_neighbour(p, k, [z, y, w], false, |o, n| {
-                row[o * c..(o + 1) * c].copy_from_slice(&src[n * c..(n + 1) * c]);
-            });
-        });
-        Ok((CpuStorage::F32(out), Shape::from(vec![b, z, y, w, kc])))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            grad.contiguous()?.apply_op1_no_bwd(&Fold3d { k: self.k })?,
-        ))
-    }
-}
-
-/// The adjoint of [`Unfold3d`]: `[B, Z, Y, X, k³·C]` → `[B, Z, Y, X, C]`, each voxel
-/// gathering the gradient of every neighbourhood it appears in.
-struct Fold3d {
-    k: usize,
-}
-
-impl CustomOp1 for Fold3d {
-    fn name(&self) -> &'static str {
-        "tessera-fold3d"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = contiguous(s, l, "fold3d")?;
-        let [b, z, y, w, kc] = dims5(l, "fold3d")?;
-        let k = self.k;
-        let c = kc / (k * k * k);
-        let vol = z * y * w;
-        let mut out = vec![0f32; b * vol * c];
-        per_voxel(&mut out, [z, y, w], c, |bi, p, acc| {
-            let src = &g[bi * vol * kc..(bi + 1) * vol * kc];
-            each_neighbour(p, k, [z, y, w], true, |o, q| {
-                let r = &src[q * kc + o * c..q * kc + (o + 1) * c];
-                for (a, v) in acc.iter_mut().zip(r) {
-                    *a += v;
-                }
-            });
-        });
-        Ok((CpuStorage::F32(out), Shape::from(vec![b, z, y, w, c])))
-    }
-}
-
-/// [`unfold3d`] from candle's differentiable ops (any device): zero-pad each spatial axis,
+/// The zero-padded `k³` neighbourhoods of a channel-last volume `[B, Z, Y, X, C]` as
+/// `[B, Z, Y, X, k³·C]` (neighbourhood-major: `dz, dy, dx`, then channel), from candle's
+/// differentiable ops (any device): zero-pad each spatial axis,
 /// then take the `k³` shifted windows, `dx` fastest, and concatenate them before the
 /// channels.
 pub fn unfold3d_composed(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
@@ -878,15 +751,6 @@ pub fn unfold3d_composed(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
         }
     }
     Tensor::cat(&parts, 4)
-}
-
-/// The zero-padded `k³` neighbourhoods of a channel-last volume (see [`Unfold3d`]), with a
-/// backward pass.
-pub fn unfold3d(x: &Tensor, k: usize) -> candle_core::Result<Tensor> {
-    if composed(x) {
-        return unfold3d_composed(x, k);
-    }
-    x.contiguous()?.apply_op1(Unfold3d { k })
 }
 
 #[cfg(test)]
@@ -967,19 +831,6 @@ mod tests {
         );
         close(&y1, &y2, 1e-6);
         close(&g1, &g2, 1e-5);
-    }
-
-    #[test]
-    fn unfold3d_matches_its_composed_fallback_forward_and_backward() {
-        let mut rng = Rng::new(5);
-        for k in [1usize, 3] {
-            let x = Var::from_tensor(&randn(&mut rng, 0.0, 1.0, &[2, 3, 4, 5, 2])).unwrap();
-            let w = randn(&mut rng, 0.0, 1.0, &[2, 3, 4, 5, k * k * k * 2]);
-            let (y1, g1) = reference_grads(&x, |t| unfold3d(t, k).unwrap(), &w);
-            let (y2, g2) = reference_grads(&x, |t| unfold3d_composed(t, k).unwrap(), &w);
-            close(&y1, &y2, 0.0 + f32::EPSILON);
-            close(&g1, &g2, 1e-5);
-        }
     }
 
     #[test]

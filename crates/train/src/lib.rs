@@ -663,12 +663,26 @@ pub fn bench_steps(
             Tokens::from_samples(&v)
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let batch = &Batch {
+    let batch = Batch {
         views,
         specs,
         ids: (0..samples.len() as u64).collect(),
         targets: None,
     };
+    bench_batch(recipe, store, cfg, &batch, &mut rng, warmup, steps)
+}
+
+/// [`bench_steps`] on a given batch (one whose recipe needs targets, such as a
+/// segmentation model's per-voxel labels).
+pub fn bench_batch(
+    recipe: &mut dyn Recipe,
+    store: &ParamStore,
+    cfg: &TrainConfig,
+    batch: &Batch,
+    rng: &mut Rng,
+    warmup: usize,
+    steps: usize,
+) -> Result<String> {
     let mut opt = AdamW::new(store, cfg);
     let mut timed = 0.0;
     // Seconds in the forward pass + loss, the backward pass, and the optimiser.
@@ -679,7 +693,7 @@ pub fn bench_steps(
             step: i as u64 + 1,
             total_steps: (warmup + steps) as u64,
         };
-        let out = recipe.loss(batch, &ctx, &mut rng)?;
+        let out = recipe.loss(batch, &ctx, rng)?;
         let t1 = Instant::now();
         let grads = out.loss.backward()?;
         let t2 = Instant::now();

@@ -64,6 +64,13 @@ pub struct SegmentArgs {
     /// Task name in the results table (`OUT/rows.jsonl`).
     #[arg(long, default_value = "segmentation")]
     pub task: String,
+    /// Time this many training steps on one batch of labelled crops and print the JSON line
+    /// of `bench-step` instead of training (the side-by-side of `benchmarks/seg_step.sh`).
+    #[arg(long, value_name = "STEPS")]
+    pub bench_steps: Option<usize>,
+    /// Untimed steps before `--bench-steps`.
+    #[arg(long, default_value_t = 2)]
+    pub bench_warmup: usize,
 }
 
 fn three() -> usize {
@@ -560,7 +567,10 @@ pub fn run(app: &App<MedicalFrontend>, args: &SegmentArgs) -> Result<()> {
         );
         (seg, fe, model, head, common.seed.unwrap_or(0))
     } else {
-        fit(app, args, out, &all, test.len())?
+        match fit(app, args, out, &all, test.len())? {
+            Some(fitted) => fitted,
+            None => return Ok(()), // --bench-steps
+        }
     };
     if test.is_empty() {
         println!("no `{}` rows: nothing to evaluate", common.test_split);
@@ -587,15 +597,20 @@ pub fn run(app: &App<MedicalFrontend>, args: &SegmentArgs) -> Result<()> {
     evaluate(&model, &fe, &test, seg.classes, out, row, &head)
 }
 
+/// A trained segmentation model: its config, front end, model, the head of its result
+/// line and its seed.
+type Fitted = (SegmentConfig, MedicalFrontend, SegModel, String, u64);
+
 /// Trains the segmentation model on the non-test (or `--train-split`) rows of `all`;
-/// returns it with the head of its result line and its seed.
+/// returns it with the head of its result line and its seed (`None` after
+/// `--bench-steps`, which times steps instead of training).
 fn fit(
     app: &App<MedicalFrontend>,
     args: &SegmentArgs,
     out: &Path,
     all: &[(DataItem, PathBuf)],
     test_cases: usize,
-) -> Result<(SegmentConfig, MedicalFrontend, SegModel, String, u64)> {
+) -> Result<Option<Fitted>> {
     let common = &args.common;
     let run = encoder_for(app, common, args.random_init)?;
     let (mut card, enc, mut store) = (run.card, run.encoder, run.store);
@@ -682,6 +697,22 @@ fn fit(
         order: EpochOrder::new(card.seed, cases.len()),
         fg_fraction: seg.foreground_crop_fraction,
     };
+    if let Some(steps) = args.bench_steps {
+        let mut rng = Rng::new(card.seed);
+        let slot = BatchSlot::whole(1, seg.train.batch_size);
+        let batch = source.batch(&slot, &[], &mut rng)?;
+        let line = tessera_train::bench_batch(
+            &mut model,
+            &store,
+            &seg.train,
+            &batch,
+            &mut rng,
+            args.bench_warmup,
+            steps,
+        )?;
+        println!("{line}");
+        return Ok(None);
+    }
     let opts = RunOptions {
         run_dir: out,
         seed: card.seed,
@@ -705,7 +736,7 @@ fn fit(
         summary.last_step,
         summary.elapsed_s
     );
-    Ok((seg, fe, model, head, card.seed))
+    Ok(Some((seg, fe, model, head, card.seed)))
 }
 
 fn run_name(args: &SegmentArgs, out: &Path) -> String {

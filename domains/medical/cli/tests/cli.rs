@@ -179,6 +179,37 @@ fn pretrain_segment_apply_and_export() {
         card.contains("conv_layers = 1") && card.contains("layer_decay = 0.9"),
         "{card}"
     );
+    // `--bench-steps` times steps on one batch of labelled crops and trains nothing.
+    let bench = d.join("seg-bench");
+    let out = ok(&[
+        "segment",
+        "--random-init",
+        "--config",
+        &s(&seg_cfg),
+        "--data",
+        &s(&manifest),
+        "--train-split",
+        "train",
+        "--batch-size",
+        "2",
+        "--bench-steps",
+        "2",
+        "--bench-warmup",
+        "1",
+        "--out",
+        &s(&bench),
+    ]);
+    let json = out
+        .lines()
+        .find(|l| l.starts_with("{\"impl\""))
+        .unwrap_or_else(|| panic!("{out}"));
+    let line: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(line["impl"], "tessera", "{out}");
+    assert!(line["samples_per_s"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(
+        !bench.join("checkpoints").exists(),
+        "a bench trains nothing"
+    );
     // Re-evaluating the saved run gives the same scores.
     ok(&[
         "segment",
